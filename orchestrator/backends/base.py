@@ -1,0 +1,127 @@
+"""The :class:`Backend` protocol and the wire Structs every backend speaks.
+
+A backend knows how to list, load and unload models on one model server and
+where that server answers OpenAI-compatible inference. It knows nothing of
+actors, TTL timers, retries or breakers: those belong to the core.
+
+Error contract: a backend raises only :class:`~orchestrator.errors.OrchestratorError`
+subclasses (translated at this seam with ``map_exceptions``). Transient
+failures raise a :class:`~orchestrator.errors.BackendError` whose
+``transient`` is true; the core retries those and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+__all__ = ["Backend", "BackendHealth", "LoadedModel", "ModelInfo"]
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A model the backend can load (an entry of its catalogue).
+
+    Attributes:
+        key: the backend's model key, used to load it.
+        type: ``"llm"``, ``"vlm"`` or ``"embedding"``.
+        size_bytes: size on disk, when known (used by the memory budget).
+        max_context_length: the model's maximum context, when known.
+        capabilities: e.g. ``("tool_use", "vision")``, when the backend says.
+    """
+
+    key: str
+    type: str = "llm"
+    size_bytes: int | None = None
+    max_context_length: int | None = None
+    capabilities: tuple[str, ...] = ()
+
+
+class LoadedModel(msgspec.Struct, frozen=True, kw_only=True):
+    """A model instance the backend currently holds.
+
+    Attributes:
+        identifier: the instance identifier (what inference requests name).
+        key: the model key it was loaded from.
+        ttl_s: the backend's idle TTL for it, when known.
+        status: ``"loaded"`` or ``"loading"`` (backends that report progress).
+    """
+
+    identifier: str
+    key: str
+    ttl_s: float | None = None
+    status: str = "loaded"
+
+
+class BackendHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """What a health probe found.
+
+    Attributes:
+        reachable: whether the backend answered at all.
+        backend: the backend's kind, e.g. ``"lmstudio"``.
+        version: the server's version string, when it tells.
+        detail: one human-readable line (why it is unreachable, or extra facts).
+    """
+
+    reachable: bool
+    backend: str
+    version: str | None = None
+    detail: str = ""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the orchestrator needs from a model server.
+
+    All methods may raise :class:`~orchestrator.errors.BackendError` subclasses;
+    ``load`` may also raise :class:`~orchestrator.errors.UnknownModel` or
+    :class:`~orchestrator.errors.BackendRejected` (permanent). Cancellation is
+    honoured by every async method: a cancelled call leaves no child process or
+    open request behind.
+    """
+
+    name: str
+
+    async def list_available(self) -> list[ModelInfo]:
+        """Return the catalogue: every model this backend can load."""
+        ...
+
+    async def list_loaded(self) -> list[LoadedModel]:
+        """Return the model instances the backend holds right now."""
+        ...
+
+    async def load(
+        self,
+        key: str,
+        *,
+        identifier: str,
+        ttl_s: float,
+        context_length: int | None = None,
+    ) -> None:
+        """Load ``key`` as instance ``identifier`` with an idle TTL the backend enforces.
+
+        Returning means the backend accepted and finished the load; the core
+        still verifies that ``identifier`` appears in :meth:`list_loaded`.
+        """
+        ...
+
+    async def unload(self, identifier: str) -> None:
+        """Unload instance ``identifier``; unloading an absent model is not an error."""
+        ...
+
+    def base_url(self, identifier: str) -> str:
+        """Return the OpenAI-compatible base URL (ending in ``/v1``) serving ``identifier``."""
+        ...
+
+    def http_headers(self) -> Mapping[str, str]:
+        """Return headers inference requests must carry (e.g. ``Authorization``)."""
+        ...
+
+    async def health(self) -> BackendHealth:
+        """Probe the backend; never raises for an unreachable server, reports it."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's own resources (HTTP pools, worker processes)."""
+        ...
