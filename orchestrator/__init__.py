@@ -1,0 +1,81 @@
+"""lmstudio-orchestrator: local models for AI agents, one actor per model on trio.
+
+Start here::
+
+    from orchestrator import Config, open_orchestrator
+    from orchestrator.testing import FakeBackend
+
+    async with open_orchestrator(FakeBackend(["qwen"]), Config()) as orch:
+        async with orch.lease("qwen") as lease:
+            ...  # the model is READY and cannot expire until the block ends
+"""
+
+from orchestrator.api import Lease, Orchestrator, open_orchestrator
+from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
+from orchestrator.config import Config
+from orchestrator.errors import (
+    ActorStopped,
+    BackendAuthError,
+    BackendError,
+    BackendProtocolError,
+    BackendRejected,
+    BackendServerError,
+    BackendTimeout,
+    BackendUnreachable,
+    BreakerOpen,
+    CapacityExhausted,
+    ConfigError,
+    InvalidModelName,
+    InvalidRequest,
+    InvalidTransition,
+    LoadFailed,
+    ModelBusy,
+    ModelNotLoaded,
+    ModelUnavailable,
+    OrchestratorError,
+    Overloaded,
+    UnknownModel,
+    VerifyFailed,
+    WaitTimeout,
+)
+from orchestrator.lifecycle import Input, State
+from orchestrator.metrics import Metrics
+from orchestrator.status import ModelStatus
+
+__all__ = [
+    "ActorStopped",
+    "Backend",
+    "BackendAuthError",
+    "BackendError",
+    "BackendHealth",
+    "BackendProtocolError",
+    "BackendRejected",
+    "BackendServerError",
+    "BackendTimeout",
+    "BackendUnreachable",
+    "BreakerOpen",
+    "CapacityExhausted",
+    "Config",
+    "ConfigError",
+    "Input",
+    "InvalidModelName",
+    "InvalidRequest",
+    "InvalidTransition",
+    "Lease",
+    "LoadFailed",
+    "LoadedModel",
+    "Metrics",
+    "ModelBusy",
+    "ModelInfo",
+    "ModelNotLoaded",
+    "ModelStatus",
+    "ModelUnavailable",
+    "Orchestrator",
+    "OrchestratorError",
+    "Overloaded",
+    "State",
+    "UnknownModel",
+    "VerifyFailed",
+    "WaitTimeout",
+    "open_orchestrator",
+]

@@ -1,0 +1,45 @@
+"""The ``lmsorch`` command line.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only lists them, so ``lmsorch --help`` stays
+fast (modules are imported only when their command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# (command, module, one-line help)
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("statechart", "mcp_frontend.commands.statechart", "render the model lifecycle statechart"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmsorch",
+        description="Local models for AI agents: an MCP server over an actor/state-machine "
+        "orchestrator (LM Studio or embedded llama.cpp).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lmsorch``; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    code: int = importlib.import_module(args._module).run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

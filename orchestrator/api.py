@@ -1,0 +1,241 @@
+"""The facade: what the MCP frontend and users call.
+
+Every call validates its arguments first (nothing invalid reaches an actor or
+the backend), then talks to the model's actor through its mailbox and waits
+for the reply under a bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+import trio
+
+from orchestrator import messages as m
+from orchestrator.actor import ModelActor
+from orchestrator.backends.base import Backend, ModelInfo
+from orchestrator.config import Config
+from orchestrator.errors import ActorStopped, InvalidRequest, OrchestratorError, WaitTimeout
+from orchestrator.metrics import Metrics
+from orchestrator.names import validate_model_name
+from orchestrator.status import ModelStatus
+from orchestrator.supervisor import Supervisor, open_supervisor
+
+__all__ = ["Lease", "Orchestrator", "open_orchestrator"]
+
+_log = structlog.get_logger("orchestrator.api")
+
+
+class Lease:
+    """A model held READY for the duration of an ``async with orch.lease(...)`` block.
+
+    Attributes:
+        status: the model's status when the lease was granted.
+    """
+
+    def __init__(self, actor: ModelActor, status: ModelStatus) -> None:
+        self._actor = actor
+        self.status = status
+
+    @property
+    def identifier(self) -> str:
+        """The backend instance identifier to name in inference requests."""
+        return self.status.identifier
+
+    def lost(self, reason: str = "the backend reported the model as not loaded") -> None:
+        """Report that the backend no longer has the model (e.g. inference said "not found").
+
+        The actor moves it to UNLOADED (``LOST``) so the next request reloads it.
+        A report about an older load than the current one is ignored.
+        """
+        self._actor.post(m.Lost(generation=self.status.generation, reason=reason))
+
+
+class Orchestrator:
+    """Model lifecycle for callers. Obtain one with :func:`open_orchestrator`."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._sup = supervisor
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+        return self._sup.config
+
+    @property
+    def backend(self) -> Backend:
+        """The backend models are loaded on (for inference URLs and health)."""
+        return self._sup.backend
+
+    @property
+    def metrics(self) -> Metrics:
+        """This orchestrator's metrics."""
+        return self._sup.metrics
+
+    async def catalog(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """Return the models the backend offers (cached for ``catalog_ttl_s``)."""
+        return await self._sup.catalog.models(refresh=refresh)
+
+    async def ensure_loaded(
+        self, model: str, *, ttl_s: float | None = None, timeout_s: float | None = None
+    ) -> ModelStatus:
+        """Make ``model`` READY and return its status.
+
+        Concurrent calls for one model share one load. ``ttl_s`` sets the idle
+        TTL (clamped to ``max_ttl_s``); the TTL counts from now.
+
+        Raises:
+            InvalidModelName, InvalidRequest: bad arguments; nothing was changed.
+            UnknownModel: the backend does not offer ``model``.
+            ModelUnavailable: the load failed, the breaker is open, or the wait timed out.
+            BackendError: the catalogue could not be read.
+
+        Cancellation: cancelling the caller drops only its wait; the load goes on.
+        """
+        _actor, status = await self._ensure(model, lease=False, ttl_s=ttl_s, timeout_s=timeout_s)
+        return status
+
+    @asynccontextmanager
+    async def lease(
+        self, model: str, *, ttl_s: float | None = None, timeout_s: float | None = None
+    ) -> AsyncIterator[Lease]:
+        """Hold ``model`` READY for the block: it is never expired or evicted meanwhile.
+
+        The request counts as in flight until the block exits; the idle TTL
+        restarts from then. Raises as :meth:`ensure_loaded`.
+        """
+        actor, status = await self._ensure(model, lease=True, ttl_s=ttl_s, timeout_s=timeout_s)
+        try:
+            yield Lease(actor, status)
+        finally:
+            actor.post(m.Release())
+
+    async def unload(self, model: str) -> ModelStatus:
+        """Unload ``model`` now and return its status.
+
+        Raises:
+            ModelBusy: requests are in flight, or the model is still loading.
+            BackendError: the backend failed to unload (the model may still be loaded).
+        """
+        name = validate_model_name(model)
+        actor = await self._sup.actor_for(name)
+        return await self._ask(
+            actor, lambda reply: m.Unload(reply=reply), self.config.unload_timeout_s * 2
+        )
+
+    async def reset_breaker(self, model: str) -> ModelStatus:
+        """Close ``model``'s circuit breaker by hand and forget its failures."""
+        name = validate_model_name(model)
+        actor = await self._sup.actor_for(name)
+        return await self._ask(actor, lambda reply: m.ResetBreaker(reply=reply), 30.0)
+
+    def status(self) -> list[ModelStatus]:
+        """Return a snapshot of every model this orchestrator manages, sorted by model."""
+        return [actor.snapshot() for actor in self._sup.actors()]
+
+    # -- internals --
+
+    def _check_ttl(self, ttl_s: float | None) -> float | None:
+        if ttl_s is None:
+            return None
+        if not isinstance(ttl_s, int | float) or math.isnan(ttl_s) or ttl_s <= 0:
+            raise InvalidRequest(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        if ttl_s > self.config.max_ttl_s:
+            _log.warning("ttl_clamped", requested_s=ttl_s, max_ttl_s=self.config.max_ttl_s)
+            return self.config.max_ttl_s
+        return float(ttl_s)
+
+    def _check_timeout(self, timeout_s: float | None) -> float:
+        if timeout_s is None:
+            return self.config.request_timeout_s
+        if not isinstance(timeout_s, int | float) or math.isnan(timeout_s) or timeout_s <= 0:
+            raise InvalidRequest(
+                f"timeout_s must be a positive number of seconds, got {timeout_s!r}"
+            )
+        return float(timeout_s)
+
+    async def _ensure(
+        self, model: str, *, lease: bool, ttl_s: float | None, timeout_s: float | None
+    ) -> tuple[ModelActor, ModelStatus]:
+        name = validate_model_name(model)
+        ttl = self._check_ttl(ttl_s)
+        timeout = self._check_timeout(timeout_s)
+        started = trio.current_time()
+        with trio.move_on_after(timeout):
+            actor = await self._sup.actor_for(name)
+            remaining = max(0.0, timeout - (trio.current_time() - started))
+            status = await self._ask(
+                actor,
+                lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
+                remaining,
+                lease=lease,
+            )
+            self.metrics.wait_duration.labels(model=name).observe(trio.current_time() - started)
+            return actor, status
+        raise WaitTimeout(name, f"timed out after {timeout:g}s waiting for model {name!r}")
+
+    async def _ask(
+        self,
+        actor: ModelActor,
+        make: Callable[[m.ReplyChannel], m.Message],
+        timeout: float,
+        *,
+        lease: bool = False,
+    ) -> ModelStatus:
+        send, recv = trio.open_memory_channel[m.Reply](1)
+        with recv:
+            actor.submit(make(send))
+            try:
+                with trio.fail_after(timeout):
+                    result = await recv.receive()
+            except trio.TooSlowError:
+                self._reclaim(actor, recv, lease)
+                state = actor.snapshot().state.value
+                raise WaitTimeout(
+                    actor.model,
+                    f"model {actor.model!r} was not ready within {timeout:g}s (it is {state}); "
+                    "the load goes on: call again to join it",
+                ) from None
+            except trio.EndOfChannel:
+                raise ActorStopped(f"the actor for {actor.model!r} stopped") from None
+            except BaseException:
+                self._reclaim(actor, recv, lease)
+                raise
+        if isinstance(result, OrchestratorError):
+            raise result
+        return result
+
+    @staticmethod
+    def _reclaim(actor: ModelActor, recv: trio.MemoryReceiveChannel[m.Reply], lease: bool) -> None:
+        # A reply may have landed between the timeout and now: a granted lease
+        # nobody will use must be given back, or the model could never expire.
+        try:
+            late = recv.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        if lease and isinstance(late, ModelStatus):
+            actor.post(m.Release())
+
+
+@asynccontextmanager
+async def open_orchestrator(
+    backend: Backend, config: Config | None = None, *, metrics: Metrics | None = None
+) -> AsyncIterator[Orchestrator]:
+    """Run an orchestrator over ``backend`` for the duration of the ``async with`` block.
+
+    Args:
+        backend: where models are loaded.
+        config: policies and limits; ``Config()`` defaults when omitted.
+        metrics: where to count; a private registry when omitted.
+
+    On exit (normal, error or cancellation) every pending request fails with
+    ``ActorStopped`` and every model this orchestrator loaded is unloaded,
+    shielded and bounded by ``shutdown_timeout_s``. The backend itself is not
+    closed: whoever made it closes it.
+    """
+    config = config if config is not None else Config()
+    async with open_supervisor(backend, config, metrics or Metrics()) as supervisor:
+        yield Orchestrator(supervisor)

@@ -1,0 +1,125 @@
+"""Bounded memory: at most ``max_loaded_models`` (and an optional byte budget) loaded at once.
+
+A load first reserves a slot. When none is free, the pool asks the least
+recently used *idle* model to unload (an ``Evict`` message: the victim's actor
+makes the final decision and refuses if a lease arrived meanwhile) and waits
+for a slot to free. A model with a lease is never a candidate. If nothing can
+be evicted before the wait runs out, the load fails with
+:class:`~orchestrator.errors.CapacityExhausted` saying who holds the room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import msgspec
+import trio
+
+from orchestrator.errors import CapacityExhausted
+
+__all__ = ["CapacityPool", "Resident"]
+
+
+class Resident(msgspec.Struct, frozen=True, kw_only=True):
+    """What the pool knows of a model holding (or about to hold) room."""
+
+    model: str
+    state: str
+    idle: bool
+    in_flight: int
+    last_used_at: float
+
+
+class CapacityPool:
+    """Slots for loaded models, with LRU eviction of idle ones.
+
+    Args:
+        max_models: most models holding a slot at once.
+        budget_bytes: optional cap on the summed sizes of slot holders.
+        residents: returns a read-only snapshot of every model with an actor.
+        evict: asks one model's actor to unload if idle.
+    """
+
+    def __init__(
+        self,
+        max_models: int,
+        budget_bytes: int | None,
+        residents: Callable[[], Iterable[Resident]],
+        evict: Callable[[str], None],
+    ) -> None:
+        self._max = max_models
+        self._budget = budget_bytes
+        self._residents = residents
+        self._evict = evict
+        self._holders: dict[str, int] = {}
+        self._changed = trio.Event()
+        self._waiting = 0
+
+    def holds(self, model: str) -> bool:
+        """Whether ``model`` holds a slot."""
+        return model in self._holders
+
+    def _fits(self, model: str, size: int) -> bool:
+        others = {k: v for k, v in self._holders.items() if k != model}
+        if len(others) + 1 > self._max:
+            return False
+        return self._budget is None or sum(others.values()) + size <= self._budget
+
+    async def reserve(self, model: str, size_bytes: int | None, wait_s: float) -> None:
+        """Take a slot for ``model``, evicting idle models as needed.
+
+        Raises:
+            CapacityExhausted: no slot freed within ``wait_s``.
+        """
+        size = size_bytes or 0
+        if self._budget is not None and size > self._budget:
+            raise CapacityExhausted(
+                model,
+                f"model {model!r} needs {size} bytes, more than the whole memory budget "
+                f"({self._budget} bytes); raise memory_budget_bytes",
+            )
+        self._waiting += 1
+        try:
+            with trio.move_on_after(wait_s):
+                while not self._fits(model, size):
+                    self._evict_one(model)
+                    await self._changed.wait()
+                self._holders[model] = size
+                return
+        finally:
+            self._waiting -= 1
+        raise CapacityExhausted(model, self._why_full(model, wait_s))
+
+    def adopt(self, model: str, size_bytes: int | None) -> None:
+        """Record a model the backend already holds (it may exceed the limit until evicted)."""
+        self._holders[model] = size_bytes or 0
+
+    def release(self, model: str) -> None:
+        """Free ``model``'s slot, if it holds one."""
+        if self._holders.pop(model, None) is not None:
+            self.changed()
+
+    def changed(self) -> None:
+        """Wake loads waiting for room (a model became idle or freed its slot)."""
+        if self._waiting:
+            self._changed.set()
+            self._changed = trio.Event()
+
+    def _evict_one(self, model: str) -> None:
+        idle = [r for r in self._residents() if r.idle and r.model != model]
+        idle = [r for r in idle if r.model in self._holders]
+        if idle:
+            self._evict(min(idle, key=lambda r: r.last_used_at).model)
+
+    def _why_full(self, model: str, wait_s: float) -> str:
+        busy = [r for r in self._residents() if r.model in self._holders and r.model != model]
+        holders = ", ".join(
+            f"{r.model} ({r.state}, {r.in_flight} in flight)" for r in busy
+        ) or ", ".join(sorted(self._holders))
+        limit = f"max_loaded_models={self._max}"
+        if self._budget is not None:
+            limit += f", memory_budget_bytes={self._budget}"
+        return (
+            f"no room to load {model!r} within {wait_s:g}s: {limit} is held by models in use "
+            f"({holders}); retry when they finish or raise the limit"
+        )

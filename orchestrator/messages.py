@@ -1,0 +1,148 @@
+"""What goes into a model actor's mailbox: one closed union of frozen, tagged Structs.
+
+Requests come from callers (through the facade) and carry their own reply
+channel; inputs come from the actor's own child tasks (loads, verifies,
+unloads, timers) and report outcomes. msgspec does not validate field types at
+construction, so a reply channel can ride in a Struct.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import msgspec
+import trio
+
+from orchestrator.errors import OrchestratorError
+from orchestrator.status import ModelStatus
+
+__all__ = [
+    "CooldownOver",
+    "Discovered",
+    "EnsureLoaded",
+    "Evict",
+    "IdleTimeout",
+    "LoadFailed",
+    "LoadOk",
+    "Lost",
+    "Message",
+    "Release",
+    "Reply",
+    "ReplyChannel",
+    "ResetBreaker",
+    "Unload",
+    "UnloadDone",
+    "VerifyFailed",
+    "VerifyOk",
+]
+
+Reply: TypeAlias = ModelStatus | OrchestratorError
+ReplyChannel: TypeAlias = trio.MemorySendChannel[Reply]
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+class EnsureLoaded(_Msg, frozen=True):
+    """Make the model READY; with ``lease``, also count the caller in flight."""
+
+    reply: ReplyChannel
+    lease: bool = False
+    ttl_s: float | None = None
+    wait_s: float = 300.0
+
+
+class Release(_Msg, frozen=True):
+    """A lease ended."""
+
+
+class Unload(_Msg, frozen=True):
+    """Unload the model now (refused while requests are in flight)."""
+
+    reply: ReplyChannel
+
+
+class Evict(_Msg, frozen=True):
+    """The supervisor needs room: unload if (and only if) idle."""
+
+
+class ResetBreaker(_Msg, frozen=True):
+    """Close the breaker by hand and forget the failures."""
+
+    reply: ReplyChannel
+
+
+class Discovered(_Msg, frozen=True):
+    """The backend already holds this model (adopted at start)."""
+
+
+class Lost(_Msg, frozen=True):
+    """The backend no longer holds the model loaded as ``generation``."""
+
+    generation: int
+    reason: str = "not listed by the backend"
+
+
+class LoadOk(_Msg, frozen=True):
+    """The load started as ``op`` finished."""
+
+    op: int
+
+
+class LoadFailed(_Msg, frozen=True):
+    """The load started as ``op`` failed; ``counts`` says whether it feeds the breaker."""
+
+    op: int
+    error: OrchestratorError
+    counts: bool = True
+
+
+class VerifyOk(_Msg, frozen=True):
+    """Verification ``op`` saw the model listed as loaded."""
+
+    op: int
+
+
+class VerifyFailed(_Msg, frozen=True):
+    """Verification ``op`` gave up."""
+
+    op: int
+    error: OrchestratorError
+
+
+class UnloadDone(_Msg, frozen=True):
+    """Unload ``op`` finished; ``error`` is set when the backend call failed."""
+
+    op: int
+    error: OrchestratorError | None = None
+
+
+class IdleTimeout(_Msg, frozen=True):
+    """The idle timer armed as ``generation`` fired."""
+
+    generation: int
+
+
+class CooldownOver(_Msg, frozen=True):
+    """The breaker cooldown armed as ``generation`` ended."""
+
+    generation: int
+
+
+Message: TypeAlias = (
+    EnsureLoaded
+    | Release
+    | Unload
+    | Evict
+    | ResetBreaker
+    | Discovered
+    | Lost
+    | LoadOk
+    | LoadFailed
+    | VerifyOk
+    | VerifyFailed
+    | UnloadDone
+    | IdleTimeout
+    | CooldownOver
+)

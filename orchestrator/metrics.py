@@ -1,0 +1,159 @@
+"""Prometheus metrics, declared once, prefix ``lmsorch_``, base units.
+
+Each orchestrator owns a :class:`Metrics` with its own registry, so two
+orchestrators in one process (or two tests) never share counters. Label values
+are bounded: models are validated catalogue keys, the rest are enums.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from orchestrator.lifecycle import Input, State
+
+__all__ = ["Metrics"]
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """Every metric the orchestrator exports.
+
+    Args:
+        registry: where to register; a fresh private registry by default.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.load_attempts = Counter(
+            "lmsorch_model_load_attempts_total",
+            "Model loads by model and result (ok, failed, adopted).",
+            ["model", "result"],
+            registry=r,
+        )
+        self.load_duration = Histogram(
+            "lmsorch_model_load_duration_seconds",
+            "Time from the start of a load to the backend's answer.",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.verify_duration = Histogram(
+            "lmsorch_model_verify_duration_seconds",
+            "Time from a successful load to the model being listed (READY).",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.verification_failures = Counter(
+            "lmsorch_verification_failures_total",
+            "Verifications that gave up, by model and reason.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.loaded_models = Gauge(
+            "lmsorch_loaded_models",
+            "Models currently READY.",
+            registry=r,
+        )
+        self.retries = Counter(
+            "lmsorch_retry_attempts_total",
+            "Retries of transient backend errors, by operation and attempt number.",
+            ["operation", "attempt"],
+            registry=r,
+        )
+        self.model_state = Gauge(
+            "lmsorch_model_state",
+            "Current lifecycle state per model (one-hot).",
+            ["model", "state"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "lmsorch_transitions_total",
+            "Lifecycle transitions by source, destination and input.",
+            ["src", "dst", "input"],
+            registry=r,
+        )
+        self.breaker_opens = Counter(
+            "lmsorch_breaker_opens_total",
+            "Times a model's circuit breaker opened.",
+            ["model"],
+            registry=r,
+        )
+        self.coalesced = Counter(
+            "lmsorch_coalesced_waiters_total",
+            "Requests that joined a load already in flight instead of starting one.",
+            ["model"],
+            registry=r,
+        )
+        self.mailbox_depth = Gauge(
+            "lmsorch_mailbox_depth",
+            "Messages waiting in a model actor's mailbox.",
+            ["model"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "lmsorch_in_flight_requests",
+            "Leases currently held on a model.",
+            ["model"],
+            registry=r,
+        )
+        self.unloads = Counter(
+            "lmsorch_unloads_total",
+            "Unloads by model and reason (idle, evicted, requested, shutdown).",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.wait_duration = Histogram(
+            "lmsorch_model_wait_seconds",
+            "Time callers spent waiting for a model to be ready.",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.inference_requests = Counter(
+            "lmsorch_inference_requests_total",
+            "Inference requests by model, endpoint and outcome.",
+            ["model", "endpoint", "outcome"],
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "lmsorch_inference_duration_seconds",
+            "Inference request duration by model and endpoint.",
+            ["model", "endpoint"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.agent_runs = Histogram(
+            "lmsorch_agent_run_duration_seconds",
+            "Autonomous agent run duration by MCP server set and success.",
+            ["server", "success"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+
+    def set_state(self, model: str, state: State) -> None:
+        """Record ``state`` as the one current state of ``model``."""
+        for s in State:
+            self.model_state.labels(model=model, state=s.value).set(1 if s is state else 0)
+
+    def transition(self, model: str, src: State, dst: State, inp: Input) -> None:
+        """Count one transition and update the per-model state gauges."""
+        self.transitions.labels(src=src.value, dst=dst.value, input=inp.value).inc()
+        if src is not dst:
+            self.set_state(model, dst)
+            if dst is State.READY:
+                self.loaded_models.inc()
+            elif src is State.READY:
+                self.loaded_models.dec()
+            if dst is State.BREAKER_OPEN:
+                self.breaker_opens.labels(model=model).inc()
+
+    def retry(self, operation: str, attempt: int) -> None:
+        """Count one retry (matches :data:`orchestrator.retry.OnRetry`)."""
+        self.retries.labels(operation=operation, attempt=str(attempt)).inc()
+
+    def exposition(self) -> bytes:
+        """Return the registry in the Prometheus text format."""
+        return generate_latest(self.registry)

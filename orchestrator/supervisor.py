@@ -1,0 +1,163 @@
+"""The supervisor: starts actors lazily, isolates them, adopts and shuts down.
+
+One-for-one: each actor catches its own crash (see ``ModelActor.run``), fails
+its pending requests with ``ActorStopped`` and leaves the registry; the next
+request for that model starts a fresh actor, which adopts the model if the
+backend still holds it. A crash never cancels another model's actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+import trio
+
+from orchestrator import messages as m
+from orchestrator.actor import ModelActor
+from orchestrator.backends.base import Backend
+from orchestrator.capacity import CapacityPool, Resident
+from orchestrator.catalog import Catalog
+from orchestrator.config import Config
+from orchestrator.errors import ActorStopped, OrchestratorError
+from orchestrator.metrics import Metrics
+
+__all__ = ["Supervisor", "open_supervisor"]
+
+_log = structlog.get_logger("orchestrator.supervisor")
+
+
+class _Starting:
+    """A first request creating a model's actor; later requests wait for its outcome."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: OrchestratorError | None = None
+
+
+class Supervisor:
+    """Owns the actors of one orchestrator. Use :func:`open_supervisor`."""
+
+    def __init__(
+        self, backend: Backend, config: Config, metrics: Metrics, nursery: trio.Nursery
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.metrics = metrics
+        self._nursery = nursery
+        self.catalog = Catalog(backend, config, metrics.retry)
+        self.pool = CapacityPool(
+            config.max_loaded_models, config.memory_budget_bytes, self._residents, self._evict
+        )
+        self._actors: dict[str, ModelActor] = {}
+        self._starting: dict[str, _Starting] = {}
+        self._closed = False
+
+    def actors(self) -> list[ModelActor]:
+        """Return the live actors, sorted by model."""
+        return [self._actors[k] for k in sorted(self._actors)]
+
+    async def actor_for(self, model: str) -> ModelActor:
+        """Return ``model``'s actor, starting it on first use.
+
+        Raises:
+            UnknownModel: the catalogue has no such model.
+            BackendError: the catalogue could not be fetched.
+            ActorStopped: the orchestrator is shutting down.
+        """
+        while True:
+            if self._closed:
+                raise ActorStopped("the orchestrator is shutting down")
+            actor = self._actors.get(model)
+            if actor is not None and not actor.stopped:
+                return actor
+            starting = self._starting.get(model)
+            if starting is not None:
+                await starting.done.wait()
+                if starting.error is not None:
+                    raise starting.error
+                continue
+            starting = self._starting[model] = _Starting()
+            try:
+                info = await self.catalog.lookup(model)
+                return await self._start(model, info.size_bytes)
+            except OrchestratorError as exc:
+                starting.error = exc
+                raise
+            finally:
+                del self._starting[model]
+                starting.done.set()
+
+    async def _start(self, model: str, size_bytes: int | None) -> ModelActor:
+        if self._closed:
+            raise ActorStopped("the orchestrator is shutting down")
+        actor = ModelActor(
+            model=model,
+            backend=self.backend,
+            config=self.config,
+            pool=self.pool,
+            metrics=self.metrics,
+            size_bytes=size_bytes,
+            on_exit=self._on_exit,
+        )
+        await self._nursery.start(actor.run)
+        self._actors[model] = actor
+        return actor
+
+    async def adopt(self) -> None:
+        """Adopt models the backend already holds (``DISCOVERED``), best effort and bounded."""
+        with trio.move_on_after(self.config.verify_deadline_s):
+            try:
+                loaded = await self.backend.list_loaded()
+                catalogue = {info.key: info for info in await self.catalog.models()}
+            except OrchestratorError as exc:
+                _log.warning("adopt_skipped", error=str(exc))
+                return
+            for entry in loaded:
+                info = catalogue.get(entry.key)
+                # Only instances named as we name them are ours to manage.
+                if info is None or entry.identifier != entry.key or entry.key in self._actors:
+                    continue
+                actor = await self._start(entry.key, info.size_bytes)
+                self.pool.adopt(entry.key, info.size_bytes)
+                actor.post(m.Discovered())
+                _log.info("adopted", model=entry.key)
+
+    def close(self) -> None:
+        """Stop accepting requests and stop every actor (each unloads what it loaded)."""
+        self._closed = True
+        for actor in list(self._actors.values()):
+            actor.stop()
+
+    def _on_exit(self, actor: ModelActor) -> None:
+        if self._actors.get(actor.model) is actor:
+            del self._actors[actor.model]
+
+    def _residents(self) -> list[Resident]:
+        return [actor.resident() for actor in self._actors.values()]
+
+    def _evict(self, model: str) -> None:
+        actor = self._actors.get(model)
+        if actor is not None:
+            actor.post(m.Evict())
+
+
+@asynccontextmanager
+async def open_supervisor(
+    backend: Backend, config: Config, metrics: Metrics
+) -> AsyncIterator[Supervisor]:
+    """Run a supervisor for the duration of the ``async with`` block.
+
+    On exit, every actor stops: pending requests get ``ActorStopped`` and models
+    this orchestrator loaded are unloaded (shielded, bounded by
+    ``shutdown_timeout_s``).
+    """
+    async with trio.open_nursery() as nursery:
+        supervisor = Supervisor(backend, config, metrics, nursery)
+        try:
+            if config.adopt_loaded:
+                await supervisor.adopt()
+            yield supervisor
+        finally:
+            supervisor.close()
