@@ -17,6 +17,7 @@ __all__ = ["main"]
 # (command, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statechart", "mcp_frontend.commands.statechart", "render the model lifecycle statechart"),
+    ("models", "mcp_frontend.commands.models", "manage model files (fetch-demo)"),
 )
 
 
