@@ -1,0 +1,188 @@
+"""A small GGUF header reader: enough to vet a file and describe it, no tensors read.
+
+We check a file before a worker process is spawned for it, so a non-GGUF or
+badly truncated file fails with a clear message instead of a crash log. The
+format (little-endian)::
+
+    magic "GGUF" | version u32 | tensor_count u64 | kv_count u64
+    kv_count x (key: string, value_type: u32, value)
+    string = u64 length + UTF-8 bytes; array = elem_type u32 + count u64 + elems
+
+Only scalar metadata is kept (arrays such as the tokenizer vocabulary are
+skipped), and the key/value section is read to its end so a file cut inside
+its header is caught here. A file cut inside its tensor data passes this check
+and is rejected by llama.cpp itself ("data is not within the file bounds").
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["GGUFError", "GGUFInfo", "read_gguf_info"]
+
+MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+# Sanity bounds: a real header never comes close; a garbage file would make
+# us allocate or loop for ever.
+_MAX_COUNT = 1 << 24
+_MAX_STRING = 1 << 24
+
+# value_type -> struct format of one fixed-size scalar
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+_STRING, _ARRAY = 8, 9
+
+# Architectures that are embedding models (llama.cpp names).
+_EMBEDDING_ARCHS = frozenset(
+    {
+        "bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "modern-bert",
+        "neo-bert",
+        "t5encoder",
+    }
+)
+
+
+class GGUFError(ValueError):
+    """The file is not a usable GGUF file; the message says why."""
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a GGUF header says about a model.
+
+    Attributes:
+        version: the GGUF format version.
+        tensor_count: how many tensors the file declares.
+        metadata: scalar metadata (strings, numbers, booleans) by key.
+    """
+
+    version: int
+    tensor_count: int
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str | None:
+        """The model architecture (``general.architecture``), e.g. ``"llama"``."""
+        value = self.metadata.get("general.architecture")
+        return value if isinstance(value, str) else None
+
+    def arch_int(self, name: str) -> int | None:
+        """Return the integer ``<architecture>.<name>`` (e.g. ``context_length``), if present."""
+        value = self.metadata.get(f"{self.architecture}.{name}")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def context_length(self) -> int | None:
+        """The context the model was trained for, if the header says."""
+        return self.arch_int("context_length")
+
+    @property
+    def is_embedding(self) -> bool:
+        """Whether this looks like an embedding model (architecture or a pooling type)."""
+        return self.architecture in _EMBEDDING_ARCHS or self.arch_int("pooling_type") is not None
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, path: Path) -> None:
+        self._fh = fh
+        self._path = path
+
+    def take(self, n: int) -> bytes:
+        data = self._fh.read(n)
+        if len(data) != n:
+            raise GGUFError(f"{self._path.name}: truncated GGUF header (file ends early)")
+        return data
+
+    def unpack(self, fmt: str) -> int | float | bool:
+        value: int | float | bool = struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+        return value
+
+    def count(self, what: str) -> int:
+        n = int(self.unpack("<Q"))
+        if n > _MAX_COUNT:
+            raise GGUFError(f"{self._path.name}: implausible {what} ({n}); corrupt GGUF header")
+        return n
+
+    def string(self) -> str:
+        n = int(self.unpack("<Q"))
+        if n > _MAX_STRING:
+            raise GGUFError(
+                f"{self._path.name}: implausible string length {n}; corrupt GGUF header"
+            )
+        return self.take(n).decode("utf-8", errors="replace")
+
+    def skip(self, n: int) -> None:
+        # Reading (not seeking) keeps truncation detection exact.
+        self.take(n)
+
+    def value(self, vtype: int) -> str | int | float | bool | None:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            etype = int(self.unpack("<I"))
+            n = self.count("array length")
+            if etype in _SCALARS:
+                self.skip(n * struct.calcsize(_SCALARS[etype]))
+            elif etype == _STRING:
+                for _ in range(n):
+                    self.skip(int(self.unpack("<Q")))
+            else:
+                raise GGUFError(f"{self._path.name}: unsupported GGUF array element type {etype}")
+            return None
+        raise GGUFError(f"{self._path.name}: unknown GGUF value type {vtype}; corrupt header?")
+
+
+def read_gguf_info(path: str | Path) -> GGUFInfo:
+    """Read and check the header and metadata of the GGUF file at ``path``.
+
+    Raises:
+        GGUFError: the file is not GGUF (bad magic), uses an unsupported
+            version, or its header is truncated or corrupt.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        reader = _Reader(fh, path)
+        head = fh.read(4)
+        if head != MAGIC:
+            raise GGUFError(
+                f"{path.name} is not a GGUF file (starts with {head!r}, expected {MAGIC!r})"
+            )
+        version = int(reader.unpack("<I"))
+        if version not in SUPPORTED_VERSIONS:
+            raise GGUFError(
+                f"{path.name}: unsupported GGUF version {version} "
+                f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
+        tensor_count = reader.count("tensor count")
+        kv_count = reader.count("metadata count")
+        if tensor_count == 0:
+            raise GGUFError(f"{path.name}: GGUF file declares no tensors")
+        metadata: dict[str, str | int | float | bool] = {}
+        for _ in range(kv_count):
+            key = reader.string()
+            value = reader.value(int(reader.unpack("<I")))
+            if value is not None:
+                metadata[key] = value
+    return GGUFInfo(version=version, tensor_count=tensor_count, metadata=metadata)
