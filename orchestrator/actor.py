@@ -130,6 +130,7 @@ class ModelActor:
         self._entered_at = 0.0
         self._load_started_at = 0.0
         self._loaded_by_us = False
+        self._current: m.Message | None = None
         self._started = False
         self.stopped = False
         metrics.set_state(model, State.UNLOADED)
@@ -221,7 +222,9 @@ class ModelActor:
         ):
             self._metrics.coalesced.labels(model=self.model).inc()
         now = trio.current_time()
+        self._current = msg  # answered with ActorStopped if deciding it crashes
         self._core, effects = decide(self._core, msg, now)
+        self._current = None
         for effect in effects:
             self._apply(effect, now)
         core = self._core
@@ -360,13 +363,17 @@ class ModelActor:
     def _answer_pending(self) -> None:
         stopped = ActorStopped(f"the orchestrator stopped before {self.model!r} was ready")
         replies = [w.reply for w in self._core.waiters] + list(self._core.unload_waiters)
+        pending = [self._current] if self._current is not None else []
         while True:
             try:
-                msg = self._recv.receive_nowait()
+                pending.append(self._recv.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-            if isinstance(msg, m.EnsureLoaded | m.Unload | m.ResetBreaker):
-                replies.append(msg.reply)
+        replies += [
+            msg.reply
+            for msg in pending
+            if isinstance(msg, m.EnsureLoaded | m.Unload | m.ResetBreaker)
+        ]
         for reply in replies:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 reply.send_nowait(stopped)

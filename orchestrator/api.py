@@ -18,7 +18,13 @@ from orchestrator import messages as m
 from orchestrator.actor import ModelActor
 from orchestrator.backends.base import Backend, ModelInfo
 from orchestrator.config import Config
-from orchestrator.errors import ActorStopped, InvalidRequest, OrchestratorError, WaitTimeout
+from orchestrator.errors import (
+    ActorStopped,
+    CapacityExhausted,
+    InvalidRequest,
+    OrchestratorError,
+    WaitTimeout,
+)
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
 from orchestrator.status import ModelStatus
@@ -164,18 +170,20 @@ class Orchestrator:
         ttl = self._check_ttl(ttl_s)
         timeout = self._check_timeout(timeout_s)
         started = trio.current_time()
+        actor: ModelActor | None = None
         with trio.move_on_after(timeout):
             actor = await self._sup.actor_for(name)
-            remaining = max(0.0, timeout - (trio.current_time() - started))
-            status = await self._ask(
-                actor,
-                lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
-                remaining,
-                lease=lease,
-            )
-            self.metrics.wait_duration.labels(model=name).observe(trio.current_time() - started)
-            return actor, status
-        raise WaitTimeout(name, f"timed out after {timeout:g}s waiting for model {name!r}")
+        if actor is None:
+            raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
+        remaining = max(0.0, timeout - (trio.current_time() - started))
+        status = await self._ask(
+            actor,
+            lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
+            remaining,
+            lease=lease,
+        )
+        self.metrics.wait_duration.labels(model=name).observe(trio.current_time() - started)
+        return actor, status
 
     async def _ask(
         self,
@@ -193,6 +201,9 @@ class Orchestrator:
                     result = await recv.receive()
             except trio.TooSlowError:
                 self._reclaim(actor, recv, lease)
+                reason = self._sup.pool.waiting_reason(actor.model)
+                if reason is not None:
+                    raise CapacityExhausted(actor.model, reason) from None
                 state = actor.snapshot().state.value
                 raise WaitTimeout(
                     actor.model,

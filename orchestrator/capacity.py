@@ -53,7 +53,7 @@ class CapacityPool:
         self._evict = evict
         self._holders: dict[str, int] = {}
         self._changed = trio.Event()
-        self._waiting = 0
+        self._waiting: dict[str, float] = {}  # model -> its wait bound, while waiting
 
     def holds(self, model: str) -> bool:
         """Whether ``model`` holds a slot."""
@@ -78,7 +78,7 @@ class CapacityPool:
                 f"model {model!r} needs {size} bytes, more than the whole memory budget "
                 f"({self._budget} bytes); raise memory_budget_bytes",
             )
-        self._waiting += 1
+        self._waiting[model] = wait_s
         try:
             with trio.move_on_after(wait_s):
                 while not self._fits(model, size):
@@ -87,8 +87,13 @@ class CapacityPool:
                 self._holders[model] = size
                 return
         finally:
-            self._waiting -= 1
+            del self._waiting[model]
         raise CapacityExhausted(model, self._why_full(model, wait_s))
+
+    def waiting_reason(self, model: str) -> str | None:
+        """Why ``model``'s load is waiting for room, or ``None`` if it is not."""
+        wait_s = self._waiting.get(model)
+        return None if wait_s is None else self._why_full(model, wait_s)
 
     def adopt(self, model: str, size_bytes: int | None) -> None:
         """Record a model the backend already holds (it may exceed the limit until evicted)."""

@@ -153,11 +153,18 @@ async def open_supervisor(
     this orchestrator loaded are unloaded (shielded, bounded by
     ``shutdown_timeout_s``).
     """
-    async with trio.open_nursery() as nursery:
-        supervisor = Supervisor(backend, config, metrics, nursery)
-        try:
-            if config.adopt_loaded:
-                await supervisor.adopt()
-            yield supervisor
-        finally:
-            supervisor.close()
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(backend, config, metrics, nursery)
+            try:
+                if config.adopt_loaded:
+                    await supervisor.adopt()
+                yield supervisor
+            finally:
+                supervisor.close()
+    except BaseExceptionGroup as group:
+        # Actors never raise, so a lone exception is the caller's own: give it back unwrapped.
+        if len(group.exceptions) == 1:
+            exc = group.exceptions[0]
+            raise exc from exc.__cause__
+        raise

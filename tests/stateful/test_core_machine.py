@@ -1,0 +1,202 @@
+"""Level 1: Hypothesis drives the pure core (policy.decide) through arbitrary message orders.
+
+Replies are plain integers here (the core only passes them through), so every
+request can be checked to get exactly one answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from orchestrator import messages as m
+from orchestrator.effects import (
+    ArmTimer,
+    SendReply,
+    StartLoad,
+    StartUnload,
+    StartVerify,
+    Timer,
+    Transitioned,
+)
+from orchestrator.errors import BackendRejected, BackendUnreachable, CapacityExhausted
+from orchestrator.lifecycle import State
+from orchestrator.policy import Core, Limits, decide, new_core
+from orchestrator.status import ModelStatus
+
+LIMITS = Limits(default_ttl_s=100.0, max_ttl_s=1000.0, breaker_threshold=5, breaker_cooldown_s=60.0)
+SETTLED = (State.READY, State.UNLOADED, State.BREAKER_OPEN)
+
+
+class CoreMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.core: Core = new_core("m", LIMITS)
+        self.now = 0.0
+        self.next_id = 0
+        self.sent: dict[int, bool] = {}  # request id -> is a lease
+        self.answers: dict[int, list[Any]] = {}
+        self.granted_leases = 0
+        self.released = 0
+        self.pending_load: int | None = None
+        self.pending_verify: int | None = None
+        self.pending_unload: int | None = None
+        self.timers: dict[Timer, tuple[float, int] | None] = {
+            Timer.IDLE: None,
+            Timer.COOLDOWN: None,
+        }
+        self.entered_ready_from: list[State] = []
+
+    def feed(self, msg: m.Message) -> None:
+        self.core, effects = decide(self.core, msg, self.now)
+        for fx in effects:
+            match fx:
+                case SendReply():
+                    rid: int = fx.reply  # type: ignore[assignment]
+                    self.answers.setdefault(rid, []).append(fx.result)
+                    if fx.lease and isinstance(fx.result, ModelStatus):
+                        self.granted_leases += 1
+                case StartLoad():
+                    assert self.pending_load is None, "two loads in flight"
+                    assert self.pending_verify is None, "a load while verifying"
+                    assert 0 < fx.ttl_s <= LIMITS.max_ttl_s
+                    self.pending_load = fx.op
+                case StartVerify():
+                    self.pending_verify = fx.op
+                case StartUnload():
+                    self.pending_unload = fx.op
+                case ArmTimer():
+                    self.timers[fx.timer] = (
+                        None if fx.deadline is None else (fx.deadline, fx.generation)
+                    )
+                case Transitioned():
+                    if fx.dst is State.READY and fx.src is not State.READY:
+                        self.entered_ready_from.append(fx.src)
+
+    def request(self, lease: bool, ttl: float | None) -> None:
+        rid = self.next_id
+        self.next_id += 1
+        self.sent[rid] = lease
+        self.feed(m.EnsureLoaded(reply=rid, lease=lease, ttl_s=ttl, wait_s=30.0))  # type: ignore[arg-type]
+
+    @rule(lease=st.booleans(), ttl=st.none() | st.sampled_from([5.0, 100.0, 1000.0]))
+    def ensure_loaded(self, lease: bool, ttl: float | None) -> None:
+        self.request(lease, ttl)
+
+    @rule()
+    def release(self) -> None:
+        if self.granted_leases > self.released:
+            self.released += 1
+        self.feed(m.Release())  # an extra release must never drive in-flight negative
+
+    @rule()
+    def unload(self) -> None:
+        rid = self.next_id
+        self.next_id += 1
+        self.sent[rid] = False
+        self.feed(m.Unload(reply=rid))  # type: ignore[arg-type]
+
+    @rule()
+    def reset(self) -> None:
+        rid = self.next_id
+        self.next_id += 1
+        self.sent[rid] = False
+        self.feed(m.ResetBreaker(reply=rid))  # type: ignore[arg-type]
+
+    @rule()
+    def evict(self) -> None:
+        self.feed(m.Evict())
+
+    @rule()
+    def discovered(self) -> None:
+        self.feed(m.Discovered())
+
+    @rule(stale=st.booleans())
+    def lost(self, stale: bool) -> None:
+        self.feed(m.Lost(generation=self.core.op - (1 if stale else 0)))
+
+    @precondition(lambda self: self.pending_load is not None)
+    @rule()
+    def load_ok(self) -> None:
+        op, self.pending_load = self.pending_load, None
+        assert op is not None
+        self.feed(m.LoadOk(op=op))
+
+    @precondition(lambda self: self.pending_load is not None)
+    @rule(kind=st.sampled_from(["transient", "permanent", "capacity"]))
+    def load_failed(self, kind: str) -> None:
+        op, self.pending_load = self.pending_load, None
+        assert op is not None
+        error = {
+            "transient": BackendUnreachable("refused"),
+            "permanent": BackendRejected("no"),
+            "capacity": CapacityExhausted("m", "full"),
+        }[kind]
+        self.feed(m.LoadFailed(op=op, error=error, counts=kind != "capacity"))
+
+    @precondition(lambda self: self.pending_verify is not None)
+    @rule(ok=st.booleans())
+    def verify_done(self, ok: bool) -> None:
+        op, self.pending_verify = self.pending_verify, None
+        assert op is not None
+        if ok:
+            self.feed(m.VerifyOk(op=op))
+        else:
+            self.feed(m.VerifyFailed(op=op, error=BackendRejected("absent")))
+
+    @precondition(lambda self: self.pending_unload is not None)
+    @rule(failed=st.booleans())
+    def unload_done(self, failed: bool) -> None:
+        op, self.pending_unload = self.pending_unload, None
+        assert op is not None
+        self.feed(m.UnloadDone(op=op, error=BackendUnreachable("down") if failed else None))
+
+    @rule(dt=st.sampled_from([1.0, 10.0, 61.0, 150.0]))
+    def time_passes(self, dt: float) -> None:
+        self.now += dt
+        for timer, armed in list(self.timers.items()):
+            if armed is not None and armed[0] <= self.now:
+                self.timers[timer] = None
+                msg: m.Message = (
+                    m.IdleTimeout(generation=armed[1])
+                    if timer is Timer.IDLE
+                    else m.CooldownOver(generation=armed[1])
+                )
+                self.feed(msg)
+
+    @invariant()
+    def never_ready_without_verifying(self) -> None:
+        assert set(self.entered_ready_from) <= {State.VERIFYING}
+
+    @invariant()
+    def in_flight_is_leases_held(self) -> None:
+        assert self.core.in_flight >= 0
+        assert self.core.in_flight == self.granted_leases - self.released
+
+    @invariant()
+    def every_request_is_answered_once_when_settled(self) -> None:
+        assert all(len(a) == 1 for a in self.answers.values())
+        if self.core.state in SETTLED:
+            assert self.core.waiters == ()
+            assert self.core.unload_waiters == ()
+            assert set(self.answers) == set(self.sent)
+
+    @invariant()
+    def breaker_only_after_the_threshold(self) -> None:
+        if self.core.state is State.BREAKER_OPEN:
+            assert self.core.failures >= LIMITS.breaker_threshold
+            assert self.core.retry_at is not None
+
+    @invariant()
+    def ttl_is_explicit_and_bounded(self) -> None:
+        assert 0 < self.core.ttl_s <= LIMITS.max_ttl_s
+
+    @invariant()
+    def ready_and_idle_always_has_an_expiry(self) -> None:
+        if self.core.state is State.READY and self.core.in_flight == 0:
+            assert self.timers[Timer.IDLE] is not None
+
+
+TestCoreMachine = CoreMachine.TestCase
