@@ -244,6 +244,13 @@ async def read_bounded(response: httpx.Response, limit: int, *, what: str) -> by
     Raises:
         BackendProtocolError: the body is larger than ``limit``.
     """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        # Refuse before reading: nothing of the body is buffered or iterated.
+        raise BackendProtocolError(
+            f"{what}: answer larger than {limit} bytes "
+            f"(Content-Length {declared}, HTTP {response.status_code})"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():

@@ -1,0 +1,462 @@
+"""The LM Studio backend: REST where the server offers it, the ``lms`` CLI for TTL'd loads.
+
+Which route serves what (``docs/backends.md`` has the version table,
+``docs/decisions/0002-lmstudio-load-path.md`` the reasoning):
+
+============  ==========================================================================
+operation     route, in order of preference
+============  ==========================================================================
+catalogue     ``lms ls --json`` if ``prefer_cli``; REST v1 ``GET /api/v1/models``;
+              ``lms ls --json``; REST v0 ``GET /api/v0/models``; ``GET /v1/models``
+loaded list   ``lms ps --json`` if ``prefer_cli``; REST v1; ``lms ps --json``; REST v0 ``state``
+load          ``lms load KEY --identifier ID --ttl N -y [-c CTX]`` whenever ``lms`` exists;
+              else a JIT load: a one-token inference request carrying ``ttl``
+unload        ``lms unload ID`` if ``prefer_cli``; ``POST /api/v1/models/unload``; ``lms unload``
+health        ``GET /lmstudio-greeting``
+============  ==========================================================================
+
+REST v1 ``POST /api/v1/models/load`` takes neither a TTL nor an identifier, so
+it would leave a model loaded forever if this process died; it is used only
+when explicitly allowed (``allow_untimed_rest_load=True``).
+
+The server's API level (REST v1, REST v0 only, or the OpenAI routes only) is
+detected once and cached. Every failure is one of the orchestrator's errors
+(see :mod:`orchestrator.backends.http_errors`); the API token is sent as a
+bearer header and never logged or shown in ``repr``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import msgspec
+import structlog
+import trio
+
+from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
+from orchestrator.backends.http_errors import (
+    EndpointNotSupported,
+    convert,
+    request_json,
+)
+from orchestrator.backends.lmstudio_cli import LmsCli, resolve_cli
+from orchestrator.backends.lmstudio_wire import (
+    OpenAIModelList,
+    V0ModelList,
+    V1LoadResult,
+    V1ModelList,
+    V1UnloadResult,
+)
+from orchestrator.config import LMStudioSettings
+from orchestrator.errors import (
+    BackendAuthError,
+    BackendError,
+    BackendRejected,
+    ConfigError,
+    InvalidRequest,
+    ModelNotLoaded,
+    OrchestratorError,
+    UnknownModel,
+    excerpt,
+)
+from orchestrator.names import validate_model_name
+
+__all__ = ["INSTALL_HINT", "ApiLevel", "LMStudioBackend"]
+
+T = TypeVar("T")
+
+_log = structlog.get_logger("orchestrator.backends.lmstudio")
+
+INSTALL_HINT = (
+    "install the `lms` CLI (it ships with LM Studio: run `npx lmstudio install-cli`, "
+    "or set LMS_CLI to its path, usually ~/.lmstudio/bin/lms) or upgrade LM Studio to 0.4+"
+)
+_GREETING_TIMEOUT_S = 5.0
+
+
+class ApiLevel(enum.Enum):
+    """Which native REST API the server offers (detected once, then cached)."""
+
+    REST_V1 = "rest-v1"
+    """0.4+: ``/api/v1/models`` with ``loaded_instances``, load and unload."""
+    REST_V0 = "rest-v0"
+    """0.3.6-0.3.x: ``/api/v0/models`` with ``state``; no load or unload route."""
+    OPENAI_ONLY = "openai-only"
+    """Older: only the OpenAI-compatible ``/v1/*`` routes."""
+
+
+class LMStudioBackend:
+    """A :class:`~orchestrator.backends.Backend` for one LM Studio server.
+
+    Args:
+        settings: where and how to reach LM Studio (defaults: 127.0.0.1:1234).
+        http: a client to use instead of the backend's own pooled one (not closed by us).
+        allow_untimed_rest_load: without ``lms``, load through REST v1 (no
+            backend-side TTL; only this process's TTL unloads it) instead of a
+            JIT load. Off by default: see the module docstring.
+
+    Raises:
+        ConfigError: ``settings.base_url`` is not an http(s) URL.
+    """
+
+    name = "lmstudio"
+
+    def __init__(
+        self,
+        settings: LMStudioSettings | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        allow_untimed_rest_load: bool = False,
+    ) -> None:
+        self._settings = settings or LMStudioSettings()
+        self._root = _normalize_base_url(self._settings.base_url)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(self._settings.http_timeout_s),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            # A local model server: never route it through env proxies or .netrc.
+            trust_env=False,
+        )
+        self._allow_untimed_rest_load = allow_untimed_rest_load
+        self._api_level: ApiLevel | None = None
+        self._probe_lock = trio.Lock()
+        self._lms: LmsCli | None = None
+        self._lms_resolved = False
+
+    def __repr__(self) -> str:
+        token = "<set>" if self._settings.api_token else None
+        cli = self._lms.path if self._lms else ("<unresolved>" if not self._lms_resolved else None)
+        return (
+            f"LMStudioBackend(base_url={self._root!r}, api_token={token}, lms={cli!r}, "
+            f"prefer_cli={self._settings.prefer_cli})"
+        )
+
+    # -- addresses --
+
+    @property
+    def root_url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:1234``."""
+        return self._root
+
+    def base_url(self, identifier: str) -> str:
+        """Return the OpenAI-compatible base URL (``<root>/v1``); one server serves all."""
+        return f"{self._root}/v1"
+
+    def http_headers(self) -> Mapping[str, str]:
+        """Return the bearer header when an API token is configured."""
+        token = self._settings.api_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    # -- discovery --
+
+    def cli(self) -> LmsCli | None:
+        """Return the ``lms`` runner, or ``None`` when no executable was found (cached)."""
+        if not self._lms_resolved:
+            path = resolve_cli(self._settings.lms_cli)
+            self._lms = LmsCli(path, self._root) if path else None
+            self._lms_resolved = True
+            if path is None and self._settings.lms_cli:
+                _log.warning("lms_cli_not_found", configured=self._settings.lms_cli)
+        return self._lms
+
+    async def api_level(self) -> ApiLevel:
+        """Return which REST API the server offers, probing it once.
+
+        Raises:
+            BackendError: the server could not be probed (not cached; tried again next time).
+        """
+        if self._api_level is None:
+            async with self._probe_lock:
+                if self._api_level is None:
+                    self._api_level = await self._detect_api()
+                    _log.info("lmstudio_api", base_url=self._root, level=self._api_level.value)
+        return self._api_level
+
+    async def _detect_api(self) -> ApiLevel:
+        try:
+            await self._get("/api/v1/models", V1ModelList)
+            return ApiLevel.REST_V1
+        except EndpointNotSupported:
+            pass
+        try:
+            await self._get("/api/v0/models", V0ModelList)
+            return ApiLevel.REST_V0
+        except EndpointNotSupported:
+            return ApiLevel.OPENAI_ONLY
+
+    # -- Backend protocol --
+
+    async def list_available(self) -> list[ModelInfo]:
+        """Return every model LM Studio can load."""
+        lms, prefer = self.cli(), self._settings.prefer_cli
+        if lms and prefer:
+            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+        level = await self.api_level()
+        if level is ApiLevel.REST_V1:
+            return [m.info() for m in (await self._get("/api/v1/models", V1ModelList)).models]
+        if lms:
+            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+        if level is ApiLevel.REST_V0:
+            return (await self._get("/api/v0/models", V0ModelList)).available()
+        return [ModelInfo(key=m.id) for m in (await self._get("/v1/models", OpenAIModelList)).data]
+
+    async def list_loaded(self) -> list[LoadedModel]:
+        """Return the loaded instances (busy ones included: busy is still loaded)."""
+        lms, prefer = self.cli(), self._settings.prefer_cli
+        if lms and prefer:
+            return [m.loaded() for m in await lms.ps(timeout_s=self._settings.cli_timeout_s)]
+        level = await self.api_level()
+        if level is ApiLevel.REST_V1:
+            return (await self._get("/api/v1/models", V1ModelList)).loaded()
+        if lms:
+            return [m.loaded() for m in await lms.ps(timeout_s=self._settings.cli_timeout_s)]
+        if level is ApiLevel.REST_V0:
+            return (await self._get("/api/v0/models", V0ModelList)).loaded()
+        raise BackendRejected(
+            f"cannot list loaded models: LM Studio at {self._root} has no REST API "
+            f"(older than 0.3.6) and the lms CLI was not found; {INSTALL_HINT}"
+        )
+
+    async def load(
+        self,
+        key: str,
+        *,
+        identifier: str,
+        ttl_s: float,
+        context_length: int | None = None,
+    ) -> None:
+        """Load ``key`` as ``identifier`` with an idle TTL LM Studio enforces.
+
+        Raises:
+            InvalidModelName: ``key`` or ``identifier`` is not a valid name.
+            InvalidRequest: ``ttl_s`` or ``context_length`` is out of range.
+            UnknownModel: LM Studio does not offer ``key``; ``available`` lists what it does.
+            BackendRejected: LM Studio refused (e.g. the memory guardrail), or no
+                route can load with a TTL here (the message says what to install).
+            BackendError: transport and server failures.
+        """
+        validate_model_name(key)
+        validate_model_name(identifier)
+        ttl = _ttl_seconds(ttl_s)
+        if context_length is not None and context_length < 1:
+            raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
+        catalog = await self.list_available()
+        info = _find(catalog, key)
+        if info is None:
+            # lms fuzzy-matches keys: an unknown one could silently load another model.
+            raise UnknownModel(key, [m.key for m in catalog])
+        lms = self.cli()
+        log = _log.bind(model=key, identifier=identifier, ttl_s=ttl)
+        if lms is not None:
+            log.info("lmstudio_load", via="lms")
+            try:
+                await lms.load(
+                    key,
+                    identifier=identifier,
+                    ttl_s=ttl,
+                    context_length=context_length,
+                    timeout_s=self._settings.load_timeout_s,
+                )
+            except ModelNotLoaded as exc:
+                raise UnknownModel(key, [m.key for m in catalog]) from exc
+        elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
+            log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
+            await self._load_rest_v1(key, identifier, context_length, catalog)
+        else:
+            log.info("lmstudio_load", via="jit")
+            await self._load_jit(info, identifier, ttl, context_length)
+
+    async def unload(self, identifier: str) -> None:
+        """Unload instance ``identifier``; an absent one is not an error."""
+        validate_model_name(identifier)
+        lms, prefer = self.cli(), self._settings.prefer_cli
+        timeout = self._settings.cli_timeout_s
+        if lms and prefer:
+            await lms.unload(identifier, timeout_s=timeout)
+            return
+        level = await self.api_level()
+        if level is ApiLevel.REST_V1:
+            body = msgspec.json.encode({"instance_id": identifier})
+            try:
+                await self._post("/api/v1/models/unload", V1UnloadResult, body=body)
+            except (ModelNotLoaded, BackendRejected):
+                # An unknown instance id is an error to LM Studio but not to us.
+                if await self._is_loaded(identifier):
+                    raise
+            return
+        if lms:
+            await lms.unload(identifier, timeout_s=timeout)
+            return
+        if not await self._is_loaded(identifier):
+            return
+        raise BackendRejected(
+            f"cannot unload {identifier!r}: LM Studio at {self._root} has no unload route "
+            f"before 0.4 and the lms CLI was not found; {INSTALL_HINT} "
+            "(the model unloads by itself when its TTL runs out)"
+        )
+
+    async def health(self) -> BackendHealth:
+        """Probe ``GET /lmstudio-greeting``; report, never raise, when unreachable."""
+        what = f"LM Studio at {self._root}: GET /lmstudio-greeting"
+        timeout = min(self._settings.http_timeout_s, _GREETING_TIMEOUT_S)
+        try:
+            body = await request_json(
+                self._http,
+                "GET",
+                f"{self._root}/lmstudio-greeting",
+                what=what,
+                headers=self.http_headers(),
+                timeout_s=timeout,
+            )
+        except BackendAuthError as exc:
+            return BackendHealth(reachable=True, backend=self.name, detail=str(exc))
+        except BackendError as exc:
+            return BackendHealth(reachable=False, backend=self.name, detail=str(exc))
+        if not (isinstance(body, dict) and body.get("lmstudio") is True):
+            return BackendHealth(
+                reachable=False,
+                backend=self.name,
+                detail=f"{what}: the server answered, but not as LM Studio: "
+                f"{excerpt(msgspec.json.encode(body))}",
+            )
+        facts = [f"LM Studio at {self._root}"]
+        try:
+            facts.append(f"API {(await self.api_level()).value}")
+        except OrchestratorError as exc:
+            facts.append(f"API unknown ({exc})")
+        lms = self.cli()
+        facts.append(f"lms CLI {lms.path}" if lms else "lms CLI not found")
+        return BackendHealth(reachable=True, backend=self.name, detail="; ".join(facts))
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client (only if this backend created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- load paths --
+
+    async def _load_jit(
+        self, info: ModelInfo, identifier: str, ttl: int, context_length: int | None
+    ) -> None:
+        # A JIT load names the instance after the key and ignores any context length.
+        level = await self.api_level()
+        if level is ApiLevel.OPENAI_ONLY:
+            raise BackendRejected(
+                f"cannot load {info.key!r} with a TTL: the lms CLI was not found and "
+                f"LM Studio at {self._root} is too old to JIT-load with a TTL; {INSTALL_HINT}"
+            )
+        if identifier != info.key:
+            raise BackendRejected(
+                f"cannot load {info.key!r} as {identifier!r}: without the lms CLI LM Studio "
+                f"names a JIT-loaded instance after its model key; {INSTALL_HINT}"
+            )
+        if context_length is not None:
+            _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
+        payload: dict[str, Any] = {"model": info.key, "ttl": ttl}
+        if info.type == "embedding":
+            path, payload = "/v1/embeddings", {**payload, "input": "."}
+        else:
+            path = "/v1/chat/completions"
+            payload |= {"messages": [{"role": "user", "content": "."}], "max_tokens": 1}
+            payload |= {"temperature": 0, "stream": False}
+        try:
+            await self._call(
+                "POST", path, msgspec.json.encode(payload), self._settings.load_timeout_s
+            )
+        except ModelNotLoaded as exc:
+            raise BackendRejected(
+                f"LM Studio did not load {info.key!r} on demand ({exc}); Just-in-Time model "
+                f"loading is probably off. Enable it in LM Studio's server settings, or "
+                f"{INSTALL_HINT}"
+            ) from exc
+
+    async def _load_rest_v1(
+        self, key: str, identifier: str, context_length: int | None, catalog: list[ModelInfo]
+    ) -> None:
+        payload: dict[str, Any] = {"model": key}
+        if context_length is not None:
+            payload["context_length"] = context_length
+        try:
+            result = await self._post(
+                "/api/v1/models/load",
+                V1LoadResult,
+                body=msgspec.json.encode(payload),
+                timeout_s=self._settings.load_timeout_s,
+            )
+        except ModelNotLoaded as exc:
+            raise UnknownModel(key, [m.key for m in catalog]) from exc
+        if result.instance_id != identifier:
+            # LM Studio picked another name (e.g. "key:2"); do not leave it behind.
+            await self.unload(result.instance_id)
+            raise BackendRejected(
+                f"LM Studio loaded {key!r} as {result.instance_id!r}, not {identifier!r} "
+                f"(REST v1 loads cannot choose the identifier); {INSTALL_HINT}"
+            )
+
+    # -- helpers --
+
+    async def _is_loaded(self, identifier: str) -> bool:
+        return any(m.identifier == identifier for m in await self.list_loaded())
+
+    async def _get(self, path: str, type_: type[T]) -> T:
+        answer = await self._call("GET", path, None, self._settings.http_timeout_s)
+        return convert(answer, type_, what=self._what("GET", path))
+
+    async def _post(
+        self, path: str, type_: type[T], *, body: bytes, timeout_s: float | None = None
+    ) -> T:
+        answer = await self._call("POST", path, body, timeout_s or self._settings.http_timeout_s)
+        return convert(answer, type_, what=self._what("POST", path))
+
+    def _what(self, method: str, path: str) -> str:
+        return f"LM Studio at {self._root}: {method} {path}"
+
+    async def _call(self, method: str, path: str, body: bytes | None, timeout_s: float) -> Any:
+        try:
+            return await request_json(
+                self._http,
+                method,
+                f"{self._root}{path}",
+                what=self._what(method, path),
+                headers=self.http_headers(),
+                timeout_s=timeout_s,
+                body=body,
+            )
+        except EndpointNotSupported:
+            # The server may have been replaced by another version: probe again next time.
+            self._api_level = None
+            raise
+
+
+def _normalize_base_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"LMSTUDIO_BASE_URL must be an http(s) URL, got {url!r}")
+    root = url.strip().rstrip("/")
+    # Accept the OpenAI-style ".../v1" people copy from LM Studio's UI.
+    return root.removesuffix("/v1")
+
+
+def _ttl_seconds(ttl_s: float) -> int:
+    if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
+        raise InvalidRequest(f"ttl_s must be a positive, finite number of seconds, got {ttl_s!r}")
+    # LM Studio takes whole seconds, at least 1.
+    return max(1, math.ceil(ttl_s))
+
+
+def _find(catalog: list[ModelInfo], key: str) -> ModelInfo | None:
+    for info in catalog:
+        if info.key == key:
+            return info
+    # A variant ("publisher/model@q4_k_m") of a listed key is loadable too.
+    base = key.partition("@")[0]
+    if base != key:
+        for info in catalog:
+            if info.key == base:
+                return msgspec.structs.replace(info, key=key)
+    return None
