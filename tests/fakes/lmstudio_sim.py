@@ -21,7 +21,7 @@ The server runs on 127.0.0.1 on a free port in the caller's trio run (hypercorn)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -90,6 +90,7 @@ class Simulator:
         self.error_style: Literal["object", "string"] = error_style
         self.upstream = upstream
         self.http = http
+        self._changed = trio.Event()
 
     def __repr__(self) -> str:
         return f"Simulator(base_url={self.base_url!r}, api={self.api!r})"
@@ -138,6 +139,19 @@ class Simulator:
     def count(self, path: str, *, method: str | None = None) -> int:
         """How many requests hit ``path``."""
         return len(self.requests(path, method=method))
+
+    def notify(self) -> None:
+        """Wake :meth:`wait_for` waiters (called whenever a request or CLI run arrives)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every request; no polling.
+
+        Bound it with ``trio.fail_after`` in the test.
+        """
+        while not predicate():
+            await self._changed.wait()
 
     def cli_runs(self, subcommand: str | None = None) -> list[CliCall]:
         """The recorded fake ``lms`` runs, optionally only one subcommand."""

@@ -61,6 +61,7 @@ async def run_cli(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     """Run one fake ``lms`` command against the simulator's state."""
     argv = [str(a) for a in body.get("argv", [])]
     sim.cli_calls.append(CliCall(argv=tuple(argv), pid=int(body.get("pid", 0))))
+    sim.notify()
     args = _strip_globals(argv)
     sub = args[0] if args else ""
     faults = sim.faults

@@ -60,6 +60,7 @@ async def dispatch(sim: Simulator, req: Request) -> Answer | StreamAnswer:
             authorization=req.headers.get("authorization"),
         )
     )
+    sim.notify()
     if path == "/__sim__/lms" and req.method == "POST":
         return json_answer(await run_cli(sim, req.json_object()))
     authorized = req.headers.get("authorization") == f"Bearer {sim.api_token}"
