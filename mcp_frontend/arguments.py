@@ -1,0 +1,67 @@
+"""Unknown tool arguments are errors, not silently dropped.
+
+The SDK validates argument types and reports a missing or wrong-typed one as a
+tool error naming the field, but it ignores names it does not know, so a typo
+(``temprature``) would pass unnoticed. This middleware rejects them the same
+way: an ``is_error`` result naming the unknown arguments and the accepted ones.
+Like every argument error it is a tool result the model can read and correct,
+not a JSON-RPC error (the MCP spec's advice for input validation since
+2025-11-25).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, TextContent
+
+__all__ = ["UnknownArgumentGuard"]
+
+_SHOWN = 5
+
+
+class UnknownArgumentGuard:
+    """Server middleware: answer a ``tools/call`` naming unknown arguments with a tool error.
+
+    Bind it to its server with :meth:`bind` once every tool is registered.
+    """
+
+    def __init__(self) -> None:
+        self._server: MCPServer[Any] | None = None
+        self._accepted: dict[str, frozenset[str]] | None = None
+
+    def bind(self, server: MCPServer[Any]) -> None:
+        """Read the accepted argument names from ``server``'s tools (on first use)."""
+        self._server = server
+
+    async def _names(self) -> dict[str, frozenset[str]]:
+        if self._accepted is None:
+            tools = await self._server.list_tools() if self._server else []
+            self._accepted = {
+                t.name: frozenset(t.input_schema.get("properties", {})) for t in tools
+            }
+        return self._accepted
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """Reject a tool call with unknown argument names; pass everything else on."""
+        params = ctx.params
+        if ctx.method == "tools/call" and isinstance(params, dict):
+            name, arguments = params.get("name"), params.get("arguments")
+            accepted = (await self._names()).get(name) if isinstance(name, str) else None
+            if accepted is not None and isinstance(arguments, dict):
+                unknown = sorted(set(arguments) - accepted)
+                if unknown:
+                    shown = ", ".join(repr(u[:60]) for u in unknown[:_SHOWN])
+                    more = f" (and {len(unknown) - _SHOWN} more)" if len(unknown) > _SHOWN else ""
+                    text = (
+                        f"Error executing tool {name}: unknown argument(s) {shown}{more}; "
+                        f"accepted: {', '.join(sorted(accepted)) or 'none'}"
+                    )
+                    return CallToolResult(
+                        content=[TextContent(type="text", text=text)], is_error=True
+                    )
+        return await call_next(ctx)

@@ -1,0 +1,89 @@
+"""Chat requests and answers, shared by ``chat_completion`` and ``analyze_image``.
+
+Everything here runs before or after the model is touched: building a
+:class:`ChatRequest` validates the input (nothing invalid reaches a backend),
+and converting an answer separates reasoning from the answer and, for a
+``json_schema`` response format, decodes and checks the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from mcp_frontend.errors import ToolError
+from mcp_frontend.inference_call import Target
+from mcp_frontend.json_schema import answer_errors, check_schema
+from mcp_frontend.schemas import ChatOut, ResponseFormatIn, usage_out
+from mcp_frontend.settings import FrontendSettings
+from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
+
+__all__ = ["chat_out", "response_format", "split_reasoning"]
+
+# Models whose reasoning the server does not parse put it inline, first, in <think> tags.
+_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def response_format(
+    fmt: ResponseFormatIn | None, settings: FrontendSettings
+) -> tuple[ResponseFormat | None, dict[str, Any] | None]:
+    """Validate a requested response format; return it and the schema answers must follow.
+
+    Raises:
+        ToolError: the format lacks its schema, or the schema is invalid.
+    """
+    if fmt is None:
+        return None, None
+    if fmt["type"] == "text":
+        return ResponseFormat(type="text"), None
+    spec = fmt.get("json_schema")
+    if spec is None:
+        raise ToolError("response_format.json_schema is required when type is 'json_schema'")
+    report = check_schema(
+        spec["schema"], max_depth=settings.max_schema_depth, max_bytes=settings.max_schema_bytes
+    )
+    if not report.valid:
+        raise ToolError(
+            "response_format.json_schema.schema is invalid: " + "; ".join(report.errors)
+        )
+    schema = JsonSchema(name=spec["name"], schema=spec["schema"], strict=spec.get("strict"))
+    return ResponseFormat(type="json_schema", json_schema=schema), spec["schema"]
+
+
+def split_reasoning(content: str, reasoning: str | None) -> tuple[str, str | None]:
+    """Return ``(answer, reasoning)``, moving a leading ``<think>`` block out of the answer."""
+    if reasoning:
+        return content, reasoning
+    match = _THINK.match(content)
+    if match is None:
+        return content, None
+    return content[match.end() :], match.group(1).strip() or None
+
+
+def _decode(answer: str, schema: dict[str, Any]) -> tuple[Any, list[str]]:
+    fenced = _FENCE.match(answer)
+    try:
+        parsed = msgspec.json.decode(fenced.group(1) if fenced else answer)
+    except msgspec.DecodeError as exc:
+        return None, [f"the answer is not valid JSON: {exc}"]
+    return parsed, answer_errors(parsed, schema)
+
+
+def chat_out(answer: ChatCompletion, target: Target, schema: dict[str, Any] | None) -> ChatOut:
+    """Convert a chat answer; with ``schema``, decode the answer and check it."""
+    message = answer.message
+    content, reasoning = split_reasoning(message.text, message.reasoning_text)
+    parsed, errors = (None, []) if schema is None else _decode(content, schema)
+    return ChatOut(
+        model=target.model,
+        identifier=target.identifier,
+        content=content,
+        reasoning=reasoning,
+        finish_reason=answer.finish_reason,
+        usage=usage_out(answer.usage),
+        parsed=parsed,
+        schema_errors=errors,
+    )

@@ -1,0 +1,148 @@
+"""Image inputs for the vision tool: files inside allowed roots, data URLs, remote URLs.
+
+Whatever the source, an image is accepted only if its bytes start like a
+PNG, JPEG, GIF or WebP file (the magic bytes decide, never the name or a
+declared type) and it is within ``max_image_bytes``. Files are checked after
+resolving symlinks, so a link inside a root cannot point outside it, and are
+opened without following a final symlink and without blocking (a FIFO is
+refused, not waited on).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from mcp_frontend.errors import ToolError
+from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.settings import FrontendSettings
+
+__all__ = ["Image", "load_images", "sniff"]
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_ACCEPTED = "PNG, JPEG, GIF or WebP"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An accepted image.
+
+    Attributes:
+        source: how the caller named it (a path, ``data URL`` or the URL).
+        mime_type: the type its bytes show.
+        data: the image bytes.
+    """
+
+    source: str
+    mime_type: str
+    data: bytes
+
+    def data_url(self) -> str:
+        """Return the image as a ``data:`` URL (what vision models accept)."""
+        return f"data:{self.mime_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+def sniff(data: bytes) -> str | None:
+    """Return the image MIME type the bytes show, or None if they are no image we accept."""
+    for magic, mime in _SIGNATURES:
+        if data.startswith(magic):
+            return mime
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _accept(source: str, data: bytes, limit: int) -> Image:
+    if len(data) > limit:
+        raise ToolError(f"image {source} is {len(data)} bytes; the limit is {limit}")
+    mime = sniff(data)
+    if mime is None:
+        raise ToolError(f"{source} is not an image ({_ACCEPTED} expected, by content)")
+    return Image(source=source, mime_type=mime, data=data)
+
+
+def _from_data_url(url: str, limit: int) -> Image:
+    header, sep, payload = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise ToolError("a data URL must look like data:image/png;base64,<data>")
+    payload = "".join(payload.split())
+    if len(payload) > (limit + 2) // 3 * 4:
+        raise ToolError(f"the data URL image is over the {limit}-byte limit")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise ToolError(f"the data URL is not valid base64: {exc}") from exc
+    return _accept("data URL", data, limit)
+
+
+def _resolve(raw: str, roots: tuple[Path, ...]) -> Path:
+    if "\x00" in raw:
+        raise ToolError("an image path must not contain NUL")
+    # resolve() follows every symlink, so the root check sees the real location.
+    resolved = Path(raw).expanduser().resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        shown = ", ".join(str(r) for r in roots)
+        raise ToolError(
+            f"image path {raw!r} is outside the allowed roots ({shown}); "
+            "set LMSORCH_MCP_ALLOWED_IMAGE_ROOTS to allow more"
+        )
+    return resolved
+
+
+def _read_file(path: Path, limit: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ToolError(f"no such image file: {path}") from None
+    except OSError as exc:
+        raise ToolError(f"cannot open image {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ToolError(f"image {path} is {info.st_size} bytes; the limit is {limit}")
+        return f.read(limit + 1)
+
+
+async def _load(source: str, settings: FrontendSettings, fetcher: RemoteFetcher) -> Image:
+    limit = settings.max_image_bytes
+    if source.startswith("data:"):
+        return _from_data_url(source, limit)
+    if source.startswith(("http://", "https://")):
+        if not settings.allow_remote_images:
+            raise ToolError(
+                "remote images are disabled; pass a file path or a data URL, or set "
+                "LMSORCH_MCP_ALLOW_REMOTE_IMAGES=1 to allow public http(s) URLs"
+            )
+        data = await fetcher.fetch(source, limit=limit, timeout_s=settings.remote_image_timeout_s)
+        return _accept(source[:200], data, limit)
+    if "://" in source:
+        raise ToolError(f"unsupported image source {source[:80]!r}: use a path, data: or http(s)")
+    path = _resolve(source, settings.image_roots())
+    return _accept(str(path), await trio.to_thread.run_sync(_read_file, path, limit), limit)
+
+
+async def load_images(
+    sources: list[str], settings: FrontendSettings, fetcher: RemoteFetcher
+) -> list[Image]:
+    """Load and check every image, in order; the first bad one fails the call.
+
+    Raises:
+        ToolError: a source is not allowed, unreadable, too large or not an image.
+    """
+    if not 1 <= len(sources) <= settings.max_images:
+        raise ToolError(f"give 1 to {settings.max_images} images, got {len(sources)}")
+    return [await _load(s, settings, fetcher) for s in sources]

@@ -1,0 +1,283 @@
+"""What the tools take and return: TypedDicts, so every tool has an input and output schema.
+
+``typing_extensions.TypedDict`` rather than ``typing.TypedDict``: pydantic
+(which the MCP SDK uses to derive schemas) requires it on Python < 3.12.
+Outputs are built explicitly from the facade's Structs by the ``*_out``
+converters, so a field added to a Struct never leaks into a schema unseen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired
+
+from typing_extensions import TypedDict
+
+from orchestrator import ModelInfo, ModelStatus
+from orchestrator.inference import ResponseUsage, Usage
+
+__all__ = [
+    "ChatMessageIn",
+    "ChatOut",
+    "EmbeddingsOut",
+    "HealthOut",
+    "ImageOut",
+    "JsonSchemaIn",
+    "LoadOut",
+    "ModelEntryOut",
+    "ModelListOut",
+    "ModelStatusOut",
+    "ResponseFormatIn",
+    "ResponseOut",
+    "ResponseUsageOut",
+    "SchemaCheckOut",
+    "StatusListOut",
+    "TextOut",
+    "UsageOut",
+    "VisionOut",
+    "entry_out",
+    "response_usage_out",
+    "status_out",
+    "usage_out",
+]
+
+# -- inputs --
+
+
+class ChatMessageIn(TypedDict):
+    """One message of a conversation."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class JsonSchemaIn(TypedDict):
+    """A named JSON schema the answer must follow."""
+
+    name: str
+    schema: dict[str, Any]
+    strict: NotRequired[bool]
+
+
+class ResponseFormatIn(TypedDict):
+    """Structured output, OpenAI style. LM Studio accepts ``json_schema`` and ``text`` only."""
+
+    type: Literal["json_schema", "text"]
+    json_schema: NotRequired[JsonSchemaIn]
+
+
+# -- lifecycle outputs --
+
+
+class ModelStatusOut(TypedDict):
+    """One model as its actor last settled it."""
+
+    model: str
+    state: str
+    identifier: str
+    ttl_s: float
+    expires_in_s: float | None
+    in_flight: int
+    consecutive_failures: int
+    retry_after_s: float | None
+    last_error: str | None
+
+
+class StatusListOut(TypedDict):
+    """Every model this server manages."""
+
+    models: list[ModelStatusOut]
+
+
+class LoadOut(TypedDict):
+    """The outcome of a load: the model's status and how long the call waited."""
+
+    status: ModelStatusOut
+    was_ready: bool
+    waited_s: float
+
+
+class ModelEntryOut(TypedDict):
+    """A model the backend offers, with what we know of it."""
+
+    key: str
+    type: str
+    size_bytes: int | None
+    max_context_length: int | None
+    capabilities: list[str]
+    loaded_identifiers: list[str]
+    state: str | None
+    """Our lifecycle state; null when this server has not managed the model yet."""
+
+
+class ModelListOut(TypedDict):
+    """The catalogue and what is loaded."""
+
+    backend: str
+    default_model: str | None
+    default_embedding_model: str | None
+    models: list[ModelEntryOut]
+    loaded_error: str | None
+    """Why the loaded list could not be read (the catalogue is still shown)."""
+
+
+class HealthOut(TypedDict):
+    """Whether the backend answers, and about this server."""
+
+    reachable: bool
+    backend: str
+    backend_version: str | None
+    detail: str
+    server_version: str
+    mcp_version: str
+    uptime_s: float
+    models_managed: int
+    models_ready: int
+
+
+# -- inference outputs --
+
+
+class UsageOut(TypedDict):
+    """Token counts."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ResponseUsageOut(TypedDict):
+    """Token counts of a Responses-API call."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class ChatOut(TypedDict):
+    """A chat answer; reasoning is kept apart from the answer."""
+
+    model: str
+    identifier: str
+    content: str
+    reasoning: str | None
+    finish_reason: str | None
+    usage: UsageOut | None
+    parsed: Any
+    """The answer decoded as JSON, when a ``json_schema`` response format was asked for."""
+    schema_errors: list[str]
+    """Where the decoded answer breaks the schema (empty when it conforms)."""
+
+
+class TextOut(TypedDict):
+    """A raw text completion."""
+
+    model: str
+    identifier: str
+    text: str
+    finish_reason: str | None
+    usage: UsageOut | None
+
+
+class ResponseOut(TypedDict):
+    """A Responses-API answer; ``id`` continues the conversation."""
+
+    id: str
+    model: str
+    identifier: str
+    output_text: str
+    reasoning: str | None
+    status: str | None
+    previous_response_id: str | None
+    usage: ResponseUsageOut | None
+
+
+class EmbeddingsOut(TypedDict):
+    """Embedding vectors, in input order."""
+
+    model: str
+    identifier: str
+    dimensions: int
+    embeddings: list[list[float]]
+    usage: UsageOut | None
+
+
+class ImageOut(TypedDict):
+    """An image as it was sent (never its bytes)."""
+
+    source: str
+    mime_type: str
+    size_bytes: int
+
+
+class VisionOut(TypedDict):
+    """What the model saw in the images."""
+
+    model: str
+    identifier: str
+    mode: str
+    content: str
+    reasoning: str | None
+    finish_reason: str | None
+    images: list[ImageOut]
+    usage: UsageOut | None
+
+
+class SchemaCheckOut(TypedDict):
+    """Whether a JSON schema is usable as a response format."""
+
+    valid: bool
+    errors: list[str]
+    warnings: list[str]
+    depth: int
+    size_bytes: int
+
+
+# -- converters --
+
+
+def status_out(s: ModelStatus) -> ModelStatusOut:
+    """Convert a facade status snapshot."""
+    return ModelStatusOut(
+        model=s.model,
+        state=s.state.value,
+        identifier=s.identifier,
+        ttl_s=s.ttl_s,
+        expires_in_s=s.expires_in_s,
+        in_flight=s.in_flight,
+        consecutive_failures=s.consecutive_failures,
+        retry_after_s=s.retry_after_s,
+        last_error=s.last_error,
+    )
+
+
+def entry_out(info: ModelInfo, identifiers: list[str], state: str | None) -> ModelEntryOut:
+    """Convert a catalogue entry, with its loaded instances and our state."""
+    return ModelEntryOut(
+        key=info.key,
+        type=info.type,
+        size_bytes=info.size_bytes,
+        max_context_length=info.max_context_length,
+        capabilities=list(info.capabilities),
+        loaded_identifiers=identifiers,
+        state=state,
+    )
+
+
+def usage_out(u: Usage | None) -> UsageOut | None:
+    """Convert token counts."""
+    if u is None:
+        return None
+    return UsageOut(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.total_tokens,
+    )
+
+
+def response_usage_out(u: ResponseUsage | None) -> ResponseUsageOut | None:
+    """Convert Responses-API token counts."""
+    if u is None:
+        return None
+    return ResponseUsageOut(
+        input_tokens=u.input_tokens, output_tokens=u.output_tokens, total_tokens=u.total_tokens
+    )

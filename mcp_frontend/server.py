@@ -1,0 +1,100 @@
+"""``build_server(orch)``: the MCP server over an orchestrator.
+
+The server is built per orchestrator (no module globals), so tests hand it an
+orchestrator over a fake backend and talk to it in memory::
+
+    async with open_orchestrator(FakeBackend(["qwen"])) as orch:
+        async with mcp.Client(build_server(orch)) as client:
+            result = await client.call_tool("load_model", {"model": "qwen"})
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata
+from typing import Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+
+from mcp_frontend import resources
+from mcp_frontend.arguments import UnknownArgumentGuard
+from mcp_frontend.deps import Deps, InferenceHolder
+from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.settings import FrontendSettings
+from mcp_frontend.tools import inference, lifecycle, schema, vision
+from orchestrator import Orchestrator
+from orchestrator.inference import InferenceClient
+
+__all__ = ["SERVER_NAME", "build_server"]
+
+SERVER_NAME = "lmstudio-orchestrator"
+
+INSTRUCTIONS = """\
+Local models (LM Studio or embedded llama.cpp), each managed by a lifecycle
+actor: a model loads once however many calls ask for it, stays loaded while in
+use, and unloads after its idle TTL. Start with list_models. Inference tools
+(chat_completion, text_completion, create_response, generate_embeddings,
+analyze_image) take an optional `model`; omitted means the configured default.
+They load the model when needed and report progress while it loads. Errors say
+what to do next (an unknown model lists the available ones; an open circuit
+breaker says when to retry).
+"""
+
+
+_LOG_LEVELS: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "error": "ERROR",
+}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("lmstudio-orchestrator")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def build_server(
+    orch: Orchestrator,
+    *,
+    settings: FrontendSettings | None = None,
+    inference_client: InferenceClient | None = None,
+    fetcher: RemoteFetcher | None = None,
+) -> MCPServer[Any]:
+    """Build the MCP server: every tool and resource, over ``orch``.
+
+    Args:
+        orch: the orchestrator the tools drive.
+        settings: input limits and permissions; read from ``LMSORCH_MCP_*`` when omitted.
+        inference_client: the inference client to use (not closed by us); when
+            omitted the server creates one and closes it after its last connection.
+        fetcher: fetches remote images (tests pass one over a mock transport).
+
+    Raises:
+        ConfigError: ``settings`` was omitted and the environment holds an invalid one.
+    """
+    settings = settings if settings is not None else FrontendSettings.from_env()
+    holder = InferenceHolder(inference_client)
+    deps = Deps(
+        orch=orch,
+        settings=settings,
+        inference=holder,
+        fetcher=fetcher or RemoteFetcher(),
+        started_at=time.monotonic(),
+    )
+    guard = UnknownArgumentGuard()
+    server: MCPServer[Any] = MCPServer(
+        SERVER_NAME,
+        title="LM Studio orchestrator",
+        version=_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=holder.lifespan,
+        middleware=[guard],
+        log_level=_LOG_LEVELS[orch.config.log_level],
+    )
+    for module in (lifecycle, inference, vision, schema, resources):
+        module.register(server, deps)
+    guard.bind(server)
+    return server

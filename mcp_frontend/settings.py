@@ -1,0 +1,101 @@
+"""Frontend settings: input limits and what the vision tool may read.
+
+These bound what a tool call may ask of the machine (prompt size, image files,
+remote fetches) before anything reaches a backend. They are read from
+``LMSORCH_MCP_<FIELD>`` environment variables, for example
+``LMSORCH_MCP_ALLOW_REMOTE_IMAGES=1`` or
+``LMSORCH_MCP_ALLOWED_IMAGE_ROOTS=/home/me/pictures:/tmp/shots`` (separated by
+``os.pathsep``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from orchestrator import ConfigError
+
+__all__ = ["ENV_PREFIX", "FrontendSettings"]
+
+ENV_PREFIX = "LMSORCH_MCP_"
+
+
+class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits and permissions of the MCP tools.
+
+    Attributes:
+        allowed_image_roots: directories image files may be read from (symlinks
+            are resolved before the check); empty means the current directory.
+        allow_remote_images: let ``analyze_image`` fetch ``http(s)`` URLs
+            (public addresses only, size-capped); off by default.
+        max_prompt_chars: most characters of text one call may send.
+        max_image_bytes: largest single image accepted.
+        max_images: most images in one ``analyze_image`` call.
+        max_embedding_inputs: most texts in one ``generate_embeddings`` call.
+        max_schema_depth: deepest subschema nesting a JSON schema may have.
+        max_schema_bytes: largest JSON schema accepted (encoded size).
+        remote_image_timeout_s: deadline for fetching one remote image.
+        progress_interval_s: how often a waiting tool looks for state changes to report.
+    """
+
+    allowed_image_roots: tuple[str, ...] = ()
+    allow_remote_images: bool = False
+    max_prompt_chars: int = 200_000
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_images: int = 8
+    max_embedding_inputs: int = 512
+    max_schema_depth: int = 16
+    max_schema_bytes: int = 64 * 1024
+    remote_image_timeout_s: float = 20.0
+    progress_interval_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_prompt_chars",
+            "max_image_bytes",
+            "max_images",
+            "max_embedding_inputs",
+            "max_schema_depth",
+            "max_schema_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        for name in ("remote_image_timeout_s", "progress_interval_s"):
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive number")
+
+    def image_roots(self) -> tuple[Path, ...]:
+        """Return the allowed image roots, resolved (the current directory when none is set)."""
+        roots = self.allowed_image_roots or (os.getcwd(),)
+        return tuple(Path(r).expanduser().resolve() for r in roots)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> FrontendSettings:
+        """Build settings from ``LMSORCH_MCP_*`` variables, then ``overrides``.
+
+        Raises:
+            ConfigError: a variable is unknown to us, or its value is invalid.
+        """
+        env = os.environ if env is None else env
+        fields = {f.upper(): f for f in cls.__struct_fields__}
+        data: dict[str, Any] = {}
+        for key, value in env.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = fields.get(key[len(ENV_PREFIX) :])
+            if name is None:
+                raise ConfigError(f"unknown setting {key}; known: {', '.join(sorted(fields))}")
+            if name == "allowed_image_roots":
+                data[name] = [p for p in value.split(os.pathsep) if p]
+            else:
+                data[name] = value
+        data.update(overrides)
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid MCP frontend setting: {exc}") from exc

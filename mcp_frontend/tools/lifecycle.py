@@ -1,0 +1,204 @@
+"""Lifecycle tools: list, status, load, unload, reset the breaker, health."""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from mcp_frontend.deps import Deps
+from mcp_frontend.errors import ToolError, message_for, tool_errors
+from mcp_frontend.progress import with_progress
+from mcp_frontend.schemas import (
+    HealthOut,
+    LoadOut,
+    ModelListOut,
+    ModelStatusOut,
+    StatusListOut,
+    entry_out,
+    status_out,
+)
+from orchestrator import OrchestratorError, State, UnknownModel
+
+__all__ = ["model_list", "register", "status_list"]
+
+ModelArg = Annotated[str, Field(description="Model key, as list_models shows it.")]
+Seconds = Annotated[float | None, Field(gt=0, description="Seconds; must be positive.")]
+
+_READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def register(mcp: MCPServer[Any], deps: Deps) -> None:
+    """Register the lifecycle tools on ``mcp``."""
+    orch, config = deps.orch, deps.orch.config
+
+    @mcp.tool(title="List models", annotations=_READ)
+    async def list_models(
+        kind: Literal["llm", "vlm", "embedding"] | None = None, refresh: bool = False
+    ) -> ModelListOut:
+        """List the models the backend offers, with what is loaded and each one's state.
+
+        Each entry has type, size, context length and capabilities where known, the
+        loaded instances, and this server's lifecycle state (null: never used here).
+        """
+        return await model_list(deps, kind=kind, refresh=refresh)
+
+    @mcp.tool(title="Model status", annotations=_READ)
+    async def model_status(model: str | None = None) -> StatusListOut:
+        """Show the lifecycle status of every managed model, or of one.
+
+        State, TTL, seconds until idle expiry, requests in flight, consecutive
+        failures and, when the breaker is open, seconds until a retry is allowed.
+        """
+        return await status_list(deps, model)
+
+    @mcp.tool(
+        title="Load a model",
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+    )
+    async def load_model(
+        model: ModelArg,
+        ctx: Context[Any, Any],
+        ttl_s: Seconds = None,
+        keep_loaded: bool | None = None,
+        timeout_s: Seconds = None,
+    ) -> LoadOut:
+        """Load a model (or join its load in progress) and wait until it is READY.
+
+        The idle TTL is ``ttl_s`` if given (capped at the configured maximum); else
+        keep_loaded=true asks for the longest TTL allowed and keep_loaded=false for the
+        short temporary one; else the default. Waits report progress.
+        """
+        if ttl_s is not None and keep_loaded is not None:
+            raise ToolError("give ttl_s or keep_loaded, not both")
+        if keep_loaded is not None:
+            ttl_s = config.max_ttl_s if keep_loaded else config.temporary_ttl_s
+        before = next((s for s in orch.status() if s.model == model), None)
+        started = time.monotonic()
+        with tool_errors():
+            status = await with_progress(
+                ctx,
+                orch,
+                model,
+                lambda: orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s),
+                interval_s=deps.settings.progress_interval_s,
+            )
+        return LoadOut(
+            status=status_out(status),
+            was_ready=before is not None and before.state is State.READY,
+            waited_s=round(time.monotonic() - started, 3),
+        )
+
+    @mcp.tool(
+        title="Unload a model",
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+    )
+    async def unload_model(model: ModelArg) -> ModelStatusOut:
+        """Unload a model now, freeing its memory. Refused while requests use it."""
+        with tool_errors():
+            return status_out(await orch.unload(model))
+
+    @mcp.tool(
+        title="Reset the circuit breaker",
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+    )
+    async def reset_breaker(model: ModelArg) -> ModelStatusOut:
+        """Close a model's circuit breaker and forget its failures.
+
+        The next request may then load it at once; use after fixing the cause
+        (for example after freeing memory).
+        """
+        with tool_errors():
+            return status_out(await orch.reset_breaker(model))
+
+    @mcp.tool(title="Health check", annotations=_READ)
+    async def health_check() -> HealthOut:
+        """Check that the model server answers; report versions, uptime and model counts."""
+        health = await orch.backend.health()
+        statuses = orch.status()
+        return HealthOut(
+            reachable=health.reachable,
+            backend=health.backend,
+            backend_version=health.version,
+            detail=health.detail,
+            server_version=_version("lmstudio-orchestrator"),
+            mcp_version=_version("mcp"),
+            uptime_s=round(time.monotonic() - deps.started_at, 3),
+            models_managed=len(statuses),
+            models_ready=sum(s.state is State.READY for s in statuses),
+        )
+
+
+async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = False) -> ModelListOut:
+    """Return the catalogue with loaded instances and our states (``list_models``).
+
+    Raises:
+        ToolError: the catalogue could not be read.
+    """
+    orch, config = deps.orch, deps.orch.config
+    with tool_errors():
+        catalog = await orch.catalog(refresh=refresh)
+    loaded: dict[str, list[str]] = {}
+    loaded_error = None
+    try:
+        for inst in await orch.backend.list_loaded():
+            loaded.setdefault(inst.key, []).append(inst.identifier)
+    except OrchestratorError as exc:
+        loaded_error = message_for(exc)
+    states = {s.model: s.state.value for s in orch.status()}
+    return ModelListOut(
+        backend=orch.backend.name,
+        default_model=config.default_model,
+        default_embedding_model=config.default_embedding_model,
+        models=[
+            entry_out(m, sorted(loaded.get(m.key, [])), states.get(m.key))
+            for m in catalog
+            if kind is None or m.type == kind
+        ],
+        loaded_error=loaded_error,
+    )
+
+
+async def status_list(deps: Deps, model: str | None = None) -> StatusListOut:
+    """Return every managed model's status, or ``model``'s (``model_status``).
+
+    A model in the catalogue that this server never used is reported UNLOADED.
+
+    Raises:
+        ToolError: ``model`` is not in the catalogue (the message lists what is).
+    """
+    orch = deps.orch
+    snapshots = [status_out(s) for s in orch.status() if model in (None, s.model)]
+    if model is None or snapshots:
+        return StatusListOut(models=snapshots)
+    with tool_errors():
+        keys = [m.key for m in await orch.catalog()]
+        if model not in keys:
+            raise UnknownModel(model, keys)
+    return StatusListOut(models=[_never_used(model, orch.config.default_ttl_s)])
+
+
+def _never_used(model: str, ttl_s: float) -> ModelStatusOut:
+    # A model this server has not touched yet: its actor would start UNLOADED.
+    return ModelStatusOut(
+        model=model,
+        state=State.UNLOADED.value,
+        identifier="",
+        ttl_s=ttl_s,
+        expires_in_s=None,
+        in_flight=0,
+        consecutive_failures=0,
+        retry_after_s=None,
+        last_error=None,
+    )
