@@ -59,6 +59,7 @@ class Simulator:
         scripts: per-model queues of scripted replies.
         calls: every HTTP request received, in order.
         cli_calls: every fake ``lms`` run, in order.
+        crashes: exceptions the simulator's own code raised (a bug; fails the test at exit).
         responses: stored ``/v1/responses`` results by id.
         api: the emulated API version.
         api_token: when set, every route but the greeting needs ``Bearer <token>``.
@@ -91,6 +92,7 @@ class Simulator:
         self.upstream = upstream
         self.http = http
         self._changed = trio.Event()
+        self.crashes: list[Exception] = []
 
     def __repr__(self) -> str:
         return f"Simulator(base_url={self.base_url!r}, api={self.api!r})"
@@ -206,6 +208,10 @@ async def open_simulator(
                 finally:
                     sim.faults.release_all()
                     nursery.cancel_scope.cancel()
+                if sim.crashes:
+                    raise AssertionError(
+                        f"the simulator crashed: {sim.crashes!r}"
+                    ) from sim.crashes[0]
         except BaseExceptionGroup as group:
             # Let the test's own exception through unwrapped, as if there were no nursery.
             if len(group.exceptions) == 1:

@@ -150,9 +150,9 @@ async def busy(sim: Simulator, inst: SimInstance) -> AsyncIterator[None]:
 
 async def _first_token(sim: Simulator, inst: SimInstance) -> None:
     faults = sim.faults
-    gate = faults.first_token_gates.get(inst.identifier) or faults.first_token_gates.get(inst.key)
-    if gate is not None:
-        await gate.wait()
+    for name in (inst.identifier, inst.key):
+        if name in faults.first_token_gates:
+            await faults.first_token_gates[name].wait()
     if {inst.identifier, inst.key} & faults.unload_during_inference:
         sim.state.evict(inst.identifier)
         raise SimError("Model unloaded", param="model")

@@ -89,6 +89,10 @@ async def dispatch(sim: Simulator, req: Request) -> Answer | StreamAnswer:
         return await _route(sim, req)
     except SimError as err:
         return error_answer(sim, err)
+    except Exception as exc:
+        # A simulator bug must fail the test, not pass for a simulated HTTP 500.
+        sim.crashes.append(exc)
+        raise
 
 
 async def _repeat(chunk: bytes, count: int) -> AsyncGenerator[bytes]:

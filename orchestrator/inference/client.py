@@ -1,0 +1,397 @@
+"""An OpenAI-compatible inference client on httpx, for LM Studio (and llama.cpp).
+
+The client knows nothing of model lifecycles: every call names the server
+(``base_url``, ending in ``/v1``), its ``headers`` and the instance
+identifier (``model``) explicitly, so the core can wrap it::
+
+    async with orch.lease(model) as lease:
+        answer = await client.chat(
+            base_url=backend.base_url(lease.identifier),
+            headers=backend.http_headers(),
+            model=lease.identifier,
+            request=ChatRequest(messages=[ChatMessage(role="user", content="hi")]),
+        )
+
+Errors are translated by :mod:`orchestrator.backends.http_errors`, the same
+mapping the LM Studio backend uses. In particular a "model not found", "No
+models loaded" or "Model unloaded" answer raises
+:class:`~orchestrator.errors.ModelNotLoaded`, which the core turns into a
+``LOST`` input and one retry after a reload.
+
+Streams are async context managers yielding an async iterator, so the HTTP
+response is closed when the block ends, even if the caller stops early (an
+abandoned async generator would only be closed by the garbage collector)::
+
+    async with client.stream_chat(base_url=..., headers=..., model=..., request=req) as chunks:
+        async for chunk in chunks:
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Final, Generic, TypeVar, cast
+
+import httpx
+import msgspec
+import trio
+
+from orchestrator.backends.http_errors import (
+    check_answer,
+    convert,
+    error_for,
+    parse_error_body,
+    raise_protocol,
+    read_bounded,
+    request_json,
+    token_sent,
+    transport_errors,
+)
+from orchestrator.errors import InvalidRequest
+from orchestrator.inference.responses_types import (
+    ModelResponse,
+    ResponsesRequest,
+    ResponseStreamEvent,
+)
+from orchestrator.inference.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from orchestrator.inference.types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Completion,
+    CompletionChunk,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+)
+from orchestrator.names import validate_model_name
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "EventStream", "InferenceClient"]
+
+T = TypeVar("T")
+R = TypeVar("R", ChatRequest, CompletionRequest, ResponsesRequest)
+
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+"""Largest non-streamed answer accepted (big embedding batches run to tens of MB)."""
+
+_DONE: Final = object()
+_DRAIN_S: Final = 1.0
+_DRAIN_BYTES: Final = 1024 * 1024
+
+
+class EventStream(Generic[T]):
+    """Decoded items of one server-sent event stream; iterate with ``async for``.
+
+    Obtain one from an ``InferenceClient.stream_*`` context manager; it is
+    only valid inside that block.
+    """
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        decode: Callable[[SSEEvent], Any],
+        *,
+        what: str,
+        max_event_bytes: int,
+    ) -> None:
+        self._bytes = response.aiter_bytes()
+        self._decode = decode
+        self._what = what
+        self._decoder = SSEDecoder(what=what, max_event_bytes=max_event_bytes)
+        self._pending: deque[SSEEvent] = deque()
+        self._finished = False
+        self._eof = False
+
+    def __aiter__(self) -> EventStream[T]:
+        return self
+
+    async def aclose(self) -> None:
+        """Stop reading (the client calls this when the ``async with`` block ends).
+
+        What is left of the body is drained briefly first: httpcore does not
+        close its inner async generators when a body is abandoned, and trio
+        warns about every one the garbage collector finds.
+        """
+        self._finished = True
+        if not self._eof:
+            drained = 0
+            with trio.move_on_after(_DRAIN_S), contextlib.suppress(httpx.HTTPError):
+                while drained < _DRAIN_BYTES:
+                    try:
+                        drained += len(await anext(self._bytes))
+                    except StopAsyncIteration:
+                        self._eof = True
+                        break
+        close = getattr(self._bytes, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def __anext__(self) -> T:
+        while True:
+            while self._pending:
+                item = self._decode(self._pending.popleft())
+                if item is _DONE:
+                    self._pending.clear()
+                    self._finished = True
+                    break
+                if item is not None:
+                    return cast(T, item)
+            if self._finished:
+                raise StopAsyncIteration
+            with transport_errors(self._what):
+                try:
+                    chunk = await anext(self._bytes)
+                except StopAsyncIteration:
+                    self._pending.extend(self._decoder.close())
+                    self._finished = self._eof = True
+                    continue
+            self._pending.extend(self._decoder.feed(chunk))
+
+
+class InferenceClient:
+    """Calls the OpenAI-compatible chat, completions, embeddings and responses routes.
+
+    Args:
+        http: a pooled client to share (not closed by us); by default one is created.
+        timeout_s: deadline of a whole non-streamed call, and the longest a
+            stream may stay silent (first token included).
+        max_body_bytes: largest non-streamed answer accepted.
+        max_event_bytes: largest single stream event accepted.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient | None = None,
+        *,
+        timeout_s: float = 300.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        if not timeout_s > 0:
+            raise InvalidRequest(f"timeout_s must be positive, got {timeout_s!r}")
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(trust_env=False)
+        self._timeout_s = timeout_s
+        self._max_body = max_body_bytes
+        self._max_event = max_event_bytes
+
+    def __repr__(self) -> str:
+        return f"InferenceClient(timeout_s={self._timeout_s})"
+
+    async def __aenter__(self) -> InferenceClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- chat --
+
+    async def chat(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ChatRequest
+    ) -> ChatCompletion:
+        """Return one chat completion (tools, ``tool_choice``, ``response_format`` honoured).
+
+        Raises:
+            ModelNotLoaded: LM Studio does not have ``model`` loaded (or at all).
+            BackendError: any other failure; see :mod:`orchestrator.backends.http_errors`.
+        """
+        _check_chat(request)
+        url, what = _target(base_url, "/chat/completions", model)
+        body = _body(request, model, stream=False)
+        result = await self._post(url, what, headers, body, ChatCompletion)
+        if not result.choices:
+            raise_protocol(what, "the answer has no choices")
+        return result
+
+    @asynccontextmanager
+    async def stream_chat(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ChatRequest
+    ) -> AsyncIterator[EventStream[ChatCompletionChunk]]:
+        """Stream a chat completion as :class:`ChatCompletionChunk` objects."""
+        _check_chat(request)
+        url, what = _target(base_url, "/chat/completions", model)
+        decode = _chunk_decoder(ChatCompletionChunk, what)
+        async with self._stream(
+            url, what, headers, _body(request, model, stream=True), decode
+        ) as s:
+            yield s
+
+    # -- completions --
+
+    async def complete(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: CompletionRequest
+    ) -> Completion:
+        """Return one text completion (no prompt template is applied)."""
+        url, what = _target(base_url, "/completions", model)
+        result = await self._post(url, what, headers, _body(request, model, False), Completion)
+        if not result.choices:
+            raise_protocol(what, "the answer has no choices")
+        return result
+
+    @asynccontextmanager
+    async def stream_complete(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: CompletionRequest
+    ) -> AsyncIterator[EventStream[CompletionChunk]]:
+        """Stream a text completion as :class:`CompletionChunk` objects."""
+        url, what = _target(base_url, "/completions", model)
+        decode = _chunk_decoder(CompletionChunk, what)
+        async with self._stream(url, what, headers, _body(request, model, True), decode) as s:
+            yield s
+
+    # -- embeddings --
+
+    async def embed(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: EmbeddingRequest
+    ) -> EmbeddingResponse:
+        """Return the embeddings of ``request.input``."""
+        url, what = _target(base_url, "/embeddings", model)
+        body = msgspec.json.encode(msgspec.structs.replace(request, model=model))
+        result = await self._post(url, what, headers, body, EmbeddingResponse)
+        expected = 1 if isinstance(request.input, str) else len(request.input)
+        if len(result.data) != expected:
+            raise_protocol(what, f"asked for {expected} embeddings, got {len(result.data)}")
+        return result
+
+    # -- responses --
+
+    async def respond(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ResponsesRequest
+    ) -> ModelResponse:
+        """Return one Responses-API result (stateful through ``previous_response_id``)."""
+        url, what = _target(base_url, "/responses", model)
+        return await self._post(url, what, headers, _body(request, model, False), ModelResponse)
+
+    @asynccontextmanager
+    async def stream_respond(
+        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ResponsesRequest
+    ) -> AsyncIterator[EventStream[ResponseStreamEvent]]:
+        """Stream a Responses-API result as :class:`ResponseStreamEvent` objects.
+
+        The ``response.completed`` event carries the whole response.
+        """
+        url, what = _target(base_url, "/responses", model)
+        decode = _response_event_decoder(what)
+        async with self._stream(url, what, headers, _body(request, model, True), decode) as s:
+            yield s
+
+    # -- transport --
+
+    async def _post(
+        self, url: str, what: str, headers: Mapping[str, str], body: bytes, type_: type[T]
+    ) -> T:
+        answer = await request_json(
+            self._http,
+            "POST",
+            url,
+            what=what,
+            headers=headers,
+            timeout_s=self._timeout_s,
+            body=body,
+            limit=self._max_body,
+        )
+        return convert(answer, type_, what=what)
+
+    @asynccontextmanager
+    async def _stream(
+        self,
+        url: str,
+        what: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        decode: Callable[[SSEEvent], Any],
+    ) -> AsyncIterator[EventStream[Any]]:
+        send = {**headers, "Content-Type": "application/json", "Accept": "text/event-stream"}
+        request = self._http.build_request(
+            "POST", url, content=body, headers=send, timeout=self._timeout_s
+        )
+        with transport_errors(what):
+            response = await self._http.send(request, stream=True)
+        try:
+            kind = response.headers.get("content-type", "")
+            if response.status_code != 200 or "text/event-stream" not in kind:
+                # An error (or LM Studio's 200-with-error) arrives as one JSON body.
+                with transport_errors(what):
+                    raw = await read_bounded(response, self._max_body, what=what)
+                check_answer(
+                    response.status_code, kind, raw, what=what, token_sent=token_sent(send)
+                )
+                raise_protocol(what, f"expected an event stream, got {kind or 'no type'}", raw)
+            events: EventStream[Any] = EventStream(
+                response, decode, what=what, max_event_bytes=self._max_event
+            )
+            try:
+                yield events
+            finally:
+                await events.aclose()
+        finally:
+            await response.aclose()
+
+
+def _target(base_url: str, path: str, model: str) -> tuple[str, str]:
+    validate_model_name(model)
+    url = f"{base_url.rstrip('/')}{path}"
+    return url, f"LM Studio POST {url} (model {model!r})"
+
+
+def _body(request: R, model: str, stream: bool) -> bytes:
+    return msgspec.json.encode(msgspec.structs.replace(request, model=model, stream=stream))
+
+
+def _check_chat(request: ChatRequest) -> None:
+    if not request.messages:
+        raise InvalidRequest("a chat request needs at least one message")
+    fmt = request.response_format
+    if fmt is None:
+        return
+    if fmt.type not in ("json_schema", "text"):
+        # LM Studio answers 400 to json_object; say so before sending.
+        raise InvalidRequest("response_format.type must be 'json_schema' or 'text'")
+    if fmt.type == "json_schema" and fmt.json_schema is None:
+        raise InvalidRequest("response_format of type 'json_schema' needs json_schema")
+
+
+def _decode_data(event: SSEEvent, what: str) -> Any:
+    try:
+        data = msgspec.json.decode(event.data)
+    except msgspec.DecodeError:
+        raise_protocol(what, "malformed JSON in a stream event", event.data)
+    error = parse_error_body(200, data, b"")
+    if error is not None:
+        raise error_for(error, what=what, token_sent=False)
+    return data
+
+
+def _chunk_decoder(type_: type[T], what: str) -> Callable[[SSEEvent], Any]:
+    def decode(event: SSEEvent) -> Any:
+        if event.data.strip() == "[DONE]":
+            return _DONE
+        return convert(_decode_data(event, what), type_, what=what)
+
+    return decode
+
+
+def _response_event_decoder(what: str) -> Callable[[SSEEvent], Any]:
+    def decode(event: SSEEvent) -> Any:
+        if event.data.strip() == "[DONE]":
+            return _DONE
+        data = _decode_data(event, what)
+        if not isinstance(data, dict):
+            raise_protocol(what, "a stream event is not a JSON object", event.data)
+        data.setdefault("type", event.event)
+        if data["type"] in ("error", "response.failed"):
+            response = data.get("response")
+            failure = response.get("error") if isinstance(response, dict) else None
+            error = parse_error_body(200, {"error": failure or data}, b"")
+            if error is not None:
+                raise error_for(error, what=what, token_sent=False)
+        return convert(data, ResponseStreamEvent, what=what)
+
+    return decode
