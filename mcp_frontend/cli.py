@@ -18,6 +18,7 @@ __all__ = ["main"]
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statechart", "mcp_frontend.commands.statechart", "render the model lifecycle statechart"),
     ("models", "mcp_frontend.commands.models", "manage model files (fetch-demo)"),
+    ("serve", "mcp_frontend.commands.serve", "run the MCP server (stdio, or HTTP with --http)"),
 )
 
 

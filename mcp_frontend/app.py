@@ -1,0 +1,126 @@
+"""Running the server: ``lmsorch serve`` and ``python -m mcp_frontend`` share this.
+
+Over stdio (the default) stdout carries JSON-RPC only: every log line goes to
+stderr. The process stops on stdin EOF (stdio), SIGINT or SIGTERM, and then
+shuts down in order: the server, the orchestrator (unloading what it loaded,
+bounded by ``shutdown_timeout_s``), the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from mcp_frontend.backend_factory import make_backend
+from mcp_frontend.http_app import MCP_PATH, check_exposure, parse_bind, serve_http
+from mcp_frontend.server import build_server
+from mcp_frontend.settings import FrontendSettings
+from orchestrator import Config, ConfigError, open_orchestrator
+from orchestrator.inference import InferenceClient
+from orchestrator.logs import configure_logging
+
+__all__ = ["TOKEN_ENV", "ServeOptions", "main", "options_from", "serve"]
+
+TOKEN_ENV = "LMSORCH_HTTP_TOKEN"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What to serve and how.
+
+    Attributes:
+        backend: ``lmstudio`` or ``llamacpp``; None uses the configured one.
+        config_file: a TOML file; None uses ``$LMSORCH_CONFIG`` if set.
+        http: ``(host, port)`` for streamable HTTP; None serves stdio.
+        token: bearer token required over HTTP.
+        log_level: overrides the configured level.
+    """
+
+    backend: str | None = None
+    config_file: str | None = None
+    http: tuple[str, int] | None = None
+    token: str | None = None
+    log_level: str | None = None
+
+
+def options_from(args: argparse.Namespace) -> ServeOptions:
+    """Return the options parsed arguments ask for.
+
+    Raises:
+        ConfigError: ``--http`` is malformed, or exposes the server without a token.
+    """
+    http = parse_bind(args.http) if args.http else None
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if http is not None:
+        check_exposure(http[0], token)
+    return ServeOptions(
+        backend=args.backend,
+        config_file=args.config,
+        http=http,
+        token=token,
+        log_level=args.log_level,
+    )
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def _configure_logs(level: str) -> None:
+    configure_logging(level)
+    # Library loggers (the SDK, transitions, hypercorn) also go to stderr; ours are structlog.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if level == "debug" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(options: ServeOptions) -> None:
+    """Serve until stdin closes (stdio), or SIGINT/SIGTERM arrives.
+
+    Raises:
+        ConfigError: the configuration or settings are invalid.
+    """
+    config = Config.load(options.config_file, log_level=options.log_level)
+    settings = FrontendSettings.from_env()
+    _configure_logs(config.log_level)
+    backend = make_backend(config, options.backend)
+    try:
+        async with open_orchestrator(backend, config) as orch, InferenceClient() as client:
+            server = build_server(orch, settings=settings, inference_client=client)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                if options.http is None:
+                    await server.run_stdio_async()
+                else:
+                    host, port = options.http
+                    run = partial(serve_http, server, host=host, port=port, token=options.token)
+                    urls = await nursery.start(run)
+                    for url in urls:
+                        print(f"lmsorch: MCP over HTTP at {url}{MCP_PATH}", file=sys.stderr)
+                    await trio.sleep_forever()
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(config.shutdown_timeout_s):
+            await backend.aclose()
+
+
+def main(options: ServeOptions) -> int:
+    """Run :func:`serve` under trio; return the process exit code."""
+    try:
+        trio.run(serve, options)
+    except ConfigError as exc:
+        print(f"lmsorch serve: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

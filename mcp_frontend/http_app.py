@@ -1,0 +1,151 @@
+"""Streamable HTTP: the ASGI app behind an optional bearer token, on hypercorn's trio worker.
+
+The SDK's own HTTP runner uses uvicorn, which is asyncio-only; the same ASGI
+app served by ``hypercorn.trio`` runs on trio. Bound to loopback unless told
+otherwise; then the SDK also checks ``Host``/``Origin`` headers against
+DNS rebinding. With a token, every HTTP request must carry
+``Authorization: Bearer <token>`` or gets 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from hypercorn.typing import ASGIFramework
+from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator import ConfigError
+
+__all__ = [
+    "DEFAULT_HOST",
+    "MCP_PATH",
+    "BearerTokenGuard",
+    "build_http_app",
+    "check_exposure",
+    "is_loopback",
+    "parse_bind",
+    "serve_http",
+]
+
+DEFAULT_HOST = "127.0.0.1"
+MCP_PATH = "/mcp"
+
+
+class BearerTokenGuard:
+    """ASGI middleware: HTTP requests without ``Authorization: Bearer <token>`` get 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ConfigError("the HTTP token must not be empty")
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the token on HTTP requests; pass lifespan events through."""
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            # Constant-time comparison: the token must not leak through timing.
+            if not hmac.compare_digest(given, self._expected):
+                await _unauthorized(send)
+                return
+        await self._app(scope, receive, send)
+
+
+async def _unauthorized(send: Send) -> None:
+    body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="lmsorch"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost`` or a loopback address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve a non-loopback address without a token.
+
+    Raises:
+        ConfigError: ``host`` is reachable from other machines and ``token`` is None
+            (anyone on the network could drive the models).
+    """
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host} without a token: set LMSORCH_HTTP_TOKEN "
+            "(or --token), or bind to 127.0.0.1"
+        )
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` (host defaults to loopback).
+
+    Raises:
+        ConfigError: not a host and a port in 0-65535.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or DEFAULT_HOST
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--http wants HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
+    return host, int(port)
+
+
+def build_http_app(server: MCPServer[Any], *, host: str, token: str | None) -> ASGIApp:
+    """Return the streamable HTTP ASGI app (at ``/mcp``), behind the token when one is given."""
+    app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    return BearerTokenGuard(app, token) if token is not None else app
+
+
+async def serve_http(
+    server: MCPServer[Any],
+    *,
+    host: str = DEFAULT_HOST,
+    port: int,
+    token: str | None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``server`` over streamable HTTP until ``shutdown_trigger`` returns.
+
+    ``task_status.started`` receives the bound base URLs (``http://host:port``),
+    which tells the real port when ``port`` is 0.
+
+    Raises:
+        ConfigError: a non-loopback ``host`` without a token (see :func:`check_exposure`).
+    """
+    check_exposure(host, token)
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None  # hypercorn's "-" would mean stdout
+    config.errorlog = "-"  # stderr
+    # Starlette's and hypercorn's type aliases describe the same ASGI callable.
+    app = cast("ASGIFramework", build_http_app(server, host=host, token=token))
+    await serve(
+        app,
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
