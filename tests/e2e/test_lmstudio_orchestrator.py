@@ -1,0 +1,158 @@
+"""The orchestrator end to end on the real LM Studio backend, the simulator and the fake lms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import trio
+import trio.testing
+from fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
+from fakes.fixtures import install_fake_lms, make_backend
+
+from orchestrator import (
+    BackendRejected,
+    BreakerOpen,
+    Config,
+    ModelNotLoaded,
+    Orchestrator,
+    State,
+    VerifyFailed,
+    open_orchestrator,
+)
+from orchestrator.backends.lmstudio import LMStudioBackend
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+
+QWEN = "qwen/qwen3-4b"
+T = TypeVar("T")
+
+FAST = Config(
+    retry_attempts=1,
+    retry_initial_s=0.0,
+    retry_jitter_s=0.0,
+    verify_initial_interval_s=0.01,
+    verify_max_interval_s=0.05,
+    verify_deadline_s=1.0,
+    breaker_threshold=3,
+    breaker_cooldown_s=600.0,
+    unload_timeout_s=5.0,
+    shutdown_timeout_s=5.0,
+)
+
+
+@pytest.fixture
+def lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    return install_fake_lms(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    # JIT off: an evicted model must come back through the orchestrator, not silently.
+    async with open_simulator(jit=False) as s:
+        yield s
+
+
+@pytest.fixture
+async def backend(sim: Simulator, lms: str) -> AsyncIterator[LMStudioBackend]:
+    b = make_backend(sim, lms_cli=lms)
+    yield b
+    await b.aclose()
+
+
+def state(orch: Orchestrator, model: str) -> State:
+    return next(s.state for s in orch.status() if s.model == model)
+
+
+async def chat_once_retrying(orch: Orchestrator, client: InferenceClient, text: str) -> str:
+    """What the frontend does: lease, infer, and on "not loaded" report it lost and retry once."""
+    for attempt in range(2):
+        async with orch.lease(QWEN) as lease:
+            try:
+                answer = await client.chat(
+                    base_url=orch.backend.base_url(lease.identifier),
+                    headers=orch.backend.http_headers(),
+                    model=lease.identifier,
+                    request=ChatRequest(messages=[ChatMessage(role="user", content=text)]),
+                )
+            except ModelNotLoaded:
+                if attempt:
+                    raise
+                lease.lost()
+                continue
+            return answer.message.text
+    raise AssertionError("unreachable")
+
+
+async def test_concurrent_requests_for_a_cold_model_share_one_load(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    gate = sim.faults.hold_load(QWEN)
+    async with open_orchestrator(backend, FAST) as orch:
+        results: list[State] = []
+
+        async def want() -> None:
+            results.append((await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)).state)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(want)
+                await sim.wait_for(lambda: bool(sim.cli_runs("load")))
+                await trio.testing.wait_all_tasks_blocked()
+                assert state(orch, QWEN) is State.LOADING
+                gate.set()
+        assert results == [State.READY] * 5
+        assert len(sim.cli_runs("load")) == 1
+        (record,) = sim.state.loads
+        assert (record.identifier, record.ttl_s, record.via) == (QWEN, 900.0, "cli")
+    assert sim.loaded() == []  # unloaded at shutdown
+
+
+async def test_default_ttl_reaches_lm_studio(sim: Simulator, backend: LMStudioBackend) -> None:
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            status = await orch.ensure_loaded(QWEN)
+        assert status.ttl_s == FAST.default_ttl_s
+        assert sim.state.instances[QWEN].ttl_s == FAST.default_ttl_s
+
+
+async def test_eviction_behind_our_back_is_recovered_on_the_next_request(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    sim.script(QWEN, Reply(content="first"), Reply(content="second"))
+    async with open_orchestrator(backend, FAST) as orch, InferenceClient(timeout_s=10) as client:
+        with trio.fail_after(20):
+            assert await chat_once_retrying(orch, client, "a") == "first"
+            sim.evict(QWEN)  # LM Studio unloaded it; the orchestrator still thinks READY
+            assert await chat_once_retrying(orch, client, "b") == "second"
+        assert [r.via for r in sim.state.loads] == ["cli", "cli"]
+        assert state(orch, QWEN) is State.READY
+
+
+async def test_a_model_that_always_fails_opens_the_breaker(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    sim.faults.load_errors[QWEN] = GUARDRAIL_MESSAGE
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            for _ in range(FAST.breaker_threshold):
+                with pytest.raises(BackendRejected, match="insufficient system resources"):
+                    await orch.ensure_loaded(QWEN)
+            runs = len(sim.cli_runs("load"))
+            assert runs == FAST.breaker_threshold  # permanent: never retried
+            with pytest.raises(BreakerOpen) as info:
+                await orch.ensure_loaded(QWEN)
+        assert info.value.retry_after_s > 0
+        assert len(sim.cli_runs("load")) == runs  # fails fast, LM Studio untouched
+        assert state(orch, QWEN) is State.BREAKER_OPEN
+
+
+async def test_a_load_that_reports_success_but_is_absent_fails_verification(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    sim.faults.load_absent.add(QWEN)
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20), pytest.raises(VerifyFailed, match="was not listed"):
+            await orch.ensure_loaded(QWEN)
