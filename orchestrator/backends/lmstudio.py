@@ -27,11 +27,8 @@ bearer header and never logged or shown in ``repr``.
 
 from __future__ import annotations
 
-import enum
-import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -45,6 +42,14 @@ from orchestrator.backends.http_errors import (
     request_json,
 )
 from orchestrator.backends.lmstudio_cli import LmsCli, resolve_cli
+from orchestrator.backends.lmstudio_support import (
+    INSTALL_HINT,
+    ApiLevel,
+    find_model,
+    jit_request,
+    normalize_base_url,
+    ttl_seconds,
+)
 from orchestrator.backends.lmstudio_wire import (
     OpenAIModelList,
     V0ModelList,
@@ -57,7 +62,6 @@ from orchestrator.errors import (
     BackendAuthError,
     BackendError,
     BackendRejected,
-    ConfigError,
     InvalidRequest,
     ModelNotLoaded,
     OrchestratorError,
@@ -71,23 +75,7 @@ __all__ = ["INSTALL_HINT", "ApiLevel", "LMStudioBackend"]
 T = TypeVar("T")
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
-
-INSTALL_HINT = (
-    "install the `lms` CLI (it ships with LM Studio: run `npx lmstudio install-cli`, "
-    "or set LMS_CLI to its path, usually ~/.lmstudio/bin/lms) or upgrade LM Studio to 0.4+"
-)
 _GREETING_TIMEOUT_S = 5.0
-
-
-class ApiLevel(enum.Enum):
-    """Which native REST API the server offers (detected once, then cached)."""
-
-    REST_V1 = "rest-v1"
-    """0.4+: ``/api/v1/models`` with ``loaded_instances``, load and unload."""
-    REST_V0 = "rest-v0"
-    """0.3.6-0.3.x: ``/api/v0/models`` with ``state``; no load or unload route."""
-    OPENAI_ONLY = "openai-only"
-    """Older: only the OpenAI-compatible ``/v1/*`` routes."""
 
 
 class LMStudioBackend:
@@ -114,7 +102,7 @@ class LMStudioBackend:
         allow_untimed_rest_load: bool = False,
     ) -> None:
         self._settings = settings or LMStudioSettings()
-        self._root = _normalize_base_url(self._settings.base_url)
+        self._root = normalize_base_url(self._settings.base_url)
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(self._settings.http_timeout_s),
@@ -242,11 +230,11 @@ class LMStudioBackend:
         """
         validate_model_name(key)
         validate_model_name(identifier)
-        ttl = _ttl_seconds(ttl_s)
+        ttl = ttl_seconds(ttl_s)
         if context_length is not None and context_length < 1:
             raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
         catalog = await self.list_available()
-        info = _find(catalog, key)
+        info = find_model(catalog, key)
         if info is None:
             # lms fuzzy-matches keys: an unknown one could silently load another model.
             raise UnknownModel(key, [m.key for m in catalog])
@@ -357,13 +345,7 @@ class LMStudioBackend:
             )
         if context_length is not None:
             _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
-        payload: dict[str, Any] = {"model": info.key, "ttl": ttl}
-        if info.type == "embedding":
-            path, payload = "/v1/embeddings", {**payload, "input": "."}
-        else:
-            path = "/v1/chat/completions"
-            payload |= {"messages": [{"role": "user", "content": "."}], "max_tokens": 1}
-            payload |= {"temperature": 0, "stream": False}
+        path, payload = jit_request(info, ttl)
         try:
             await self._call(
                 "POST", path, msgspec.json.encode(payload), self._settings.load_timeout_s
@@ -431,32 +413,3 @@ class LMStudioBackend:
             # The server may have been replaced by another version: probe again next time.
             self._api_level = None
             raise
-
-
-def _normalize_base_url(url: str) -> str:
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"LMSTUDIO_BASE_URL must be an http(s) URL, got {url!r}")
-    root = url.strip().rstrip("/")
-    # Accept the OpenAI-style ".../v1" people copy from LM Studio's UI.
-    return root.removesuffix("/v1")
-
-
-def _ttl_seconds(ttl_s: float) -> int:
-    if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
-        raise InvalidRequest(f"ttl_s must be a positive, finite number of seconds, got {ttl_s!r}")
-    # LM Studio takes whole seconds, at least 1.
-    return max(1, math.ceil(ttl_s))
-
-
-def _find(catalog: list[ModelInfo], key: str) -> ModelInfo | None:
-    for info in catalog:
-        if info.key == key:
-            return info
-    # A variant ("publisher/model@q4_k_m") of a listed key is loadable too.
-    base = key.partition("@")[0]
-    if base != key:
-        for info in catalog:
-            if info.key == base:
-                return msgspec.structs.replace(info, key=key)
-    return None
