@@ -19,6 +19,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statechart", "mcp_frontend.commands.statechart", "render the model lifecycle statechart"),
     ("models", "mcp_frontend.commands.models", "manage model files (fetch-demo)"),
     ("serve", "mcp_frontend.commands.serve", "run the MCP server (stdio, or HTTP with --http)"),
+    ("demo", "mcp_frontend.commands.demo", "run the demo: real model, orchestrator and MCP"),
 )
 
 

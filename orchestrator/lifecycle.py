@@ -21,6 +21,7 @@ firing it (a trigger costs about 20 µs; a lease must cost less than 100 µs).
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -130,6 +131,8 @@ class _Probe:
 
 
 def _build_machine() -> tuple[Machine, _Probe]:
+    # transitions logs every callback at INFO; our own log has one event per transition.
+    logging.getLogger("transitions").setLevel(logging.WARNING)
     probe = _Probe()
     machine = Machine(
         model=probe,
