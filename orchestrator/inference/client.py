@@ -338,7 +338,8 @@ class InferenceClient:
 def _target(base_url: str, path: str, model: str) -> tuple[str, str]:
     validate_model_name(model)
     url = f"{base_url.rstrip('/')}{path}"
-    return url, f"LM Studio POST {url} (model {model!r})"
+    # No server name: the client serves LM Studio and llama.cpp alike.
+    return url, f"POST {url} (model {model!r})"
 
 
 def _body(request: R, model: str, stream: bool) -> bytes:

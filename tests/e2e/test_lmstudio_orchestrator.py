@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import trio
@@ -26,7 +25,6 @@ from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
 
 QWEN = "qwen/qwen3-4b"
-T = TypeVar("T")
 
 FAST = Config(
     retry_attempts=1,
@@ -34,7 +32,7 @@ FAST = Config(
     retry_jitter_s=0.0,
     verify_initial_interval_s=0.01,
     verify_max_interval_s=0.05,
-    verify_deadline_s=1.0,
+    verify_deadline_s=0.5,
     breaker_threshold=3,
     breaker_cooldown_s=600.0,
     unload_timeout_s=5.0,
