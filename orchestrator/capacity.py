@@ -54,6 +54,7 @@ class CapacityPool:
         self._holders: dict[str, int] = {}
         self._changed = trio.Event()
         self._waiting: dict[str, float] = {}  # model -> its wait bound, while waiting
+        self._refused: dict[str, str] = {}  # model -> why its last reservation failed
 
     def holds(self, model: str) -> bool:
         """Whether ``model`` holds a slot."""
@@ -79,6 +80,7 @@ class CapacityPool:
                 f"({self._budget} bytes); raise memory_budget_bytes",
             )
         self._waiting[model] = wait_s
+        self._refused.pop(model, None)
         try:
             with trio.move_on_after(wait_s):
                 while not self._fits(model, size):
@@ -88,12 +90,14 @@ class CapacityPool:
                 return
         finally:
             del self._waiting[model]
-        raise CapacityExhausted(model, self._why_full(model, wait_s))
+        # Kept so a caller whose own timeout ends at the same instant still learns why.
+        self._refused[model] = self._why_full(model, wait_s)
+        raise CapacityExhausted(model, self._refused[model])
 
     def waiting_reason(self, model: str) -> str | None:
         """Why ``model``'s load is waiting for room, or ``None`` if it is not."""
         wait_s = self._waiting.get(model)
-        return None if wait_s is None else self._why_full(model, wait_s)
+        return self._refused.get(model) if wait_s is None else self._why_full(model, wait_s)
 
     def adopt(self, model: str, size_bytes: int | None) -> None:
         """Record a model the backend already holds (it may exceed the limit until evicted)."""
