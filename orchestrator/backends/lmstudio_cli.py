@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -55,7 +55,9 @@ _UNREACHABLE = re.compile(
     r"econnrefused|failed to connect|could not connect|cannot connect|not reachable|"
     r"is lm studio running|connection refused"
 )
-_NOT_FOUND = re.compile(r"model not found|cannot find a model|no model found|not found")
+_NOT_FOUND = re.compile(
+    r"model not found|cannot find a model|no model found|no (?:downloaded )?model match"
+)
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 
@@ -262,23 +264,33 @@ class LmsCli:
 
 
 def parse_json_array(stdout: bytes, *, what: str) -> list[Any]:
-    """Decode the JSON array ``lms`` printed, skipping any banner before the ``[``.
+    """Decode the JSON array ``lms`` printed, skipping any banner lines before it.
 
     Some captures show ``Waking up LM Studio service...`` on stdout before the
-    JSON (``reference/lmstudio-api.md`` §6.4).
+    JSON (``reference/lmstudio-api.md`` §6.4); a banner line may itself start
+    with ``[``, so each line that does is tried in turn.
     """
-    start = stdout.find(b"[")
-    if start < 0:
+    starts = [i for i, line in _line_starts(stdout) if line.lstrip().startswith(b"[")]
+    if not starts:
         raise BackendProtocolError(f"{what}: expected a JSON array, got: {excerpt(stdout)}")
-    try:
-        value = msgspec.json.decode(stdout[start:])
-    except msgspec.DecodeError as exc:
-        raise BackendProtocolError(
-            f"{what}: malformed JSON ({exc}): {excerpt(stdout[start:])}"
-        ) from exc
-    if not isinstance(value, list):
-        raise BackendProtocolError(f"{what}: expected a JSON array, got: {excerpt(stdout)}")
-    return value
+    first_error: msgspec.DecodeError | None = None
+    for start in starts:
+        try:
+            # A document that starts with "[" decodes to a list or not at all.
+            return cast(list[Any], msgspec.json.decode(stdout[start:]))
+        except msgspec.DecodeError as exc:
+            first_error = first_error or exc
+    raise BackendProtocolError(
+        f"{what}: malformed JSON ({first_error}): {excerpt(stdout[starts[0] :])}"
+    ) from first_error
+
+
+def _line_starts(data: bytes) -> list[tuple[int, bytes]]:
+    starts, offset = [], 0
+    for line in data.splitlines(keepends=True):
+        starts.append((offset, line))
+        offset += len(line)
+    return starts
 
 
 def cli_error(result: CliResult, *, what: str) -> BackendError:

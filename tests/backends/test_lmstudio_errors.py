@@ -234,6 +234,10 @@ def test_cli_errors_keep_the_message_and_pick_the_kind() -> None:
     )
     assert isinstance(cli_error(cli(1, b"Error: Model not found"), what="w"), ModelNotLoaded)
     assert isinstance(cli_error(cli(1, b"Error: Request timed out"), what="w"), BackendTimeout)
+    runtime = cli_error(
+        cli(1, b"Error: No runtime found for model format gguf, not found"), what="w"
+    )
+    assert not isinstance(runtime, ModelNotLoaded)
     generic = cli_error(cli(2, b"\x1b[31msomething odd\x1b[0m"), what="w")
     assert isinstance(generic, BackendRejected)
     assert "something odd" in str(generic)
@@ -243,6 +247,8 @@ def test_cli_errors_keep_the_message_and_pick_the_kind() -> None:
 
 def test_json_array_output_tolerates_a_banner_and_refuses_garbage() -> None:
     assert parse_json_array(b'Waking up LM Studio service...\n[{"a": 1}]\n', what="w") == [{"a": 1}]
+    banner = b'[INFO] Waking up LM Studio service...\n  [{"a": [1]}]\n'
+    assert parse_json_array(banner, what="w") == [{"a": [1]}]
     with pytest.raises(BackendProtocolError, match="expected a JSON array"):
         parse_json_array(b"No models are currently loaded.", what="w")
     with pytest.raises(BackendProtocolError, match="malformed JSON"):
