@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import socket
 from collections.abc import Mapping
 from importlib import metadata
@@ -149,14 +150,15 @@ class LlamaCppBackend:
             n_ctx = min(n_ctx, info.context_length)
         self._check_memory(entry, info, n_ctx)
         embedding = entry.model_info().type == "embedding"
+        taken: set[int] = set()
         for _attempt in range(_PORT_ATTEMPTS):
             spec = StartSpec(
                 key=key,
                 identifier=identifier,
                 path=entry.path,
-                port=self._free_port(),
+                port=self._free_port(exclude=taken),
                 context_length=n_ctx,
-                threads=self.settings.threads,
+                threads=self._threads(),
                 embedding=embedding or self.llm_embeddings,
                 mean_pooling=not embedding,
                 server_binary=self.settings.server_binary,
@@ -166,6 +168,7 @@ class LlamaCppBackend:
             try:
                 await worker.wait_ready(self.settings.start_timeout_s)
             except PortTaken:
+                taken.add(spec.port)
                 await self._stop(worker)
                 _log.info("port_taken_retrying", model=key, port=spec.port)
                 continue
@@ -275,8 +278,16 @@ class LlamaCppBackend:
                 "available; unload other models or lower the context length"
             )
 
-    def _free_port(self) -> int:
-        ours = {w.spec.port for w in self._workers.values()}
+    def _threads(self) -> int:
+        # More threads than usable cores only makes llama.cpp's threads fight.
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        return max(1, min(self.settings.threads, cores))
+
+    def _free_port(self, exclude: set[int]) -> int:
+        ours = exclude | {w.spec.port for w in self._workers.values()}
         for port in range(self.settings.port_min, self.settings.port_max + 1):
             if port not in ours and _port_is_free(port):
                 return port

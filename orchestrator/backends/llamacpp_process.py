@@ -35,6 +35,7 @@ _WORKER_SCRIPT = Path(__file__).with_name("llamacpp_worker.py")
 _TAIL_BYTES = 16384
 _FIRST_POLL_S = 0.02
 _MAX_POLL_S = 0.5
+_REQUEST_TIMEOUT_S = 2.0
 # llama.cpp's log prefix: "0.00.050.402 E " (elapsed time, level)
 _LOG_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] ")
 
@@ -80,6 +81,7 @@ class StartSpec:
             *("--model", str(self.path), "--alias", self.identifier),
             *("--host", "127.0.0.1", "--port", str(self.port)),
             *("--ctx-size", str(self.context_length), "--threads", str(self.threads)),
+            *("--poll", "0"),  # see llamacpp_worker: no busy-waiting
             "--metrics",
         ]
         if self.embedding:
@@ -128,19 +130,22 @@ class Worker:
             BackendServerError: the worker died for another reason.
             BackendTimeout: it did not become healthy within ``timeout_s``.
         """
-        root = f"http://127.0.0.1:{self.spec.port}"
-        interval = _FIRST_POLL_S
+        ready = False
         with trio.move_on_after(timeout_s):
-            async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
-                while True:
-                    if not self.alive:
-                        raise self.death_error()
-                    if await _healthy(client, root, self.spec.identifier):
-                        return
-                    # Sleep, but wake at once if the process exits meanwhile.
-                    with trio.move_on_after(interval):
-                        await self.process.wait()
-                    interval = min(interval * 1.5, _MAX_POLL_S)
+            async with trio.open_nursery() as nursery:
+
+                async def fail_fast() -> None:
+                    # An exit ends the wait at once, even mid-request (e.g. to a
+                    # foreign server on our port that accepts and never answers).
+                    await self.process.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(fail_fast)
+                await self._poll_health()
+                ready = True
+                nursery.cancel_scope.cancel()
+        if ready:
+            return
         if not self.alive:
             raise self.death_error()
         raise BackendTimeout(
@@ -148,6 +153,14 @@ class Worker:
             f"{timeout_s:g}s (raise LMSORCH_LLAMACPP_START_TIMEOUT_S for big models); "
             f"output: {_summary(self.tail())}"
         )
+
+    async def _poll_health(self) -> None:
+        root = f"http://127.0.0.1:{self.spec.port}"
+        interval = _FIRST_POLL_S
+        async with httpx.AsyncClient(timeout=_REQUEST_TIMEOUT_S, trust_env=False) as client:
+            while not await _healthy(client, root, self.spec.identifier):
+                await trio.sleep(interval)
+                interval = min(interval * 1.5, _MAX_POLL_S)
 
     def death_error(self) -> BackendError:
         """Explain why the worker exited during its start."""
