@@ -121,5 +121,7 @@ async def _read(resp: httpx.Response, limit: int) -> bytes:
     async for chunk in resp.aiter_bytes():
         body += chunk
         if len(body) > limit:
+            # Leaving early abandons httpx's async generators; trio finalizes them
+            # (closing the stream) and the client's ``async with`` closes the response.
             raise ToolError(f"the image at {str(resp.url)[:200]} is over the {limit}-byte limit")
     return bytes(body)

@@ -1,0 +1,74 @@
+"""Bad arguments: named in a tool error, and never reaching the backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp_support import Fake, error, fake_stack
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
+    async with fake_stack(tmp_path) as stack:
+        yield stack
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field", "problem"),
+    [
+        ("load_model", {}, "model", "Field required"),
+        ("load_model", {"model": 5}, "model", "valid string"),
+        ("load_model", {"model": "model-a", "ttl_s": -1}, "ttl_s", "greater than 0"),
+        ("load_model", {"model": "model-a", "ttl_s": "soon"}, "ttl_s", "valid number"),
+        (
+            "chat_completion",
+            {"prompt": "hi", "temperature": 3},
+            "temperature",
+            "less than or equal",
+        ),
+        (
+            "chat_completion",
+            {"messages": [{"role": "robot", "content": "x"}]},
+            "messages.0.role",
+            "'system', 'user' or 'assistant'",
+        ),
+        (
+            "chat_completion",
+            {"prompt": "hi", "response_format": {"type": "json_object"}},
+            "response_format.type",
+            "'json_schema' or 'text'",
+        ),
+        ("text_completion", {"prompt": ""}, "prompt", "at least 1 character"),
+        ("generate_embeddings", {"text": 7}, "text.str", "valid string"),
+        ("analyze_image", {"images": "a.png", "mode": "paint"}, "mode", "'describe'"),
+        (
+            "create_response",
+            {"input_text": "hi", "previous_response_id": "a b"},
+            "previous_response_id",
+            "pattern",
+        ),
+    ],
+)
+async def test_a_missing_or_wrong_typed_argument_is_named_in_a_tool_error(
+    fake: Fake, tool: str, arguments: dict[str, object], field: str, problem: str
+) -> None:
+    msg = error(await fake.client.call_tool(tool, arguments))
+
+    assert f"Error executing tool {tool}" in msg
+    assert f"\n{field}\n" in msg
+    assert problem in msg
+    assert fake.backend.count("load") == 0
+
+
+async def test_an_unknown_argument_is_rejected_with_the_accepted_ones(fake: Fake) -> None:
+    msg = error(await fake.client.call_tool("chat_completion", {"prompt": "hi", "temprature": 0.2}))
+
+    assert "unknown argument(s) 'temprature'" in msg
+    assert "temperature" in msg.split("accepted:")[1]
+    assert fake.backend.count("load") == 0
+
+
+async def test_an_unknown_tool_is_a_tool_error(fake: Fake) -> None:
+    assert "Unknown tool" in error(await fake.client.call_tool("lms_load_model", {}))

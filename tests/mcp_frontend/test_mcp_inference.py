@@ -1,0 +1,262 @@
+"""Inference tools through the in-memory MCP client, against the LM Studio simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from fakes import Reply, Simulator
+from mcp_support import EMBED, QWEN, Fake, LMStudio, error, fake_stack, lmstudio_stack, ok
+
+from orchestrator import Orchestrator, State
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
+    async with fake_stack(tmp_path) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def lm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LMStudio]:
+    async with lmstudio_stack(tmp_path, monkeypatch) as stack:
+        yield stack
+
+
+def requests_counted(orch: Orchestrator, outcome: str) -> float | None:
+    labels = {"model": QWEN, "endpoint": "chat", "outcome": outcome}
+    return orch.metrics.registry.get_sample_value("lmsorch_inference_requests_total", labels)
+
+
+def chat_bodies(sim: Simulator) -> list[Any]:
+    return [c.body for c in sim.requests("/v1/chat/completions")]
+
+
+async def test_chat_completion_loads_the_default_model_and_answers(lm: LMStudio) -> None:
+    lm.sim.script(QWEN, Reply(content="Paris."))
+
+    out = ok(
+        await lm.client.call_tool(
+            "chat_completion",
+            {"prompt": "Capital of France?", "system_prompt": "Be brief.", "max_tokens": 8},
+        )
+    )
+
+    assert out["content"] == "Paris."
+    assert out["model"] == QWEN
+    assert out["identifier"] == QWEN
+    assert out["finish_reason"] == "stop"
+    assert out["reasoning"] is None
+    assert out["usage"]["completion_tokens"] > 0
+    [body] = chat_bodies(lm.sim)
+    assert body["model"] == QWEN
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+    assert body["max_tokens"] == 8
+    assert body["ttl"] == 600  # the model's TTL rides along, should the server JIT-reload it
+    assert [load.ttl_s for load in lm.sim.state.loads] == [600]
+
+
+async def test_chat_completion_takes_a_conversation_and_separates_reasoning(lm: LMStudio) -> None:
+    lm.sim.script(QWEN, Reply(content="4", reasoning="2+2 is 4"))
+    messages = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "Let me think."},
+        {"role": "user", "content": "Well?"},
+    ]
+
+    out = ok(await lm.client.call_tool("chat_completion", {"messages": messages}))
+
+    assert out["content"] == "4"
+    assert out["reasoning"] == "2+2 is 4"
+    assert chat_bodies(lm.sim)[0]["messages"] == messages
+
+
+async def test_inline_think_tags_are_moved_out_of_the_answer(lm: LMStudio) -> None:
+    lm.sim.script(QWEN, Reply(content="<think>hmm, short</think>\n\nYes."))
+
+    out = ok(await lm.client.call_tool("chat_completion", {"prompt": "ok?"}))
+
+    assert (out["content"], out["reasoning"]) == ("Yes.", "hmm, short")
+
+
+async def test_a_json_schema_answer_is_decoded_and_checked(lm: LMStudio) -> None:
+    lm.sim.script(
+        QWEN, Reply(content='{"name": "Ada", "age": 36}'), Reply(content='{"name": "Ada"}')
+    )
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+
+    good = ok(
+        await lm.client.call_tool("chat_completion", {"prompt": "Ada?", "response_format": fmt})
+    )
+    bad = ok(
+        await lm.client.call_tool("chat_completion", {"prompt": "Ada?", "response_format": fmt})
+    )
+
+    assert good["parsed"] == {"name": "Ada", "age": 36}
+    assert good["schema_errors"] == []
+    assert bad["parsed"] == {"name": "Ada"}
+    assert bad["schema_errors"] == ["$: 'age' is a required property"]
+    sent = chat_bodies(lm.sim)[0]["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+
+
+async def test_an_invalid_response_schema_is_refused_before_any_request(lm: LMStudio) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "thing"}}}
+
+    msg = error(
+        await lm.client.call_tool("chat_completion", {"prompt": "x", "response_format": fmt})
+    )
+    missing = error(
+        await lm.client.call_tool(
+            "chat_completion", {"prompt": "x", "response_format": {"type": "json_schema"}}
+        )
+    )
+
+    assert "response_format.json_schema.schema is invalid: #/type:" in msg
+    assert "json_schema is required" in missing
+    assert chat_bodies(lm.sim) == []
+    assert lm.sim.state.loads == []
+
+
+async def test_prompt_and_messages_are_exclusive_and_one_is_required(lm: LMStudio) -> None:
+    both = error(
+        await lm.client.call_tool(
+            "chat_completion", {"prompt": "a", "messages": [{"role": "user", "content": "b"}]}
+        )
+    )
+    neither = error(await lm.client.call_tool("chat_completion", {"system_prompt": "s"}))
+
+    assert "exactly one of 'prompt' or 'messages'" in both
+    assert "exactly one of 'prompt' or 'messages'" in neither
+    assert lm.sim.state.loads == []
+
+
+async def test_an_oversized_prompt_is_refused_before_any_load(lm: LMStudio) -> None:
+    msg = error(await lm.client.call_tool("chat_completion", {"prompt": "x" * 200_001}))
+
+    assert "200001 characters; the limit is 200000" in msg
+    assert lm.sim.state.loads == []
+    assert chat_bodies(lm.sim) == []
+
+
+async def test_text_completion_sends_stop_sequences(lm: LMStudio) -> None:
+    lm.sim.script(QWEN, Reply(content=" world"))
+
+    out = ok(
+        await lm.client.call_tool(
+            "text_completion", {"prompt": "hello", "stop_sequences": ["\n"], "temperature": 0}
+        )
+    )
+
+    assert out["text"] == " world"
+    assert out["identifier"] == QWEN
+    [call] = lm.sim.requests("/v1/completions")
+    assert call.body["prompt"] == "hello"
+    assert call.body["stop"] == ["\n"]
+    assert call.body["temperature"] == 0
+
+
+async def test_create_response_continues_a_conversation_with_reasoning_apart(lm: LMStudio) -> None:
+    lm.sim.script(QWEN, Reply(content="Hi Ada.", reasoning="greet"), Reply(content="Ada."))
+
+    first = ok(await lm.client.call_tool("create_response", {"input_text": "I am Ada."}))
+    second = ok(
+        await lm.client.call_tool(
+            "create_response", {"input_text": "Who am I?", "previous_response_id": first["id"]}
+        )
+    )
+
+    assert first["output_text"] == "Hi Ada."
+    assert first["reasoning"] == "greet"
+    assert first["id"].startswith("resp_")
+    assert second["output_text"] == "Ada."
+    assert second["previous_response_id"] == first["id"]
+    assert lm.sim.requests("/v1/responses")[1].body["previous_response_id"] == first["id"]
+
+
+async def test_generate_embeddings_uses_the_default_embedding_model(lm: LMStudio) -> None:
+    one = ok(await lm.client.call_tool("generate_embeddings", {"text": "hello"}))
+    many = ok(await lm.client.call_tool("generate_embeddings", {"text": ["a", "b", "c"]}))
+
+    assert one["model"] == EMBED
+    assert len(one["embeddings"]) == 1
+    assert one["dimensions"] == len(one["embeddings"][0]) > 0
+    assert len(many["embeddings"]) == 3
+    assert {load.key for load in lm.sim.state.loads} == {EMBED}
+
+
+async def test_embedding_input_limits_are_checked_first(lm: LMStudio) -> None:
+    empty = error(await lm.client.call_tool("generate_embeddings", {"text": ["a", " "]}))
+    none = error(await lm.client.call_tool("generate_embeddings", {"text": []}))
+
+    assert "text 1 is empty" in empty
+    assert "give 1 to 512 texts, got 0" in none
+    assert lm.sim.state.loads == []
+
+
+async def test_a_model_evicted_behind_our_back_is_reloaded_and_the_call_retried_once(
+    lm: LMStudio,
+) -> None:
+    ok(await lm.client.call_tool("load_model", {"model": QWEN}))
+    lm.sim.evict(QWEN)  # LM Studio dropped it; the orchestrator still believes READY
+    lm.sim.script(QWEN, Reply(content="back"))
+
+    out = ok(await lm.client.call_tool("chat_completion", {"prompt": "still there?"}))
+
+    assert out["content"] == "back"
+    assert len(lm.sim.state.loads) == 2
+    assert requests_counted(lm.orch, "lost") == 1
+    assert requests_counted(lm.orch, "ok") == 1
+    assert next(s for s in lm.orch.status() if s.model == QWEN).state is State.READY
+
+
+async def test_a_model_lost_twice_fails_with_a_clear_message(lm: LMStudio) -> None:
+    lm.sim.faults.unload_during_inference.add(QWEN)
+
+    msg = error(await lm.client.call_tool("chat_completion", {"prompt": "hi"}))
+
+    assert "Model unloaded" in msg
+    assert "dropped the model twice" in msg
+    assert len(lm.sim.state.loads) == 2
+
+
+async def test_no_model_and_no_default_lists_the_candidates(fake: Fake) -> None:
+    chat = error(await fake.client.call_tool("chat_completion", {"prompt": "hi"}))
+    embed = error(await fake.client.call_tool("generate_embeddings", {"text": "hi"}))
+
+    assert "no model given and no default_model configured" in chat
+    assert "LMSORCH_DEFAULT_MODEL" in chat
+    assert "available: model-a, model-b" in chat
+    assert "no default_embedding_model configured" in embed
+
+
+async def test_a_call_waiting_for_a_load_reports_progress(lm: LMStudio) -> None:
+    gate = lm.sim.faults.hold_load(QWEN)
+    seen: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message or "")
+        gate.set()
+
+    with trio.fail_after(10):
+        out = ok(
+            await lm.client.call_tool(
+                "chat_completion", {"prompt": "hi"}, progress_callback=on_progress
+            )
+        )
+
+    assert out["content"]
+    assert seen[0] == f"{QWEN}: LOADING"
+    assert seen[-1] == f"{QWEN}: READY"
