@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from importlib import metadata
@@ -47,7 +48,7 @@ _log = structlog.get_logger("orchestrator.backends.llamacpp")
 
 # A port taken between our check and the worker's bind is retried on another port.
 _PORT_ATTEMPTS = 3
-# Compute buffers, the server itself and the Python interpreter (measured: ~170 MB
+# Compute buffers, the server itself and the Python interpreter (measured: ~200 MB
 # RSS for SmolLM2-135M, whose weights are 98 MB and KV cache 47 MB at 2048 tokens).
 _OVERHEAD_BYTES = 96 << 20
 
@@ -217,8 +218,9 @@ class LlamaCppBackend:
         loaded = f"{len(self._workers)} worker(s) running; models in {self.models_dir}"
         binary = self.settings.server_binary
         if binary is not None:
-            ok = await trio.Path(binary).is_file()
-            detail = f"llama-server {binary}" + ("" if ok else " not found")
+            found = shutil.which(binary)  # a path, or a name on PATH
+            ok = found is not None
+            detail = f"llama-server {found}" if ok else f"llama-server {binary!r} not found"
             return BackendHealth(reachable=ok, backend=self.name, detail=f"{detail}; {loaded}")
         try:
             version = metadata.version("xllamacpp")

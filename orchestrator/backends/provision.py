@@ -124,9 +124,10 @@ def fetch_demo_model(
     """
     target = Path(models_dir) / model.filename
     if target.is_file():
-        hashed = not _sidecar_matches(target, model)
-        if _verify(target, model, use_sidecar=True):
-            return FetchResult(target, "present", hashed)
+        if target.stat().st_size == model.size_bytes and _sidecar_matches(target, model):
+            return FetchResult(target, "present", hashed=False)
+        if _verify(target, model):
+            return FetchResult(target, "present", hashed=True)
         # A wrong file under our name (truncated copy, older download): replace it.
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     action = "extracted"
@@ -169,13 +170,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, model: DemoModel, *, use_sidecar: bool) -> bool:
-    """Whether ``path`` is the expected model: size first (cheap), then hash or sidecar."""
-    if path.stat().st_size != model.size_bytes:
-        return False
-    if use_sidecar and _sidecar_matches(path, model):
-        return True
-    if _sha256(path) != model.sha256:
+def _verify(path: Path, model: DemoModel) -> bool:
+    """Whether ``path`` is the expected model (size first, then the hash); records a match."""
+    if path.stat().st_size != model.size_bytes or _sha256(path) != model.sha256:
         return False
     _write_sidecar(path, model)
     return True

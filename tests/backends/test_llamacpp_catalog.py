@@ -143,3 +143,10 @@ def test_memory_estimate_counts_weights_and_kv_cache(tmp_path: Path) -> None:
 def test_invalid_port_range_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="port range"):
         LlamaCppBackend(LlamaCppSettings(port_min=19000, port_max=18000))
+
+
+async def test_health_reports_a_missing_server_binary(tmp_path: Path) -> None:
+    missing = LlamaCppBackend(LlamaCppSettings(server_binary=str(tmp_path / "llama-server")))
+    health = await missing.health()
+    assert not health.reachable
+    assert "not found" in health.detail
