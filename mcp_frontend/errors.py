@@ -37,7 +37,7 @@ _HINTS: dict[type[OrchestratorError], str] = {
     UnknownModel: "call list_models to see every model and its state",
     BreakerOpen: "wait, or call reset_breaker once the cause is fixed",
     WaitTimeout: "the load continues in the background; call model_status, then retry",
-    ModelBusy: "retry when in_flight is 0 (see model_status)",
+    ModelBusy: "model_status shows its state and requests in flight; retry when it is idle",
     CapacityExhausted: "unload a model (unload_model) or wait for one to go idle",
     Overloaded: "too many queued requests for this model; retry shortly",
     ModelNotLoaded: "the backend dropped the model twice in a row; retry, or check its logs",

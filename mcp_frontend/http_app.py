@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -140,7 +141,8 @@ async def serve_http(
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # hypercorn's "-" would mean stdout
-    config.errorlog = "-"  # stderr
+    # A Logger is used as is: it propagates to the process's stderr handler, once.
+    config.errorlog = logging.getLogger("hypercorn.error")
     # Starlette's and hypercorn's type aliases describe the same ASGI callable.
     app = cast("ASGIFramework", build_http_app(server, host=host, token=token))
     await serve(

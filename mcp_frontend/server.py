@@ -41,9 +41,12 @@ breaker says when to retry).
 """
 
 
-_LOG_LEVELS: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = {
+# The SDK configures stdlib logging (its own, httpx's, transitions') from this level;
+# below debug that is one line per HTTP request and transition, so only warnings pass.
+# Our own events are structlog's, at the configured level.
+_STDLIB_LEVELS: dict[str, Literal["DEBUG", "WARNING", "ERROR"]] = {
     "debug": "DEBUG",
-    "info": "INFO",
+    "info": "WARNING",
     "warning": "WARNING",
     "error": "ERROR",
 }
@@ -92,7 +95,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=holder.lifespan,
         middleware=[guard],
-        log_level=_LOG_LEVELS[orch.config.log_level],
+        log_level=_STDLIB_LEVELS[orch.config.log_level],
     )
     for module in (lifecycle, inference, vision, schema, resources):
         module.register(server, deps)
