@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 import trio
 from fakes import Reply, Simulator
-from mcp_support import EMBED, QWEN, Fake, LMStudio, error, fake_stack, lmstudio_stack, ok
+from mcp_support import (
+    EMBED,
+    QWEN,
+    Fake,
+    LMStudio,
+    error,
+    fake_stack,
+    lmstudio_stack,
+    mcp_client,
+    ok,
+)
 
 from orchestrator import Orchestrator, State
 
@@ -260,3 +270,11 @@ async def test_a_call_waiting_for_a_load_reports_progress(lm: LMStudio) -> None:
     assert out["content"]
     assert seen[0] == f"{QWEN}: LOADING"
     assert seen[-1] == f"{QWEN}: READY"
+
+
+async def test_a_server_given_no_inference_client_owns_one_per_connection(lm: LMStudio) -> None:
+    # Each connection's client is closed when it ends (an unclosed one would warn, and
+    # warnings are errors here); the next connection gets a fresh one.
+    for _ in range(2):
+        async with mcp_client(lm.orch, lm.settings) as client:
+            assert ok(await client.call_tool("chat_completion", {"prompt": "hi"}))["content"]
