@@ -96,8 +96,10 @@ class Orchestrator:
         Raises:
             InvalidModelName, InvalidRequest: bad arguments; nothing was changed.
             UnknownModel: the backend does not offer ``model``.
-            ModelUnavailable: the load failed, the breaker is open, or the wait timed out.
-            BackendError: the catalogue could not be read.
+            ModelUnavailable: verification failed, the breaker is open, there is no
+                capacity, or the wait timed out.
+            BackendError: the backend failed the load (its own error, kept as is, e.g.
+                ``BackendRejected``) or the catalogue could not be read.
 
         Cancellation: cancelling the caller drops only its wait; the load goes on.
         """

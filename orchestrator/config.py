@@ -54,6 +54,14 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     http_timeout_s: float = 30.0
     load_timeout_s: float = 600.0
 
+    def __repr__(self) -> str:
+        # The token must never reach a log or a traceback through a repr.
+        token = None if self.api_token is None else "<set>"
+        return (
+            f"LMStudioSettings(base_url={self.base_url!r}, api_token={token}, "
+            f"lms_cli={self.lms_cli!r}, prefer_cli={self.prefer_cli!r})"
+        )
+
 
 class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The embedded llama.cpp backend.
