@@ -8,8 +8,8 @@ it still unloads by itself.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -30,56 +30,51 @@ __all__ = ["chat_call", "complete_call", "embed_call", "respond_call"]
 
 T = TypeVar("T")
 R = TypeVar("R", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest)
+_Req = TypeVar("_Req", contravariant=True)
+_Out = TypeVar("_Out", covariant=True)
 Call = Callable[[InferenceClient, Target], Awaitable[T]]
 
 
-def _with_ttl(request: R, target: Target) -> R:
-    return msgspec.structs.replace(request, ttl=target.ttl)
+class _Send(Protocol[_Req, _Out]):
+    """An :class:`InferenceClient` method, unbound: they all take the same keywords."""
+
+    def __call__(
+        self,
+        client: InferenceClient,
+        /,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        model: str,
+        request: _Req,
+    ) -> Awaitable[_Out]: ...
+
+
+def _bind(send: _Send[R, T], request: R) -> Call[T]:
+    async def call(client: InferenceClient, t: Target) -> T:
+        req = msgspec.structs.replace(request, ttl=t.ttl)
+        return await send(
+            client, base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
+        )
+
+    return call
 
 
 def chat_call(request: ChatRequest) -> Call[ChatCompletion]:
     """``POST /v1/chat/completions`` with ``request``."""
-
-    async def call(client: InferenceClient, t: Target) -> ChatCompletion:
-        req = _with_ttl(request, t)
-        return await client.chat(
-            base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-        )
-
-    return call
+    return _bind(InferenceClient.chat, request)
 
 
 def complete_call(request: CompletionRequest) -> Call[Completion]:
     """``POST /v1/completions`` with ``request``."""
-
-    async def call(client: InferenceClient, t: Target) -> Completion:
-        req = _with_ttl(request, t)
-        return await client.complete(
-            base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-        )
-
-    return call
+    return _bind(InferenceClient.complete, request)
 
 
 def respond_call(request: ResponsesRequest) -> Call[ModelResponse]:
     """``POST /v1/responses`` with ``request``."""
-
-    async def call(client: InferenceClient, t: Target) -> ModelResponse:
-        req = _with_ttl(request, t)
-        return await client.respond(
-            base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-        )
-
-    return call
+    return _bind(InferenceClient.respond, request)
 
 
 def embed_call(request: EmbeddingRequest) -> Call[EmbeddingResponse]:
     """``POST /v1/embeddings`` with ``request``."""
-
-    async def call(client: InferenceClient, t: Target) -> EmbeddingResponse:
-        req = _with_ttl(request, t)
-        return await client.embed(
-            base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-        )
-
-    return call
+    return _bind(InferenceClient.embed, request)
