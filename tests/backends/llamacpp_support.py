@@ -44,7 +44,8 @@ class Procs:
         """Live llama.cpp worker processes of this test process."""
         return self.workers_of(os.getpid())
 
-    async def gone(self, pid: int, timeout_s: float = 10.0) -> None:
+    @staticmethod
+    async def gone(pid: int, timeout_s: float = 10.0) -> None:
         """Wait (bounded) until ``pid`` has fully exited; a pidfd wakes us, no polling.
 
         Not the /proc state: a multi-threaded process shows ``Z`` while its

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from backends.llamacpp_support import Procs
 
 from orchestrator import Config, State, open_orchestrator
 from orchestrator.backends.llamacpp import LlamaCppBackend
@@ -39,39 +40,13 @@ async def backend(models_dir: Path) -> AsyncIterator[LlamaCppBackend]:
         yield backend
     finally:
         await backend.aclose()
-    assert not _our_workers(), "llama.cpp worker processes left behind"
-
-
-def _our_workers() -> list[int]:
-    """Live worker processes whose parent is this test process (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if stat[1] == str(os.getpid()) and stat[0] != "Z" and b"llamacpp_worker" in cmdline:
-            found.append(int(entry.name))
-    return found
+    assert not Procs.workers_of(os.getpid()), "llama.cpp worker processes left behind"
 
 
 def config() -> Config:
     return Config(
         default_model=MODEL, verify_deadline_s=10.0, retry_initial_s=0.05, retry_jitter_s=0.0
     )
-
-
-async def gone(pid: int) -> None:
-    """Wait until ``pid`` has exited, woken by a pidfd (no polling)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
 
 
 async def chat(base_url: str, identifier: str) -> dict[str, object]:
@@ -96,7 +71,7 @@ async def test_lease_loads_verifies_and_chats(backend: LlamaCppBackend) -> None:
             pid = backend.worker_pid(lease.identifier)
         # Leaving the orchestrator unloads what it loaded.
         assert pid is not None
-        await gone(pid)
+        await Procs.gone(pid)
     assert await backend.list_loaded() == []
 
 
@@ -107,7 +82,7 @@ async def test_idle_model_expires_and_its_worker_stops(backend: LlamaCppBackend)
             assert status.ttl_s == 0.5
             pid = backend.worker_pid(status.identifier)
             assert pid is not None
-            await gone(pid)  # the core's idle timer unloaded it
+            await Procs.gone(pid)  # the core's idle timer unloaded it
             while orch.status()[0].state is not State.UNLOADED:
                 await trio.sleep(0.01)
             assert await backend.list_loaded() == []
@@ -120,7 +95,7 @@ async def test_killed_worker_is_lost_then_reloaded(backend: LlamaCppBackend) -> 
                 pid = backend.worker_pid(lease.identifier)
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
-                await gone(pid)
+                await Procs.gone(pid)
                 # What an inference call finds: the model is not served any more.
                 with pytest.raises(ModelNotLoaded):
                     backend.base_url(lease.identifier)
@@ -146,7 +121,7 @@ async def test_cancelled_orchestrator_leaves_no_worker(backend: LlamaCppBackend)
                 await trio.sleep_forever()
         assert scope.cancelled_caught
         # The orchestrator's shielded shutdown stopped it; no backend.aclose() needed.
-        await gone(pids[0])
+        await Procs.gone(pids[0])
         assert await backend.list_loaded() == []
 
 
@@ -160,5 +135,5 @@ async def test_cancelled_during_a_load_leaves_no_worker(backend: LlamaCppBackend
                 pid = backend.worker_pid(MODEL)
                 scope.cancel()
         assert pid is not None
-        await gone(pid)
+        await Procs.gone(pid)
         assert await backend.list_loaded() == []
