@@ -133,6 +133,10 @@ class ModelActor:
         self._current: m.Message | None = None
         self._started = False
         self.stopped = False
+        # Label lookups cost ~1.7 µs each; these are touched on every message.
+        self._in_flight_gauge = metrics.in_flight.labels(model=model)
+        self._depth_gauge = metrics.mailbox_depth.labels(model=model)
+        self._coalesced = metrics.coalesced.labels(model=model)
         metrics.set_state(model, State.UNLOADED)
 
     # -- read-only views (for status, metrics and the capacity pool; never to decide) --
@@ -208,8 +212,8 @@ class ModelActor:
             with trio.CancelScope(shield=True):
                 await self._unload_on_exit(log)
             self._pool.release(self.model)
-            self._metrics.in_flight.labels(model=self.model).set(0)
-            self._metrics.mailbox_depth.labels(model=self.model).set(0)
+            self._in_flight_gauge.set(0)
+            self._depth_gauge.set(0)
             if self._on_exit is not None:
                 self._on_exit(self)
             if not self._started:
@@ -220,7 +224,7 @@ class ModelActor:
             State.LOADING,
             State.VERIFYING,
         ):
-            self._metrics.coalesced.labels(model=self.model).inc()
+            self._coalesced.inc()
         now = trio.current_time()
         self._current = msg  # answered with ActorStopped if deciding it crashes
         self._core, effects = decide(self._core, msg, now)
@@ -232,10 +236,8 @@ class ModelActor:
             self._pool.release(self.model)
         elif core.state is State.READY and core.in_flight == 0:
             self._pool.changed()
-        self._metrics.in_flight.labels(model=self.model).set(core.in_flight)
-        self._metrics.mailbox_depth.labels(model=self.model).set(
-            self._recv.statistics().current_buffer_used
-        )
+        self._in_flight_gauge.set(core.in_flight)
+        self._depth_gauge.set(self._recv.statistics().current_buffer_used)
 
     def _apply(self, effect: Effect, now: float) -> None:
         assert self._nursery is not None
