@@ -1,0 +1,111 @@
+"""Settings of the autonomous-agent layer, from ``LMSORCH_AGENT_<FIELD>`` variables.
+
+Example: ``LMSORCH_AGENT_MCP_CONFIG=~/work/.mcp.json``,
+``LMSORCH_AGENT_ROOTS=/home/me/project:/tmp/scratch`` (roots are separated by
+``os.pathsep``), ``LMSORCH_AGENT_DENY=shell,browser`` (server names are separated
+by ``,`` or ``os.pathsep``), ``LMSORCH_AGENT_MAX_ROUNDS=10``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from orchestrator.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "AgentSettings"]
+
+ENV_PREFIX = "LMSORCH_AGENT_"
+
+_POSITIVE_INTS = ("max_rounds", "max_rounds_cap", "max_result_chars", "context_budget_chars")
+_POSITIVE_FLOATS = ("deadline_s", "call_timeout_s", "start_timeout_s")
+
+
+class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where MCP servers are defined, what agents may touch, and the loop's limits.
+
+    Attributes:
+        mcp_config: an explicit ``mcp.json`` path (``~`` is expanded). When unset
+            the registry uses ``./.mcp.json``, else LM Studio's ``~/.lmstudio/mcp.json``.
+        allow: server names agents may use; empty allows every configured server.
+        deny: server names agents may never use; wins over ``allow``.
+        roots: directories that working directories and file-path arguments must
+            lie in (symlinks and ``..`` resolved first); empty means the current directory.
+        max_rounds: default model rounds per run.
+        max_rounds_cap: hard cap; a run asking for more is refused.
+        deadline_s: overall deadline of one run.
+        call_timeout_s: deadline of one tool call.
+        start_timeout_s: deadline for one server to start, initialize and list its tools.
+        max_result_chars: a tool result longer than this is cut, with a note saying so.
+        context_budget_chars: size budget of the loop's conversation.
+    """
+
+    mcp_config: str | None = None
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    max_rounds: int = 25
+    max_rounds_cap: int = 100
+    deadline_s: float = 600.0
+    call_timeout_s: float = 60.0
+    start_timeout_s: float = 30.0
+    max_result_chars: int = 20_000
+    context_budget_chars: int = 120_000
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE_INTS:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        for name in _POSITIVE_FLOATS:
+            value = getattr(self, name)
+            if not 0 < value < float("inf"):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive number")
+        if self.max_rounds > self.max_rounds_cap:
+            raise ConfigError(
+                f"{ENV_PREFIX}MAX_ROUNDS ({self.max_rounds}) exceeds "
+                f"{ENV_PREFIX}MAX_ROUNDS_CAP ({self.max_rounds_cap})"
+            )
+
+    def resolved_roots(self) -> tuple[Path, ...]:
+        """Return the roots, ``~``-expanded and resolved (the current directory if none)."""
+        roots = self.roots or (os.getcwd(),)
+        return tuple(Path(r).expanduser().resolve() for r in roots)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:
+        """Build settings from ``LMSORCH_AGENT_*`` variables, then ``overrides``.
+
+        ``roots`` is split on ``os.pathsep``; ``allow`` and ``deny`` on ``,`` or
+        ``os.pathsep``. Empty pieces are dropped.
+
+        Raises:
+            ConfigError: a variable is unknown to us, or its value is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        fields = {f.upper(): f for f in cls.__struct_fields__}
+        data: dict[str, Any] = {}
+        for key, value in environ.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            name = fields.get(key[len(ENV_PREFIX) :])
+            if name is None:
+                known = ", ".join(ENV_PREFIX + f for f in sorted(fields))
+                raise ConfigError(f"unknown setting {key}; known: {known}")
+            if name == "roots":
+                data[name] = [p for p in value.split(os.pathsep) if p]
+            elif name in ("allow", "deny"):
+                data[name] = [p.strip() for p in re.split(rf"[,{os.pathsep}]", value) if p.strip()]
+            elif name == "mcp_config":
+                data[name] = value or None
+            else:
+                data[name] = value
+        data.update(overrides)
+        try:
+            return msgspec.convert(data, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid agent setting: {exc}") from exc
