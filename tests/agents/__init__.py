@@ -1,0 +1,1 @@
+"""Tests of the agent layer: discovery, toolbox, safety, the loop, the tools."""
