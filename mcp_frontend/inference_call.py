@@ -9,7 +9,8 @@ for all of them:
   died), the lease reports it lost, which sends the model back to UNLOADED,
   and the call is retried once under a fresh lease, which reloads it;
 - waits for a load report MCP progress;
-- every call is counted in the inference metrics.
+- every call is counted in the inference metrics (a model this server does not
+  manage is counted as ``(other)``) and every failed one is logged.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 import trio
 from mcp.server.mcpserver import Context
 
@@ -31,6 +33,7 @@ from orchestrator.inference import InferenceClient
 __all__ = ["Target", "check_prompt_size", "resolve_model", "run_inference"]
 
 T = TypeVar("T")
+_log = structlog.get_logger("mcp_frontend.inference")
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,18 @@ async def run_inference(
                         continue
                     outcome = "ok"
                     return result, target
-            finally:
-                metrics.inference_requests.labels(
-                    model=model, endpoint=endpoint, outcome=outcome
-                ).inc()
-                metrics.inference_duration.labels(model=model, endpoint=endpoint).observe(
-                    trio.current_time() - started
+            except Exception as exc:
+                _log.warning(
+                    "inference_error",
+                    model=metrics.model_label(model),
+                    endpoint=endpoint,
+                    attempt=attempt,
+                    error_type=type(exc).__name__,
+                    error=str(exc),
                 )
+                raise
+            finally:
+                metrics.inference(model, endpoint, outcome, trio.current_time() - started)
     raise AssertionError("unreachable: the second attempt returns or raises")
 
 

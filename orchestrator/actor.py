@@ -10,7 +10,9 @@ while a load runs, and a load belongs to the actor, not to whoever asked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -42,7 +44,8 @@ from orchestrator.errors import (
     VerifyFailed,
     is_transient,
 )
-from orchestrator.lifecycle import State
+from orchestrator.feed import ChangeFeed, TransitionEvent
+from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.policy import Core, Limits, decide, new_core, snapshot
 from orchestrator.retry import with_retries
@@ -91,6 +94,7 @@ class ModelActor:
         metrics: where to count.
         size_bytes: the model's size, for the memory budget.
         on_exit: called with the actor once it has stopped (normally or after a crash).
+        feed: where to publish state changes (see :mod:`orchestrator.feed`).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class ModelActor:
         metrics: Metrics,
         size_bytes: int | None = None,
         on_exit: Callable[[ModelActor], None] | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.model = model
         self._backend = backend
@@ -111,6 +116,7 @@ class ModelActor:
         self._metrics = metrics
         self._size = size_bytes
         self._on_exit = on_exit
+        self._feed = feed
         limits = Limits(
             default_ttl_s=config.default_ttl_s,
             max_ttl_s=config.max_ttl_s,
@@ -130,6 +136,7 @@ class ModelActor:
         self._entered_at = 0.0
         self._load_started_at = 0.0
         self._loaded_by_us = False
+        self._breaker_opened = False  # since the last success, for the breaker_closed event
         self._current: m.Message | None = None
         self._started = False
         self.stopped = False
@@ -137,7 +144,7 @@ class ModelActor:
         self._in_flight_gauge = metrics.in_flight.labels(model=model)
         self._depth_gauge = metrics.mailbox_depth.labels(model=model)
         self._coalesced = metrics.coalesced.labels(model=model)
-        metrics.set_state(model, State.UNLOADED)
+        metrics.register_model(model)
 
     # -- read-only views (for status, metrics and the capacity pool; never to decide) --
 
@@ -190,6 +197,9 @@ class ModelActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until stopped; never raises (one-for-one isolation)."""
+        # Bound in this task's context: the actor's children (loads, verifies, unloads,
+        # retries) inherit it, other tasks never see it.
+        structlog.contextvars.bind_contextvars(model=self.model, identifier=self.model)
         log = _log.bind(model=self.model)
         self._entered_at = trio.current_time()
         try:
@@ -204,6 +214,7 @@ class ModelActor:
                         self._step(msg)
         except Exception:
             # The sanctioned top-level catch: a crash stays in this model's actor.
+            self._metrics.actor_crashes.labels(model=self.model).inc()
             log.exception("actor_crashed", state=self._core.state.value)
         finally:
             self.stopped = True
@@ -214,6 +225,7 @@ class ModelActor:
             self._pool.release(self.model)
             self._in_flight_gauge.set(0)
             self._depth_gauge.set(0)
+            self._metrics.actor_stopped(self.model)
             if self._on_exit is not None:
                 self._on_exit(self)
             if not self._started:
@@ -259,22 +271,61 @@ class ModelActor:
                 self._metrics.unloads.labels(model=self.model, reason=effect.reason).inc()
                 self._nursery.start_soon(self._unload, effect)
             case Transitioned():
-                self._metrics.transition(self.model, effect.src, effect.dst, effect.input)
-                if effect.src is not effect.dst:
-                    _log.info(
-                        "transition",
-                        model=self.model,
-                        src=effect.src.value,
-                        dst=effect.dst.value,
-                        input=effect.input.value,
-                        duration_s=round(now - self._entered_at, 6),
-                    )
-                    self._entered_at = now
+                self._transitioned(effect, now)
+
+    def _transitioned(self, effect: Transitioned, now: float) -> None:
+        """Count, log and publish one transition (exactly one event per state change)."""
+        src, dst, inp = effect.src, effect.dst, effect.input
+        self._metrics.transition(self.model, src, dst, inp)
+        if inp is Input.RESET:
+            _log.info("breaker_reset", model=self.model, src=src.value)
+            self._breaker_opened = False
+        if src is dst:
+            return
+        core = self._core  # already the post-transition core: effects run after decide
+        duration = round(now - self._entered_at, 6)
+        self._entered_at = now
+        _log.info(
+            "transition",
+            model=self.model,
+            src=src.value,
+            dst=dst.value,
+            input=inp.value,
+            duration_s=duration,
+        )
+        if dst is State.BREAKER_OPEN:
+            self._breaker_opened = True
+            _log.warning(
+                "breaker_opened",
+                model=self.model,
+                consecutive_failures=core.failures,
+                retry_after_s=self._config.breaker_cooldown_s,
+                last_error=core.last_error,
+            )
+        elif src is State.BREAKER_OPEN and inp is Input.COOLDOWN_OVER:
+            _log.info("breaker_half_open", model=self.model)
+        elif dst is State.READY and self._breaker_opened:
+            self._breaker_opened = False
+            _log.info("breaker_closed", model=self.model)
+        if self._feed is not None:
+            self._feed.publish(
+                TransitionEvent(
+                    model=self.model,
+                    src=src,
+                    dst=dst,
+                    input=inp,
+                    duration_s=duration,
+                    at=time.time(),
+                    consecutive_failures=core.failures,
+                    last_error=core.last_error,
+                )
+            )
 
     # -- child tasks: they only report back through the mailbox --
 
     async def _load(self, effect: StartLoad) -> None:
         result = "failed"
+        error: BaseException | None = None
         try:
             await self._pool.reserve(self.model, self._size, effect.wait_s)
             loaded = await self._retrying("list_loaded", self._backend.list_loaded)
@@ -293,8 +344,10 @@ class ModelActor:
             result = "cancelled"
             raise
         except CapacityExhausted as exc:
+            error = exc
             self.post(m.LoadFailed(op=effect.op, error=exc, counts=False))
         except OrchestratorError as exc:
+            error = exc
             self.post(m.LoadFailed(op=effect.op, error=exc))
         except Exception as exc:  # noqa: BLE001 (a backend bug fails this load, not the actor)
             _log.exception("load_crashed", model=self.model)
@@ -306,6 +359,15 @@ class ModelActor:
             elapsed = trio.current_time() - self._load_started_at
             self._metrics.load_attempts.labels(model=self.model, result=result).inc()
             self._metrics.load_duration.labels(model=self.model).observe(elapsed)
+            _log.log(
+                logging.WARNING if error is not None else logging.INFO,
+                "load",
+                model=self.model,
+                result=result,
+                ttl_s=effect.ttl_s,
+                duration_s=round(elapsed, 6),
+                error=None if error is None else str(error),
+            )
 
     async def _verify(self, op: int, started: float) -> None:
         cfg = self._config
@@ -342,6 +404,7 @@ class ModelActor:
 
     async def _unload(self, effect: StartUnload) -> None:
         error: OrchestratorError | None = None
+        started = trio.current_time()
         try:
             with trio.fail_after(self._config.unload_timeout_s):
                 await self._retrying("unload", lambda: self._backend.unload(self.model))
@@ -355,6 +418,14 @@ class ModelActor:
             _log.exception("unload_crashed", model=self.model)
             error = BackendError(f"unexpected error unloading {self.model!r}: {exc!r}")
         self._loaded_by_us = False
+        _log.log(
+            logging.WARNING if error is not None else logging.INFO,
+            "unload",
+            model=self.model,
+            reason=effect.reason,
+            duration_s=round(trio.current_time() - started, 6),
+            error=None if error is None else str(error),
+        )
         self.post(m.UnloadDone(op=effect.op, error=error))
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -391,7 +462,7 @@ class ModelActor:
             try:
                 await self._backend.unload(self.model)
                 self._metrics.unloads.labels(model=self.model, reason="shutdown").inc()
-                log.info("unloaded_on_exit", state=state.value)
+                log.info("unload", reason="shutdown", state=state.value)
             except OrchestratorError as exc:
                 log.warning("unload_on_exit_failed", error=str(exc))
         if scope.cancelled_caught:

@@ -25,6 +25,7 @@ from orchestrator.errors import (
     OrchestratorError,
     WaitTimeout,
 )
+from orchestrator.feed import DEFAULT_BUFFER, Subscription
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
 from orchestrator.status import ModelStatus
@@ -80,6 +81,11 @@ class Orchestrator:
     def metrics(self) -> Metrics:
         """This orchestrator's metrics."""
         return self._sup.metrics
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the orchestrator is shutting down or has stopped (requests are refused)."""
+        return self._sup.closed
 
     async def catalog(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Return the models the backend offers (cached for ``catalog_ttl_s``)."""
@@ -144,6 +150,22 @@ class Orchestrator:
         """Return a snapshot of every model this orchestrator manages, sorted by model."""
         return [actor.snapshot() for actor in self._sup.actors()]
 
+    @asynccontextmanager
+    async def watch(self, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[Subscription]:
+        """Receive every state change (a :class:`~orchestrator.feed.TransitionEvent`) from now on.
+
+        Iterate the subscription with ``async for``; it ends when the orchestrator
+        stops. Actors never wait for a watcher: if more than ``buffer`` events are
+        unread, the oldest are dropped and a :class:`~orchestrator.feed.Dropped`
+        item with their count comes next. Take :meth:`status` after subscribing
+        for the starting point.
+
+        Raises:
+            ValueError: ``buffer`` is not positive.
+        """
+        async with self._sup.feed.subscribe(buffer=buffer) as sub:
+            yield sub
+
     # -- internals --
 
     def _check_ttl(self, ttl_s: float | None) -> float | None:
@@ -172,20 +194,30 @@ class Orchestrator:
         ttl = self._check_ttl(ttl_s)
         timeout = self._check_timeout(timeout_s)
         started = trio.current_time()
-        actor: ModelActor | None = None
-        with trio.move_on_after(timeout):
-            actor = await self._sup.actor_for(name)
-        if actor is None:
-            raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
-        remaining = max(0.0, timeout - (trio.current_time() - started))
-        status = await self._ask(
-            actor,
-            lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
-            remaining,
-            lease=lease,
-        )
-        self.metrics.wait_duration.labels(model=name).observe(trio.current_time() - started)
-        return actor, status
+        outcome = "cancelled"
+        try:
+            actor: ModelActor | None = None
+            with trio.move_on_after(timeout):
+                actor = await self._sup.actor_for(name)
+            if actor is None:
+                raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
+            remaining = max(0.0, timeout - (trio.current_time() - started))
+            status = await self._ask(
+                actor,
+                lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
+                remaining,
+                lease=lease,
+            )
+            outcome = "ok"
+            return actor, status
+        except WaitTimeout:
+            outcome = "timeout"
+            raise
+        except OrchestratorError:
+            outcome = "error"
+            raise
+        finally:
+            self.metrics.waited(name, outcome, trio.current_time() - started)
 
     async def _ask(
         self,

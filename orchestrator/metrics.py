@@ -2,16 +2,24 @@
 
 Each orchestrator owns a :class:`Metrics` with its own registry, so two
 orchestrators in one process (or two tests) never share counters. Label values
-are bounded: models are validated catalogue keys, the rest are enums.
+are bounded: a ``model`` label is a model an actor was started for (a
+validated catalogue key); any other name a caller sends (unknown, invalid,
+arbitrarily long) is counted as :data:`OTHER`, so user strings never become
+series. The rest are enums. ``docs/metrics.md`` lists every metric.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from orchestrator.lifecycle import Input, State
 
-__all__ = ["Metrics"]
+__all__ = ["OTHER", "Metrics"]
+
+OTHER = "(other)"
+"""The ``model`` label of requests naming no managed model (not a valid model name)."""
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -55,6 +63,12 @@ class Metrics:
         self.loaded_models = Gauge(
             "lmsorch_loaded_models",
             "Models currently READY.",
+            registry=r,
+        )
+        self.actor_crashes = Counter(
+            "lmsorch_actor_crashes_total",
+            "Model actors that stopped on an unexpected error (their requests got ActorStopped).",
+            ["model"],
             registry=r,
         )
         self.retries = Counter(
@@ -107,8 +121,9 @@ class Metrics:
         )
         self.wait_duration = Histogram(
             "lmsorch_model_wait_seconds",
-            "Time callers spent waiting for a model to be ready.",
-            ["model"],
+            "Time callers spent waiting for a model to be ready, by outcome "
+            "(ok, timeout, error, cancelled).",
+            ["model", "outcome"],
             buckets=_SECONDS,
             registry=r,
         )
@@ -120,7 +135,7 @@ class Metrics:
         )
         self.inference_duration = Histogram(
             "lmsorch_inference_duration_seconds",
-            "Inference request duration by model and endpoint.",
+            "Inference request duration (including any wait for the model) by model and endpoint.",
             ["model", "endpoint"],
             buckets=_SECONDS,
             registry=r,
@@ -133,22 +148,55 @@ class Metrics:
             registry=r,
         )
 
+        self._models: set[str] = set()
+        self._ready: set[str] = set()
+
+    def register_model(self, model: str) -> None:
+        """Allow ``model`` as a label value (called when its actor starts) and mark it UNLOADED."""
+        self._models.add(model)
+        self.set_state(model, State.UNLOADED)
+
+    def model_label(self, model: str) -> str:
+        """Return ``model`` if it is a managed model, else :data:`OTHER`."""
+        return model if model in self._models else OTHER
+
     def set_state(self, model: str, state: State) -> None:
         """Record ``state`` as the one current state of ``model``."""
         for s in State:
             self.model_state.labels(model=model, state=s.value).set(1 if s is state else 0)
+        if state is State.READY:
+            self._ready.add(model)
+        else:
+            self._ready.discard(model)
+        self.loaded_models.set(len(self._ready))
+
+    def actor_stopped(self, model: str) -> None:
+        """Drop ``model``'s state series: no actor manages it any more (until a new one starts)."""
+        for s in State:
+            with contextlib.suppress(KeyError):  # never set for this model
+                self.model_state.remove(model, s.value)
+        self._ready.discard(model)
+        self.loaded_models.set(len(self._ready))
 
     def transition(self, model: str, src: State, dst: State, inp: Input) -> None:
         """Count one transition and update the per-model state gauges."""
         self.transitions.labels(src=src.value, dst=dst.value, input=inp.value).inc()
         if src is not dst:
             self.set_state(model, dst)
-            if dst is State.READY:
-                self.loaded_models.inc()
-            elif src is State.READY:
-                self.loaded_models.dec()
             if dst is State.BREAKER_OPEN:
                 self.breaker_opens.labels(model=model).inc()
+
+    def inference(self, model: str, endpoint: str, outcome: str, duration_s: float) -> None:
+        """Count one inference request (``model`` becomes :data:`OTHER` unless managed)."""
+        label = self.model_label(model)
+        self.inference_requests.labels(model=label, endpoint=endpoint, outcome=outcome).inc()
+        self.inference_duration.labels(model=label, endpoint=endpoint).observe(duration_s)
+
+    def waited(self, model: str, outcome: str, duration_s: float) -> None:
+        """Record one caller's wait for ``model`` (:data:`OTHER` unless a managed model)."""
+        self.wait_duration.labels(model=self.model_label(model), outcome=outcome).observe(
+            duration_s
+        )
 
     def retry(self, operation: str, attempt: int) -> None:
         """Count one retry (matches :data:`orchestrator.retry.OnRetry`)."""

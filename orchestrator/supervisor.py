@@ -21,6 +21,7 @@ from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.catalog import Catalog
 from orchestrator.config import Config
 from orchestrator.errors import ActorStopped, OrchestratorError
+from orchestrator.feed import ChangeFeed
 from orchestrator.metrics import Metrics
 
 __all__ = ["Supervisor", "open_supervisor"]
@@ -40,11 +41,17 @@ class Supervisor:
     """Owns the actors of one orchestrator. Use :func:`open_supervisor`."""
 
     def __init__(
-        self, backend: Backend, config: Config, metrics: Metrics, nursery: trio.Nursery
+        self,
+        backend: Backend,
+        config: Config,
+        metrics: Metrics,
+        nursery: trio.Nursery,
+        feed: ChangeFeed | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
         self.metrics = metrics
+        self.feed = feed if feed is not None else ChangeFeed()
         self._nursery = nursery
         self.catalog = Catalog(backend, config, metrics.retry)
         self.pool = CapacityPool(
@@ -53,6 +60,11 @@ class Supervisor:
         self._actors: dict[str, ModelActor] = {}
         self._starting: dict[str, _Starting] = {}
         self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the orchestrator is stopping or stopped)."""
+        return self._closed
 
     def actors(self) -> list[ModelActor]:
         """Return the live actors, sorted by model."""
@@ -100,6 +112,7 @@ class Supervisor:
             metrics=self.metrics,
             size_bytes=size_bytes,
             on_exit=self._on_exit,
+            feed=self.feed,
         )
         await self._nursery.start(actor.run)
         self._actors[model] = actor
@@ -151,11 +164,12 @@ async def open_supervisor(
 
     On exit, every actor stops: pending requests get ``ActorStopped`` and models
     this orchestrator loaded are unloaded (shielded, bounded by
-    ``shutdown_timeout_s``).
+    ``shutdown_timeout_s``). The change feed closes once every actor has stopped.
     """
+    feed = ChangeFeed()
     try:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor(backend, config, metrics, nursery)
+            supervisor = Supervisor(backend, config, metrics, nursery, feed)
             try:
                 if config.adopt_loaded:
                     await supervisor.adopt()
@@ -168,3 +182,5 @@ async def open_supervisor(
             exc = group.exceptions[0]
             raise exc from exc.__cause__
         raise
+    finally:
+        feed.close()
