@@ -3,7 +3,12 @@
 Over stdio (the default) stdout carries JSON-RPC only: every log line goes to
 stderr. The process stops on stdin EOF (stdio), SIGINT or SIGTERM, and then
 shuts down in order: the server, the orchestrator (unloading what it loaded,
-bounded by ``shutdown_timeout_s``), the backend.
+bounded by ``shutdown_timeout_s``), the metrics side server, the backend.
+
+``/metrics``, ``/status`` and ``/events`` are served next to ``/mcp`` over HTTP,
+and on their own port with ``--metrics HOST:PORT`` (stdio or HTTP). That side
+server starts before the orchestrator and stops after it, so scrapes during
+shutdown are answered (they show the models unloading).
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from functools import partial
 import trio
 
 from mcp_frontend.backend_factory import make_backend
-from mcp_frontend.http_app import MCP_PATH, check_exposure, parse_bind, serve_http
+from mcp_frontend.http_app import (
+    MCP_PATH,
+    check_exposure,
+    parse_bind,
+    serve_http,
+    serve_observability,
+)
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
-from orchestrator import Config, ConfigError, open_orchestrator
+from mcp_frontend.status_app import ObservabilityApp, StatusSource
+from orchestrator import Config, ConfigError, Metrics, open_orchestrator
 from orchestrator.inference import InferenceClient
 from orchestrator.logs import configure_logging
 
@@ -39,8 +51,9 @@ class ServeOptions:
         backend: ``lmstudio`` or ``llamacpp``; None uses the configured one.
         config_file: a TOML file; None uses ``$LMSORCH_CONFIG`` if set.
         http: ``(host, port)`` for streamable HTTP; None serves stdio.
-        token: bearer token required over HTTP.
+        token: bearer token required over HTTP (``/mcp`` and the metrics server).
         log_level: overrides the configured level.
+        metrics: ``(host, port)`` for a side server of ``/metrics``, ``/status``, ``/events``.
     """
 
     backend: str | None = None
@@ -48,24 +61,30 @@ class ServeOptions:
     http: tuple[str, int] | None = None
     token: str | None = None
     log_level: str | None = None
+    metrics: tuple[str, int] | None = None
 
 
 def options_from(args: argparse.Namespace) -> ServeOptions:
     """Return the options parsed arguments ask for.
 
     Raises:
-        ConfigError: ``--http`` is malformed, or exposes the server without a token.
+        ConfigError: ``--http`` or ``--metrics`` is malformed, or exposes the server
+            without a token.
     """
     http = parse_bind(args.http) if args.http else None
+    metrics_arg = getattr(args, "metrics", None)
+    metrics = parse_bind(metrics_arg, option="--metrics") if metrics_arg else None
     token = args.token or os.environ.get(TOKEN_ENV) or None
-    if http is not None:
-        check_exposure(http[0], token)
+    for bind in (http, metrics):
+        if bind is not None:
+            check_exposure(bind[0], token)
     return ServeOptions(
         backend=args.backend,
         config_file=args.config,
         http=http,
         token=token,
         log_level=args.log_level,
+        metrics=metrics,
     )
 
 
@@ -76,8 +95,8 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
-def _configure_logs(level: str) -> None:
-    configure_logging(level)
+def _configure_logs(level: str, secrets: tuple[str | None, ...]) -> None:
+    configure_logging(level, secrets=secrets)
     # Library loggers (the SDK, transitions, hypercorn) also go to stderr; ours are structlog.
     logging.basicConfig(
         stream=sys.stderr,
@@ -94,23 +113,51 @@ async def serve(options: ServeOptions) -> None:
     """
     config = Config.load(options.config_file, log_level=options.log_level)
     settings = FrontendSettings.from_env()
-    _configure_logs(config.log_level)
+    _configure_logs(config.log_level, (options.token, config.lmstudio.api_token))
     backend = make_backend(config, options.backend)
+    metrics = Metrics()
+    source = StatusSource(metrics)
+    observability = ObservabilityApp(source)
     try:
-        async with open_orchestrator(backend, config) as orch, InferenceClient() as client:
-            server = build_server(orch, settings=settings, inference_client=client)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-                if options.http is None:
-                    await server.run_stdio_async()
-                else:
-                    host, port = options.http
-                    run = partial(serve_http, server, host=host, port=port, token=options.token)
-                    urls = await nursery.start(run)
-                    for url in urls:
-                        print(f"lmsorch: MCP over HTTP at {url}{MCP_PATH}", file=sys.stderr)
-                    await trio.sleep_forever()
-                nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as outer:
+            if options.metrics is not None:
+                host, port = options.metrics
+                side = partial(
+                    serve_observability, observability, host=host, port=port, token=options.token
+                )
+                for url in await outer.start(side):
+                    print(f"lmsorch: metrics at {url}/metrics", file=sys.stderr)
+            async with (
+                open_orchestrator(backend, config, metrics=metrics) as orch,
+                InferenceClient() as client,
+            ):
+                source.orch = orch
+                server = build_server(orch, settings=settings, inference_client=client)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                    if options.http is None:
+                        await server.run_stdio_async()
+                    else:
+                        host, port = options.http
+                        run = partial(
+                            serve_http,
+                            server,
+                            host=host,
+                            port=port,
+                            token=options.token,
+                            observability=observability,
+                        )
+                        for url in await nursery.start(run):
+                            print(f"lmsorch: MCP over HTTP at {url}{MCP_PATH}", file=sys.stderr)
+                        await trio.sleep_forever()
+                    nursery.cancel_scope.cancel()
+            outer.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # One failure (e.g. a port already in use) is reported as itself, not as a group.
+        if len(group.exceptions) == 1:
+            exc = group.exceptions[0]
+            raise exc from exc.__cause__
+        raise
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.shutdown_timeout_s):
             await backend.aclose()
@@ -123,4 +170,7 @@ def main(options: ServeOptions) -> int:
     except ConfigError as exc:
         print(f"lmsorch serve: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the --http or --metrics port is taken
+        print(f"lmsorch serve: error: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -5,6 +5,11 @@ app served by ``hypercorn.trio`` runs on trio. Bound to loopback unless told
 otherwise; then the SDK also checks ``Host``/``Origin`` headers against
 DNS rebinding. With a token, every HTTP request must carry
 ``Authorization: Bearer <token>`` or gets 401.
+
+The observability endpoints (``/metrics``, ``/status``, ``/events``, see
+:mod:`mcp_frontend.status_app`) are mounted next to ``/mcp`` and sit behind the
+same token: model names and activity are not for anyone on the network.
+:func:`serve_observability` serves them alone (``lmsorch serve --metrics``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from hypercorn.typing import ASGIFramework
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_frontend.status_app import ObservabilityApp, route_observability
 from orchestrator import ConfigError
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "is_loopback",
     "parse_bind",
     "serve_http",
+    "serve_observability",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -99,7 +106,7 @@ def check_exposure(host: str, token: str | None) -> None:
         )
 
 
-def parse_bind(text: str) -> tuple[str, int]:
+def parse_bind(text: str, *, option: str = "--http") -> tuple[str, int]:
     """Parse ``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` (host defaults to loopback).
 
     Raises:
@@ -110,14 +117,47 @@ def parse_bind(text: str) -> tuple[str, int]:
         host, port = "", text
     host = host.strip("[]") or DEFAULT_HOST
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--http wants HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
+        raise ConfigError(f"{option} wants HOST:PORT (e.g. 127.0.0.1:8765), got {text!r}")
     return host, int(port)
 
 
-def build_http_app(server: MCPServer[Any], *, host: str, token: str | None) -> ASGIApp:
-    """Return the streamable HTTP ASGI app (at ``/mcp``), behind the token when one is given."""
+def build_http_app(
+    server: MCPServer[Any],
+    *,
+    host: str,
+    token: str | None,
+    observability: ObservabilityApp | None = None,
+) -> ASGIApp:
+    """Return the streamable HTTP ASGI app (at ``/mcp``), behind the token when one is given.
+
+    With ``observability``, ``/metrics``, ``/status`` and ``/events`` are served too.
+    """
     app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    if observability is not None:
+        app = route_observability(app, observability)
     return BearerTokenGuard(app, token) if token is not None else app
+
+
+async def _serve_asgi(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None  # hypercorn's "-" would mean stdout
+    # A Logger is used as is: it propagates to the process's stderr handler, once.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # Starlette's and hypercorn's type aliases describe the same ASGI callable.
+    await serve(
+        cast("ASGIFramework", app),
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
 
 
 async def serve_http(
@@ -126,28 +166,45 @@ async def serve_http(
     host: str = DEFAULT_HOST,
     port: int,
     token: str | None,
+    observability: ObservabilityApp | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``server`` over streamable HTTP until ``shutdown_trigger`` returns.
 
     ``task_status.started`` receives the bound base URLs (``http://host:port``),
-    which tells the real port when ``port`` is 0.
+    which tells the real port when ``port`` is 0. With ``observability``, the
+    observability endpoints are served too (behind the same token).
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token (see :func:`check_exposure`).
     """
     check_exposure(host, token)
-    config = HypercornConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None  # hypercorn's "-" would mean stdout
-    # A Logger is used as is: it propagates to the process's stderr handler, once.
-    config.errorlog = logging.getLogger("hypercorn.error")
-    # Starlette's and hypercorn's type aliases describe the same ASGI callable.
-    app = cast("ASGIFramework", build_http_app(server, host=host, token=token))
-    await serve(
-        app,
-        config,
-        shutdown_trigger=shutdown_trigger,
-        task_status=task_status,
+    app = build_http_app(server, host=host, token=token, observability=observability)
+    await _serve_asgi(
+        app, host=host, port=port, shutdown_trigger=shutdown_trigger, task_status=task_status
+    )
+
+
+async def serve_observability(
+    observability: ObservabilityApp,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int,
+    token: str | None,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve only ``/metrics``, ``/status`` and ``/events`` (the stdio mode's side server).
+
+    Loopback by default; a non-loopback ``host`` needs a token, which every
+    request must then carry, as for :func:`serve_http`.
+
+    Raises:
+        ConfigError: a non-loopback ``host`` without a token.
+    """
+    check_exposure(host, token)
+    app: ASGIApp = BearerTokenGuard(observability, token) if token is not None else observability
+    await _serve_asgi(
+        app, host=host, port=port, shutdown_trigger=shutdown_trigger, task_status=task_status
     )

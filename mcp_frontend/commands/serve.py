@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio "
         "(HOST defaults to 127.0.0.1)",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="also serve /metrics, /status and /events at http://HOST:PORT (HOST defaults to "
+        "127.0.0.1; another host needs the token, like --http)",
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
         "--token",
