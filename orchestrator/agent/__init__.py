@@ -5,7 +5,7 @@ Discovery (:mod:`.discovery`) reads which servers exist, the toolbox
 the loop drives a model through rounds of tool calls.
 """
 
-from orchestrator.agent.discovery import McpRegistry, ServerSpec
+from orchestrator.agent.discovery import McpRegistry, ServerSpec, probe
 from orchestrator.agent.errors import (
     AgentError,
     McpConfigError,
@@ -14,6 +14,7 @@ from orchestrator.agent.errors import (
     UnknownMcpServer,
 )
 from orchestrator.agent.settings import AgentSettings
+from orchestrator.agent.toolbox import Toolbox, ToolResult, open_toolbox
 
 __all__ = [
     "AgentError",
@@ -23,5 +24,9 @@ __all__ = [
     "McpServerFailed",
     "PathNotAllowed",
     "ServerSpec",
+    "ToolResult",
+    "Toolbox",
     "UnknownMcpServer",
+    "open_toolbox",
+    "probe",
 ]

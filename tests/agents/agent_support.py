@@ -1,0 +1,91 @@
+"""Shared helpers for the agent tests (no fixtures: plain functions).
+
+``toy_spec`` / ``write_mcp_json`` point at ``servers/toy_server.py`` run by this
+interpreter, so no network and no installed server is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from orchestrator.agent import AgentSettings, ServerSpec
+
+__all__ = [
+    "TOY_SERVER",
+    "child_pids",
+    "gone",
+    "toy_entry",
+    "toy_settings",
+    "toy_spec",
+    "write_mcp_json",
+]
+
+TOY_SERVER = Path(__file__).parent / "servers" / "toy_server.py"
+
+
+def toy_entry(mode: str = "serve", **extra: Any) -> dict[str, Any]:
+    """An ``mcpServers`` entry running the toy server with ``sys.executable``."""
+    args = [str(TOY_SERVER)] if mode == "serve" else [str(TOY_SERVER), mode]
+    return {"command": sys.executable, "args": args, **extra}
+
+
+def toy_spec(name: str = "toy", mode: str = "serve", *, cwd: Path | None = None) -> ServerSpec:
+    """A :class:`ServerSpec` for the toy server."""
+    entry = toy_entry(mode)
+    return ServerSpec(
+        name=name,
+        transport="stdio",
+        command=entry["command"],
+        args=tuple(entry["args"]),
+        cwd=None if cwd is None else str(cwd),
+    )
+
+
+def write_mcp_json(path: Path, servers: Mapping[str, Any] | None = None) -> Path:
+    """Write an ``mcp.json`` at ``path`` (default: one ``toy`` server) and return the path."""
+    data = {"mcpServers": dict(servers) if servers is not None else {"toy": toy_entry()}}
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def toy_settings(root: Path, **overrides: Any) -> AgentSettings:
+    """Settings with ``root`` as the only root and short, test-friendly timeouts."""
+    values: dict[str, Any] = {"roots": (str(root),), "start_timeout_s": 20.0}
+    values.update(overrides)
+    return AgentSettings(**values)
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """Live (non-zombie) child processes of ``parent`` (default: this process), from /proc."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(stat[1]) == parent and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def gone(pid: int, timeout_s: float = 10.0) -> None:
+    """Wait (bounded) until ``pid`` has fully exited; a pidfd wakes us, no polling."""
+    with trio.fail_after(timeout_s):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            os.close(fd)
