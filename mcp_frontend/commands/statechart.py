@@ -1,4 +1,8 @@
-"""``lmsorch statechart``: render the lifecycle table as Mermaid, DOT or SVG."""
+"""``lmsorch statechart``: render the lifecycle table as Mermaid, DOT or SVG.
+
+SVG needs Graphviz's ``dot`` on PATH; without it the command says so and exits 2.
+``--write DIR`` regenerates the committed ``statecharts/`` files (never hand-edit them).
+"""
 
 from __future__ import annotations
 
@@ -61,8 +65,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    svg = subprocess.run(
-        [dot, "-Tsvg"], input=render_dot(), capture_output=True, text=True, check=True
-    )
+    try:
+        svg = subprocess.run(
+            [dot, "-Tsvg"], input=render_dot(), capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"error: could not run {dot}: {exc}", file=sys.stderr)
+        return 1
+    if svg.returncode != 0 or not svg.stdout:
+        detail = " ".join(svg.stderr.split())[:500] or "no output"
+        print(f"error: {dot} -Tsvg failed (exit {svg.returncode}): {detail}", file=sys.stderr)
+        return 1
     sys.stdout.write(svg.stdout)
     return 0
