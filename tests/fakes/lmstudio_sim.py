@@ -60,6 +60,7 @@ class Simulator:
         calls: every HTTP request received, in order.
         cli_calls: every fake ``lms`` run, in order.
         crashes: exceptions the simulator's own code raised (a bug; fails the test at exit).
+        restarts: one entry per :meth:`stop` (its ``keep_loaded``), for assertions.
         responses: stored ``/v1/responses`` results by id.
         api: the emulated API version.
         api_token: when set, every route but the greeting needs ``Bearer <token>``.
@@ -93,6 +94,14 @@ class Simulator:
         self.http = http
         self._changed = trio.Event()
         self.crashes: list[Exception] = []
+        self.restarts: list[bool] = []
+        self._hypercorn = HypercornConfig()
+        self._hypercorn.bind = ["127.0.0.1:0"]
+        self._hypercorn.accesslog = None
+        self._hypercorn.errorlog = None
+        self._nursery: trio.Nursery | None = None
+        self._serving: trio.CancelScope | None = None
+        self._stopped = trio.Event()
 
     def __repr__(self) -> str:
         return f"Simulator(base_url={self.base_url!r}, api={self.api!r})"
@@ -155,6 +164,57 @@ class Simulator:
         while not predicate():
             await self._changed.wait()
 
+    @property
+    def is_up(self) -> bool:
+        """Whether the HTTP server is listening (false between :meth:`stop` and :meth:`start`)."""
+        return self._serving is not None
+
+    async def stop(self, *, keep_loaded: bool = False) -> None:
+        """Take the server down, as when LM Studio quits or its server restarts.
+
+        The listening socket closes and every open connection is dropped, so
+        requests in flight (including ``lms`` runs and held loads) end without
+        an answer, and new connections are refused until :meth:`start`.
+
+        Args:
+            keep_loaded: keep the loaded instances (only the server restarted).
+                By default they are cleared, as when the LM Studio app restarts:
+                models live in its process. Cleared ones count as evictions.
+        """
+        if self._serving is None:
+            return
+        self.restarts.append(keep_loaded)
+        self._serving.cancel()
+        await self._stopped.wait()
+        if not keep_loaded:
+            for identifier in list(self.state.instances):
+                self.state.evict(identifier)
+        self.notify()
+
+    async def start(self) -> None:
+        """Listen again on the same address after :meth:`stop` (no-op when up)."""
+        if self._serving is None:
+            assert self._nursery is not None, "start() needs a running simulator"
+            await self._nursery.start(self._serve)
+
+    async def restart(self, *, keep_loaded: bool = False) -> None:
+        """:meth:`stop`, then :meth:`start` at once (see :meth:`stop` for ``keep_loaded``)."""
+        await self.stop(keep_loaded=keep_loaded)
+        await self.start()
+
+    async def _serve(
+        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        self._stopped = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._serving = scope
+                app = asgi_app(partial(dispatch, self))
+                await serve(app, self._hypercorn, task_status=task_status)
+        finally:
+            self._serving = None
+            self._stopped.set()
+
     def cli_runs(self, subcommand: str | None = None) -> list[CliCall]:
         """The recorded fake ``lms`` runs, optionally only one subcommand."""
         return [c for c in self.cli_calls if subcommand is None or c.argv[:1] == (subcommand,)]
@@ -182,10 +242,6 @@ async def open_simulator(
         error_style: error body shape; defaults to ``object`` for ``v1``, else ``string``.
         upstream: forward unscripted inference to this OpenAI-compatible ``.../v1`` URL.
     """
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
     async with httpx.AsyncClient(trust_env=False) as http:
         sim = Simulator(
             models,
@@ -199,10 +255,11 @@ async def open_simulator(
         )
         try:
             async with trio.open_nursery() as nursery:
-                binds = await nursery.start(
-                    partial(serve, asgi_app(partial(dispatch, sim)), config)
-                )
+                sim._nursery = nursery
+                binds = await nursery.start(sim._serve)
                 sim.base_url = binds[0]
+                # A restart must come back on the same port: clients keep the URL.
+                sim._hypercorn.bind = [binds[0].removeprefix("http://")]
                 try:
                     yield sim
                 finally:

@@ -66,6 +66,10 @@ class Faults:
     """
 
     def __init__(self) -> None:
+        self._hang = trio.Event()
+        self._reset()
+
+    def _reset(self) -> None:
         self.load_gates: dict[str, trio.Event] = {}
         self.load_errors: dict[str, str] = {}
         self.load_error_status = 400
@@ -80,7 +84,6 @@ class Faults:
         self.cli_hang: set[str] = set()
         self.cli_fail: dict[str, tuple[int, str]] = {}
         self.cli_stdout: dict[str, str] = {}
-        self._hang = trio.Event()
 
     def hold_load(self, key: str) -> trio.Event:
         """Make loads of ``key`` wait; set the returned event to let them finish."""
@@ -95,8 +98,19 @@ class Faults:
         return self.first_token_gates.setdefault(model, trio.Event())
 
     async def hang(self) -> None:
-        """Wait until the simulator shuts down (a hung CLI or route)."""
+        """Wait until :meth:`release_hung` or shutdown (a hung CLI or route)."""
         await self._hang.wait()
+
+    def release_hung(self) -> None:
+        """Let every CLI run hung so far answer (an error); later ones hang again."""
+        self._hang.set()
+        self._hang = trio.Event()
+
+    def clear(self) -> None:
+        """Switch every fault off: open the gates, free hung runs, reset every switch."""
+        self.release_all()
+        self._hang = trio.Event()
+        self._reset()
 
     def release_all(self) -> None:
         """Open every gate (done at shutdown so no request outlives the test)."""

@@ -185,3 +185,65 @@ async def test_a_simulator_bug_fails_the_test() -> None:
     with pytest.raises(AssertionError, match="the simulator crashed"):
         await buggy()
     assert statuses == [500]
+
+
+async def test_restart_drops_connections_refuses_while_down_and_comes_back(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    sim.preload(QWEN, ttl_s=60)
+    gate = sim.faults.hold_route("/api/v1/models")
+    outcome: list[str] = []
+
+    async def held_request() -> None:
+        try:
+            await http.get(f"{sim.base_url}/api/v1/models")
+            outcome.append("answered")
+        except httpx.TransportError as exc:
+            outcome.append(type(exc).__name__)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(held_request)
+            await sim.wait_for(lambda: sim.count("/api/v1/models") == 1)
+            await sim.stop()
+        assert not sim.is_up
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"{sim.base_url}/lmstudio-greeting")
+        await sim.start()
+        gate.set()
+        greeting = await http.get(f"{sim.base_url}/lmstudio-greeting")
+    assert len(outcome) == 1
+    assert outcome[0] != "answered"  # dropped, never answered
+    assert greeting.json() == {"lmstudio": True}
+    assert sim.loaded() == []  # an app restart forgets what was loaded
+    assert sim.state.evictions == [QWEN]
+    assert sim.restarts == [False]
+
+
+async def test_a_server_only_restart_keeps_the_loaded_models(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    sim.preload(QWEN, ttl_s=60)
+    with trio.fail_after(10):
+        await sim.restart(keep_loaded=True)
+        models = (await http.get(f"{sim.openai_url}/models")).json()["data"]
+    assert QWEN in [m["id"] for m in models]
+    assert sim.loaded() == [QWEN]
+
+
+async def test_hung_lms_runs_are_released_and_faults_cleared(sim: Simulator) -> None:
+    sim.faults.cli_hang.add("ps")
+    sim.faults.load_errors[QWEN] = "nope"
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            results: list[int] = []
+
+            async def hung_ps() -> None:
+                results.append((await lms(sim, "ps", "--json"))[0])
+
+            nursery.start_soon(hung_ps)
+            await sim.wait_for(lambda: len(sim.cli_runs("ps")) == 1)
+            sim.faults.clear()
+        assert results == [1]  # the hung run answered with an error once released
+        assert (await lms(sim, "ps", "--json"))[0] == 0  # and runs no longer hang
+        assert (await lms(sim, "load", QWEN, "-y", "--ttl", "5"))[0] == 0

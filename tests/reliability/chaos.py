@@ -1,0 +1,269 @@
+"""The chaos rig: a backend that records loads, and a fault injector for the simulator.
+
+:class:`RecordingBackend` wraps the real LM Studio backend and checks, on every
+call, two rules the orchestrator promises: at most one load in flight per
+model, and every load carries an explicit, bounded TTL.
+
+:class:`Chaos` switches the simulator's faults on and off at random, several
+at once, until told to stop; :meth:`Chaos.calm` switches everything off and
+brings a stopped server back.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+from fakes import GUARDRAIL_MESSAGE, Simulator
+
+from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
+
+__all__ = ["FAULT_KINDS", "Chaos", "RecordingBackend"]
+
+FAULT_KINDS = (
+    "slow_load",
+    "failing_load",
+    "transient_load_failure",
+    "absent_after_load",
+    "eviction",
+    "unload_mid_inference",
+    "http_500",
+    "error_body_200",
+    "malformed_json",
+    "hung_cli",
+    "server_restart",
+)
+"""Every fault the simulator offers that the soak injects (``docs/reliability.md``)."""
+
+# Routes the control plane and inference use; HTTP faults pick among them.
+_ROUTES = ("/api/v1/models", "/api/v1/models/unload", "/v1/chat/completions")
+
+
+class RecordingBackend:
+    """A :class:`~orchestrator.backends.Backend` that checks per-model load overlap and TTLs.
+
+    Args:
+        inner: the backend that does the work.
+        max_ttl_s: the largest TTL a load may carry.
+    """
+
+    def __init__(self, inner: Backend, *, max_ttl_s: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_ttl_s = max_ttl_s
+        self.loads_in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
+        self.loads: Counter[str] = Counter()
+        self.violations: list[str] = []
+
+    async def list_available(self) -> list[ModelInfo]:
+        """Delegate."""
+        return await self.inner.list_available()
+
+    async def list_loaded(self) -> list[LoadedModel]:
+        """Delegate."""
+        return await self.inner.list_loaded()
+
+    async def load(
+        self, key: str, *, identifier: str, ttl_s: float, context_length: int | None = None
+    ) -> None:
+        """Delegate, counting the loads of ``key`` in flight around the call."""
+        if not (isinstance(ttl_s, int | float) and 0 < ttl_s <= self.max_ttl_s):
+            self.violations.append(f"load of {key!r} with ttl_s={ttl_s!r}")
+        if math.isinf(ttl_s):
+            self.violations.append(f"load of {key!r} without a finite TTL")
+        self.loads[key] += 1
+        self.loads_in_flight[key] += 1
+        if self.loads_in_flight[key] > 1:
+            self.violations.append(f"{self.loads_in_flight[key]} loads of {key!r} in flight")
+        self.max_in_flight[key] = max(self.max_in_flight[key], self.loads_in_flight[key])
+        try:
+            await self.inner.load(
+                key, identifier=identifier, ttl_s=ttl_s, context_length=context_length
+            )
+        finally:
+            self.loads_in_flight[key] -= 1
+
+    async def unload(self, identifier: str) -> None:
+        """Delegate."""
+        await self.inner.unload(identifier)
+
+    def base_url(self, identifier: str) -> str:
+        """Delegate."""
+        return self.inner.base_url(identifier)
+
+    def http_headers(self) -> Mapping[str, str]:
+        """Delegate."""
+        return self.inner.http_headers()
+
+    async def health(self) -> BackendHealth:
+        """Delegate."""
+        return await self.inner.health()
+
+    async def aclose(self) -> None:
+        """Delegate."""
+        await self.inner.aclose()
+
+
+class Chaos:
+    """Injects the simulator's faults at random, overlapping, for random short spells.
+
+    Args:
+        sim: the simulator to disturb.
+        models: the model keys load faults pick from.
+        rng: the random source (seeded by the test, printed with the figures).
+        spell_s: (shortest, longest) time one fault stays on.
+        gap_s: (shortest, longest) pause between two injections.
+    """
+
+    def __init__(
+        self,
+        sim: Simulator,
+        models: tuple[str, ...],
+        rng: random.Random,
+        *,
+        spell_s: tuple[float, float] = (0.05, 0.8),
+        gap_s: tuple[float, float] = (0.0, 0.15),
+    ) -> None:
+        self.sim = sim
+        self.models = models
+        self.rng = rng
+        self.spell_s = spell_s
+        self.gap_s = gap_s
+        self.injected: Counter[str] = Counter()
+        self._restarting = False
+        self.calmed_at = 0.0
+        self._actions: dict[str, Callable[[], Callable[[], None] | None]] = {
+            "slow_load": self._slow_load,
+            "failing_load": self._failing_load,
+            "transient_load_failure": self._transient_load_failure,
+            "absent_after_load": self._absent_after_load,
+            "eviction": self._eviction,
+            "unload_mid_inference": self._unload_mid_inference,
+            "http_500": self._http_500,
+            "error_body_200": self._error_body_200,
+            "malformed_json": self._malformed_json,
+            "hung_cli": self._hung_cli,
+        }
+
+    async def run(self, until: float) -> None:
+        """Inject faults until trio time ``until``, then :meth:`calm` at once.
+
+        Kinds not injected yet come first, so a short run still covers them all;
+        each fault reverts after its spell.
+        """
+        async with trio.open_nursery() as nursery:
+            while trio.current_time() < until:
+                pending = [k for k in FAULT_KINDS if not self.injected[k]]
+                kind = self.rng.choice(pending or FAULT_KINDS)
+                if kind == "server_restart":
+                    if not self._restarting:
+                        self._restarting = True
+                        self.injected[kind] += 1
+                        nursery.start_soon(self._restart, self._spell() / 2)
+                else:
+                    undo = self._actions[kind]()
+                    if undo is not None:
+                        self.injected[kind] += 1
+                        nursery.start_soon(self._revert_after, undo, self._spell())
+                # A soak runs on the wall clock (the fake lms is a real process):
+                # the pauses between faults are the point, not a synchronisation.
+                await trio.sleep(self.rng.uniform(*self.gap_s))
+            nursery.cancel_scope.cancel()
+        await self.calm()
+        self.calmed_at = trio.current_time()
+
+    async def calm(self) -> None:
+        """Switch every fault off, release hung runs and held loads, and bring the server up."""
+        self.sim.faults.clear()
+        await self.sim.start()
+
+    def _spell(self) -> float:
+        return self.rng.uniform(*self.spell_s)
+
+    async def _revert_after(self, undo: Callable[[], None], spell_s: float) -> None:
+        try:
+            await trio.sleep(spell_s)
+        finally:
+            undo()
+
+    async def _restart(self, down_s: float) -> None:
+        try:
+            await self.sim.stop(keep_loaded=self.rng.random() < 0.3)
+            await trio.sleep(down_s)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.sim.start()
+            self._restarting = False
+
+    # -- the faults: each switches one on and returns how to switch it off --
+
+    def _model(self) -> str:
+        return self.rng.choice(self.models)
+
+    def _slow_load(self) -> Callable[[], None]:
+        gate = self.sim.faults.hold_load(key := self._model())
+
+        def undo() -> None:
+            gate.set()
+            if self.sim.faults.load_gates.get(key) is gate:
+                del self.sim.faults.load_gates[key]
+
+        return undo
+
+    def _failing_load(self) -> Callable[[], None]:
+        key = self._model()
+        self.sim.faults.load_errors[key] = GUARDRAIL_MESSAGE
+        return _drop(self.sim.faults.load_errors, key)
+
+    def _transient_load_failure(self) -> Callable[[], None]:
+        self.sim.faults.cli_fail["load"] = (1, "Error: connect ECONNREFUSED 127.0.0.1:1234\n")
+        return _drop(self.sim.faults.cli_fail, "load")
+
+    def _absent_after_load(self) -> Callable[[], None]:
+        key = self._model()
+        self.sim.faults.load_absent.add(key)
+        return lambda: self.sim.faults.load_absent.discard(key)
+
+    def _eviction(self) -> Callable[[], None] | None:
+        loaded = self.sim.loaded()
+        if not loaded:
+            return None
+        self.sim.evict(self.rng.choice(loaded))
+        return lambda: None
+
+    def _unload_mid_inference(self) -> Callable[[], None]:
+        key = self._model()
+        self.sim.faults.unload_during_inference.add(key)
+        return lambda: self.sim.faults.unload_during_inference.discard(key)
+
+    def _http_500(self) -> Callable[[], None]:
+        path = self.rng.choice(_ROUTES)
+        self.sim.faults.route_status[path] = self.rng.choice((500, 502, 503))
+        return _drop(self.sim.faults.route_status, path)
+
+    def _error_body_200(self) -> Callable[[], None]:
+        path = self.rng.choice(_ROUTES)
+        self.sim.faults.route_error_200[path] = "Unexpected error (simulated)"
+        return _drop(self.sim.faults.route_error_200, path)
+
+    def _malformed_json(self) -> Callable[[], None]:
+        path = self.rng.choice(_ROUTES)
+        self.sim.faults.route_raw[path] = (200, "application/json", b'{"models": [trunc')
+        return _drop(self.sim.faults.route_raw, path)
+
+    def _hung_cli(self) -> Callable[[], None]:
+        # Runs hung meanwhile stay hung: the backend must kill them at its load deadline.
+        self.sim.faults.cli_hang.add("load")
+        return lambda: self.sim.faults.cli_hang.discard("load")
+
+
+def _drop(mapping: dict[str, Any], key: str) -> Callable[[], None]:
+    def undo() -> None:
+        mapping.pop(key, None)
+
+    return undo

@@ -1,0 +1,72 @@
+"""Resource probes for the reliability tests: trio tasks, file descriptors, child processes.
+
+Each returns a plain value so a test can take a baseline, run, and compare.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import trio
+
+__all__ = [
+    "ACTOR_CHILD_TASKS",
+    "actor_child_tasks",
+    "child_pids",
+    "open_fds",
+    "pid_alive",
+    "task_names",
+]
+
+ACTOR_CHILD_TASKS = ("ModelActor._load", "ModelActor._verify", "ModelActor._unload")
+"""The actor's per-operation child tasks: none may outlive a settled actor."""
+
+# The simulator's server and connection tasks come and go with client connections;
+# they belong to the test rig, not to the product, so task counts leave them out.
+_RIG_PREFIXES = ("fakes.", "hypercorn.")
+
+
+def task_names(*, include_rig: bool = False) -> Counter[str]:
+    """Count the live trio tasks of this run by name (the whole task tree)."""
+    names: Counter[str] = Counter()
+    stack = [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None:
+            continue
+        if not include_rig and task.name.startswith(_RIG_PREFIXES):
+            continue
+        names[task.name] += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return names
+
+
+def actor_child_tasks() -> list[str]:
+    """Names of live load, verify and unload tasks of any actor."""
+    return [
+        name
+        for name, count in task_names().items()
+        for _ in range(count)
+        if name.endswith(ACTOR_CHILD_TASKS)
+    ]
+
+
+def open_fds() -> int:
+    """How many file descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def child_pids() -> set[int]:
+    """Direct child processes of this process (zombies included: they are leaks too)."""
+    pids: set[int] = set()
+    for children in Path("/proc/self/task").glob("*/children"):
+        pids.update(int(p) for p in children.read_text().split())
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a zombie counts as alive: not reaped)."""
+    return Path(f"/proc/{pid}").exists()

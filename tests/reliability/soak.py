@@ -1,0 +1,390 @@
+"""The chaos soak: many clients over several models while :class:`~reliability.chaos.Chaos` runs.
+
+Two kinds of clients share one orchestrator over the LM Studio simulator and
+the fake ``lms``:
+
+- orchestrator clients call the facade (``ensure_loaded``, a lease with a chat
+  request and one retry when the model was lost, ``unload``,
+  ``reset_breaker``, ``status``); anything but an ``OrchestratorError`` is a
+  violation;
+- MCP clients call the tools over an in-memory MCP session; a result must be
+  a success or one of our tool errors, never the SDK's bare
+  "Error executing tool" (an unexpected exception).
+
+The soak runs in rounds. In each: faults and clients run together; then the
+faults stop, the clients finish, every actor must settle (READY, UNLOADED or
+BREAKER_OPEN) within a bound, no actor child task may remain, every model must
+load again, and memory is measured. Invariants sampled throughout: at most one
+load in flight per model and every load with a TTL (the recording backend),
+and no more models holding room than ``max_loaded_models``.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+import tracemalloc
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import trio
+from fakes import Simulator, open_simulator
+from fakes.fixtures import make_backend
+from mcp import Client
+from mcp.types import TextContent
+
+from mcp_frontend.server import build_server
+from mcp_frontend.settings import FrontendSettings
+from orchestrator import (
+    Config,
+    ModelNotLoaded,
+    Orchestrator,
+    OrchestratorError,
+    State,
+    open_orchestrator,
+)
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+
+from .chaos import Chaos, RecordingBackend
+from .probes import actor_child_tasks, child_pids, open_fds, pid_alive, task_names
+
+__all__ = ["LLMS", "SOAK_CONFIG", "Figures", "run_soak"]
+
+LLMS = ("qwen/qwen3-4b", "google/gemma-3-4b", "openai/gpt-oss-20b")
+SETTLED = {State.READY, State.UNLOADED, State.BREAKER_OPEN}
+HOLDING_ROOM = {State.VERIFYING, State.READY, State.EXPIRING}
+
+SOAK_CONFIG = Config(
+    backend="lmstudio",
+    default_model=LLMS[0],
+    retry_attempts=2,
+    retry_initial_s=0.01,
+    retry_max_s=0.05,
+    retry_jitter_s=0.01,
+    verify_initial_interval_s=0.01,
+    verify_max_interval_s=0.05,
+    verify_deadline_s=0.5,
+    breaker_threshold=3,
+    breaker_cooldown_s=1.0,
+    catalog_ttl_s=0.5,
+    max_loaded_models=2,  # three models: loads must evict the idle one
+    request_timeout_s=3.0,
+    unload_timeout_s=2.0,
+    shutdown_timeout_s=3.0,
+)
+"""Small bounds so faults resolve within a round (the plan's defaults are minutes)."""
+
+ANSWER_BOUND_S = 15.0
+"""Longest any one call may take before it counts as unanswered (a violation)."""
+SETTLE_BOUND_S = 10.0
+"""Longest actors may take to settle once faults stop and clients finish."""
+MEMORY_TOLERANCE_BYTES = 3 * 1024 * 1024
+"""Allowed growth of traced memory between the first and the last round."""
+
+# Allocations of the rig, not the product: the simulator's records and the
+# in-memory log sink of tests/conftest.py grow with the number of requests.
+_MEMORY_FILTERS = (
+    tracemalloc.Filter(False, "*/tests/fakes/*"),
+    tracemalloc.Filter(False, "*/structlog/*"),
+    tracemalloc.Filter(False, "*/hypercorn/*"),
+    tracemalloc.Filter(False, tracemalloc.__file__),
+)
+
+
+@dataclass
+class Figures:
+    """What the soak measured; written as JSON for the record."""
+
+    seed: int
+    seconds: float
+    rounds: int = 0
+    wall_s: float = 0.0
+    requests_issued: int = 0
+    requests_answered: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    faults_injected: Counter[str] = field(default_factory=Counter)
+    restarts: int = 0
+    backend_loads: Counter[str] = field(default_factory=Counter)
+    max_loads_in_flight_per_model: dict[str, int] = field(default_factory=dict)
+    lms_runs: int = 0
+    settle_s: list[float] = field(default_factory=list)
+    traced_bytes_per_round: list[int] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    leaks: dict[str, Any] = field(default_factory=dict)
+
+    def json(self) -> dict[str, Any]:
+        """A JSON-ready dict (counters sorted, floats rounded)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("outcomes", "faults_injected", "backend_loads"):
+            out[key] = dict(sorted(out[key].items()))
+        out["wall_s"] = round(self.wall_s, 2)
+        out["settle_s"] = [round(s, 3) for s in self.settle_s]
+        out["violation_count"] = len(self.violations)
+        out["violations"] = self.violations[:50]
+        return out
+
+
+class _Run:
+    """One soak: the stack, the clients and the checks."""
+
+    def __init__(
+        self,
+        figures: Figures,
+        sim: Simulator,
+        orch: Orchestrator,
+        backend: RecordingBackend,
+        inference: InferenceClient,
+        mcp: Client,
+        rng: random.Random,
+    ) -> None:
+        self.figures = figures
+        self.sim = sim
+        self.orch = orch
+        self.backend = backend
+        self.inference = inference
+        self.mcp = mcp
+        self.rng = rng
+        self.pids: set[int] = set()
+
+    def violation(self, text: str) -> None:
+        self.figures.violations.append(text)
+
+    # -- clients --
+
+    async def orchestrator_client(self, until: float, rng: random.Random) -> None:
+        ops = (self._chat, self._ensure, self._unload, self._reset, self._status)
+        while trio.current_time() < until:
+            op = rng.choices(ops, weights=(6, 3, 2, 1, 1))[0]
+            model = rng.choice(LLMS)
+            self.figures.requests_issued += 1
+            try:
+                with trio.fail_after(ANSWER_BOUND_S):
+                    await op(model)
+            except trio.TooSlowError:
+                self.violation(f"{op.__name__}({model}) unanswered after {ANSWER_BOUND_S}s")
+                continue
+            except OrchestratorError as exc:
+                outcome = f"error:{type(exc).__name__}"
+            except Exception as exc:  # noqa: BLE001 (anything else is what we look for)
+                self.violation(f"{op.__name__}({model}) raised {exc!r}")
+                continue
+            else:
+                outcome = "ok"
+            self.figures.requests_answered += 1
+            self.figures.outcomes[outcome] += 1
+
+    async def _chat(self, model: str) -> None:
+        # What the frontend's run_inference does: lease, infer, on "not loaded"
+        # report the model lost and retry once under a fresh lease.
+        for attempt in (1, 2):
+            async with self.orch.lease(model) as lease:
+                request = ChatRequest(
+                    messages=[ChatMessage(role="user", content="hi")], max_tokens=4
+                )
+                try:
+                    await self.inference.chat(
+                        base_url=self.orch.backend.base_url(lease.identifier),
+                        headers=self.orch.backend.http_headers(),
+                        model=lease.identifier,
+                        request=request,
+                    )
+                    return
+                except ModelNotLoaded:
+                    lease.lost()
+                    if attempt == 2:
+                        raise
+
+    async def _ensure(self, model: str) -> None:
+        await self.orch.ensure_loaded(model, ttl_s=self.rng.choice((None, 60.0, 1e9)))
+
+    async def _unload(self, model: str) -> None:
+        await self.orch.unload(model)
+
+    async def _reset(self, model: str) -> None:
+        await self.orch.reset_breaker(model)
+
+    async def _status(self, model: str) -> None:
+        assert all(s.ttl_s > 0 for s in self.orch.status())
+
+    async def mcp_client(self, until: float, rng: random.Random) -> None:
+        while trio.current_time() < until:
+            model = rng.choice(LLMS)
+            tool, args = rng.choices(
+                (
+                    ("chat_completion", {"prompt": "hi", "model": model, "max_tokens": 4}),
+                    ("load_model", {"model": model}),
+                    ("unload_model", {"model": model}),
+                    ("model_status", {}),
+                ),
+                weights=(6, 2, 1, 1),
+            )[0]
+            self.figures.requests_issued += 1
+            try:
+                with trio.fail_after(ANSWER_BOUND_S):
+                    result = await self.mcp.call_tool(tool, args)
+            except trio.TooSlowError:
+                self.violation(f"MCP {tool}({model}) unanswered after {ANSWER_BOUND_S}s")
+                continue
+            except Exception as exc:  # noqa: BLE001
+                self.violation(f"MCP {tool}({model}) raised {exc!r}")
+                continue
+            self.figures.requests_answered += 1
+            if not result.is_error:
+                self.figures.outcomes["mcp:ok"] += 1
+                continue
+            block = result.content[0] if result.content else None
+            message = block.text if isinstance(block, TextContent) else repr(block)
+            # Our errors keep their text after the SDK's prefix; a crash leaves only the prefix.
+            if message.strip() == f"Error executing tool {tool}":
+                self.violation(f"MCP {tool}({model}): unexpected exception: {message}")
+            self.figures.outcomes["mcp:tool_error"] += 1
+
+    # -- invariants sampled while the chaos runs --
+
+    async def sample(self, until: float) -> None:
+        while trio.current_time() < until:
+            states = [s.state for s in self.orch.status()]
+            holding = sum(state in HOLDING_ROOM for state in states)
+            if holding > SOAK_CONFIG.max_loaded_models:
+                self.violation(f"{holding} models hold room: {states}")
+            self.pids.update(c.pid for c in self.sim.cli_calls)
+            # Sampling cadence on the wall clock (see Chaos.run).
+            await trio.sleep(0.01)
+
+    # -- the end of a round --
+
+    async def settle(self, *, since: float) -> None:
+        """Wait until every actor is settled, counting from when the faults stopped."""
+        with trio.move_on_at(since + SETTLE_BOUND_S):
+            while True:
+                unsettled = [s for s in self.orch.status() if s.state not in SETTLED]
+                if not unsettled and not actor_child_tasks():
+                    self.figures.settle_s.append(trio.current_time() - since)
+                    return
+                await trio.sleep(0.01)  # no event exposes actor states; the bound is above
+        self.violation(
+            f"not settled after {SETTLE_BOUND_S}s: "
+            f"{[(s.model, s.state.value) for s in self.orch.status()]}, "
+            f"child tasks {actor_child_tasks()}"
+        )
+
+    async def recover(self) -> None:
+        """Once calm, every model must load again (after closing any open breaker)."""
+        for model in LLMS:
+            try:
+                with trio.fail_after(ANSWER_BOUND_S):
+                    await self.orch.reset_breaker(model)
+                    status = await self.orch.ensure_loaded(model)
+                if status.state is not State.READY:
+                    self.violation(f"{model} recovered to {status.state}")
+            except (OrchestratorError, trio.TooSlowError) as exc:
+                self.violation(f"{model} did not recover once calm: {exc!r}")
+        if any(i.ttl_s is None for i in self.sim.state.instances.values()):
+            self.violation(f"a model without a TTL: {self.sim.state.instances}")
+        doubles = [i for i in self.sim.loaded() if ":" in i]
+        if doubles:
+            self.violation(f"a model was loaded twice: {doubles}")
+
+    def measure_memory(self) -> None:
+        gc.collect()
+        snapshot = tracemalloc.take_snapshot().filter_traces(_MEMORY_FILTERS)
+        self.figures.traced_bytes_per_round.append(
+            sum(stat.size for stat in snapshot.statistics("filename"))
+        )
+
+    def forget_records(self) -> None:
+        """Drop the simulator's per-request records (the rig's memory, not the product's)."""
+        self.pids.update(c.pid for c in self.sim.cli_calls)
+        self.figures.lms_runs += len(self.sim.cli_calls)
+        self.sim.calls.clear()
+        self.sim.cli_calls.clear()
+        self.sim.state.loads.clear()
+        self.sim.state.unloads.clear()
+        self.sim.state.evictions.clear()
+
+
+async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int) -> None:
+    until = trio.current_time() + seconds
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(chaos.run, until)
+        nursery.start_soon(run.sample, until)
+        for n in range(clients):
+            rng = random.Random(run.rng.random())
+            if n % 4 == 3:
+                nursery.start_soon(run.mcp_client, until, rng)
+            else:
+                nursery.start_soon(run.orchestrator_client, until, rng)
+    await run.settle(since=chaos.calmed_at)
+    await run.recover()
+    run.forget_records()
+
+
+async def run_soak(
+    tmp_path: Path, *, seconds: float, rounds: int, clients: int, seed: int
+) -> Figures:
+    """Run the soak and return its figures (violations and leaks included, not raised)."""
+    figures = Figures(seed=seed, seconds=seconds)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    gc.collect()
+    fds, children, tasks = open_fds(), child_pids(), sum(task_names(include_rig=True).values())
+    settings = FrontendSettings(allowed_image_roots=(str(tmp_path),), progress_interval_s=0.05)
+    tracemalloc.start()
+    try:
+        async with (
+            open_simulator(jit=False) as sim,
+            InferenceClient(timeout_s=5) as inference,
+        ):
+            # lms_cli is the fake on PATH (install_fake_lms, done by the test).
+            inner = make_backend(sim, http_timeout_s=2.0, cli_timeout_s=2.0, load_timeout_s=1.0)
+            backend = RecordingBackend(inner, max_ttl_s=SOAK_CONFIG.max_ttl_s)
+            chaos = Chaos(sim, LLMS, rng)
+            try:
+                async with (
+                    open_orchestrator(backend, SOAK_CONFIG) as orch,
+                    Client(
+                        build_server(orch, settings=settings, inference_client=inference)
+                    ) as mcp,
+                ):
+                    run = _Run(figures, sim, orch, backend, inference, mcp, rng)
+                    baseline_tasks: Counter[str] | None = None
+                    for _ in range(rounds):
+                        await _round(run, chaos, seconds / rounds, clients)
+                        figures.rounds += 1
+                        run.measure_memory()
+                        steady = task_names()
+                        if baseline_tasks is None:
+                            baseline_tasks = steady
+                        elif steady != baseline_tasks:
+                            figures.violations.append(
+                                f"task tree changed between rounds: +{steady - baseline_tasks} "
+                                f"-{baseline_tasks - steady}"
+                            )
+            finally:
+                await backend.aclose()
+            figures.faults_injected = chaos.injected
+            figures.restarts = len(sim.restarts)
+            figures.backend_loads = backend.loads
+            figures.max_loads_in_flight_per_model = dict(backend.max_in_flight)
+            figures.violations += backend.violations
+            # What shutdown left loaded must still carry a TTL (it unloads by itself).
+            untimed = [i.identifier for i in sim.state.instances.values() if i.ttl_s is None]
+            if untimed:
+                figures.violations.append(f"left loaded without a TTL: {untimed}")
+            pids = run.pids | {c.pid for c in sim.cli_calls}
+    finally:
+        tracemalloc.stop()
+    gc.collect()
+    traced = figures.traced_bytes_per_round
+    figures.leaks = {
+        "tasks": sum(task_names(include_rig=True).values()) - tasks,
+        "fds": open_fds() - fds,
+        "child_processes": sorted(child_pids() - children),
+        "lms_processes_alive": sorted(p for p in pids if pid_alive(p)),
+        "traced_growth_bytes": traced[-1] - traced[0] if len(traced) > 1 else 0,
+    }
+    figures.wall_s = time.monotonic() - started
+    return figures
