@@ -3,7 +3,12 @@
 A schema is checked for size and nesting first, without recursion (a hostile
 document cannot exhaust the stack), then against its meta-schema (Draft
 2020-12 unless ``$schema`` names another draft). Only local ``$ref``s
-(``#/...``) are accepted: nothing is ever fetched.
+(``#/...``) are accepted: nothing is ever fetched. Each must point at a part of
+the document, and ``$ref`` chains must not loop back without descending into
+the value (``{"$ref": "#"}`` would recurse forever on any answer); recursive
+schemas that descend (a tree whose ``children`` items are ``{"$ref": "#"}``) are
+fine. Checking an answer never raises: a schema or answer that cannot be
+checked is reported as one of its errors.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
 import msgspec
+import referencing.exceptions
 
 __all__ = ["SchemaReport", "answer_errors", "check_schema"]
 
@@ -33,8 +40,14 @@ _ONE = (
 )
 _MANY = ("anyOf", "oneOf", "allOf", "prefixItems")
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+# Keywords that apply their subschemas to the same value (not to a part of it):
+# a $ref cycle through these alone never terminates.
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_MANY = ("anyOf", "oneOf", "allOf")
 _TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 _MAX_ERRORS = 10
+_MAX_ANSWER_DEPTH = 200
+_MISSING = object()
 
 
 @dataclass
@@ -93,6 +106,75 @@ def _walk(schema: dict[str, Any], report: SchemaReport, max_depth: int) -> bool:
     return True
 
 
+def _pointer(document: dict[str, Any], ref: str) -> Any:
+    """Resolve a local JSON-pointer ``$ref`` in ``document``; _MISSING when it points nowhere."""
+    node: Any = document
+    for raw in ref[2:].split("/") if ref != "#" else []:
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _in_place(node: dict[str, Any], document: dict[str, Any]) -> Iterator[Any]:
+    """Subschemas applied to the same value as ``node`` (its $ref target included)."""
+    ref = node.get("$ref")
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+        yield _pointer(document, ref)
+    for key in _IN_PLACE_ONE:
+        yield node.get(key)
+    for key in _IN_PLACE_MANY:
+        if isinstance(node.get(key), list):
+            yield from node[key]
+
+
+def _check_refs(schema: dict[str, Any], report: SchemaReport) -> None:
+    """Report local $refs that point nowhere, and $ref loops that never descend."""
+    nodes: list[tuple[str, dict[str, Any]]] = []
+    stack: list[tuple[str, Any]] = [("#", schema)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            if path != "#" and "$id" in node:
+                return  # another base URI: pointers resolve elsewhere, leave it to jsonschema
+            nodes.append((path, node))
+            stack.extend(_subschemas(node, path))
+    for path, node in nodes:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/") and _pointer(schema, ref) is _MISSING:
+            report.errors.append(f"{path}: $ref {ref!r} points to nothing in the schema")
+    if report.errors:
+        return
+    # Iterative depth-first search for a cycle among in-place edges (white/grey/black).
+    state: dict[int, int] = {}
+    for _, start in nodes:
+        if state.get(id(start)):
+            continue
+        state[id(start)] = 1
+        walk: list[tuple[dict[str, Any], Iterator[Any]]] = [(start, _in_place(start, schema))]
+        while walk:
+            node, edges = walk[-1]
+            child = next(edges, _MISSING)
+            if child is _MISSING:
+                state[id(node)] = 2
+                walk.pop()
+            elif isinstance(child, dict):
+                seen = state.get(id(child), 0)
+                if seen == 1:
+                    report.errors.append(
+                        "#: $ref loops back to itself without descending into the value "
+                        "(it would recurse forever)"
+                    )
+                    return
+                if seen == 0:
+                    state[id(child)] = 1
+                    walk.append((child, _in_place(child, schema)))
+
+
 def _json_depth(value: Any, limit: int) -> bool:
     """True if ``value`` nests at most ``limit`` containers deep (checked iteratively)."""
     stack = [(value, 1)]
@@ -129,6 +211,7 @@ def check_schema(schema: Any, *, max_depth: int, max_bytes: int) -> SchemaReport
         return report
     if not _walk(schema, report, max_depth):
         return report
+    _check_refs(schema, report)
     kind = schema.get("type")
     if kind is None and not any(k in schema for k in ("$ref", "anyOf", "oneOf", "allOf", "enum")):
         report.warnings.append("#: no 'type' at the root")
@@ -144,12 +227,24 @@ def check_schema(schema: Any, *, max_depth: int, max_bytes: int) -> SchemaReport
 
 
 def answer_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
-    """Return where ``instance`` breaks ``schema`` (at most 10 messages; empty if it conforms)."""
+    """Return where ``instance`` breaks ``schema`` (at most 10 messages; empty if it conforms).
+
+    Never raises: an answer nested too deeply to check, or a schema jsonschema
+    cannot apply (an unresolvable or endlessly recursive ``$ref`` that slipped
+    past :func:`check_schema`), is reported as the single error.
+    """
+    if not _json_depth(instance, _MAX_ANSWER_DEPTH):
+        return [f"$: the answer nests deeper than {_MAX_ANSWER_DEPTH} levels; not checked"]
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     found = []
-    for error in cls(schema).iter_errors(instance):
-        where = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
-        found.append(f"{where}: {error.message}")
-        if len(found) == _MAX_ERRORS:
-            break
+    try:
+        for error in cls(schema).iter_errors(instance):
+            where = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
+            found.append(f"{where}: {error.message}")
+            if len(found) == _MAX_ERRORS:
+                break
+    except RecursionError:
+        return ["$: the schema recurses without end on this answer; not checked"]
+    except referencing.exceptions.Unresolvable as exc:
+        return [f"$: the schema has a $ref that cannot be resolved ({str(exc)[:200]}); not checked"]
     return found

@@ -1,0 +1,1 @@
+"""Hostile input and security: fuzzed tool arguments, paths, SSRF, secrets, HTTP auth."""

@@ -1,0 +1,162 @@
+"""One MCP server over the LM Studio simulator, running in a background trio thread.
+
+Hypothesis drives examples from synchronous code, and starting a server per
+example would cost more than the examples themselves. So a module-scoped
+fixture starts the whole stack (simulator, orchestrator, server, in-memory
+client) once in its own thread, and each example calls a tool through
+:meth:`ServerThread.call`, which hops into that thread's trio loop and bounds
+the call with ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+from fakes import Reply, open_simulator
+from fakes.fixtures import make_backend
+from mcp import Client
+from mcp.types import CallToolResult, Tool
+
+from mcp_frontend.server import build_server
+from mcp_frontend.settings import FrontendSettings
+from orchestrator import Config, open_orchestrator
+from orchestrator.inference import InferenceClient
+
+__all__ = ["CALL_DEADLINE_S", "CrashLog", "ServerThread", "serve_in_thread"]
+
+CALL_DEADLINE_S = 10.0
+"""No tool call may take longer than this, whatever its arguments (a hang fails the test)."""
+
+QWEN = "qwen/qwen3-4b"
+JSON_ANSWER = '{"a": "x", "b": [1, {"c": null}]}'
+"""What the default model answers (JSON, so answers are checked against any requested schema)."""
+SCRIPTED_ANSWERS = 5000
+EMBED = "text-embedding-nomic-embed-text-v1.5"
+
+_CONFIG = Config(
+    default_model=QWEN,
+    default_embedding_model=EMBED,
+    retry_attempts=1,
+    retry_initial_s=0.0,
+    retry_jitter_s=0.0,
+    verify_initial_interval_s=0.005,
+    verify_max_interval_s=0.02,
+    verify_deadline_s=2.0,
+    request_timeout_s=5.0,
+    unload_timeout_s=5.0,
+    shutdown_timeout_s=5.0,
+)
+
+
+class CrashLog(logging.Handler):
+    """Collects log records that carry an exception: the SDK logs every tool crash so."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.crashes: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep records with exception info."""
+        if record.exc_info:
+            self.crashes.append(record)
+
+
+class ServerThread:
+    """The server stack in a background trio thread; see the module docstring."""
+
+    def __init__(self, settings: FrontendSettings) -> None:
+        self._settings = settings
+        self._ready = threading.Event()
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._client: Client | None = None
+        self._failure: BaseException | None = None
+        self.tools: list[Tool] = []
+        self._thread = threading.Thread(target=self._run, name="mcp-server", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by stop(), in the test thread
+            self._failure = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        config = msgspec.structs.replace(_CONFIG)
+        async with (
+            open_simulator(jit=True) as sim,
+            InferenceClient(timeout_s=5) as inference,
+        ):
+            sim.script(QWEN, *[Reply(content=JSON_ANSWER)] * SCRIPTED_ANSWERS)
+            backend = make_backend(sim)
+            try:
+                async with open_orchestrator(backend, config) as orch:
+                    server = build_server(orch, settings=self._settings, inference_client=inference)
+                    async with Client(server) as client:
+                        self._client = client
+                        self.tools = (await client.list_tools()).tools
+                        self._stop = trio.Event()
+                        self._token = trio.lowlevel.current_trio_token()
+                        self._ready.set()
+                        await self._stop.wait()
+            finally:
+                await backend.aclose()
+
+    def start(self) -> None:
+        """Start the thread and wait until the server answers (or failed to start)."""
+        self._thread.start()
+        if not self._ready.wait(timeout=30) or self._token is None:
+            self.stop()
+            raise RuntimeError("the server thread did not start")
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        """Call ``tool`` in the server's loop; raises TooSlowError past CALL_DEADLINE_S."""
+        assert self._token is not None, "not started"
+        assert self._client is not None, "not started"
+        client = self._client
+
+        async def bounded() -> CallToolResult:
+            with trio.fail_after(CALL_DEADLINE_S):
+                return await client.call_tool(tool, arguments)
+
+        return trio.from_thread.run(bounded, trio_token=self._token)
+
+    def stop(self) -> None:
+        """Stop the stack and re-raise anything that crashed its loop."""
+        if self._token is not None and self._stop is not None:
+            with suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the server thread did not stop"
+        if self._failure is not None:
+            raise self._failure
+
+
+@contextmanager
+def serve_in_thread(tmp: Path, **settings: Any) -> Iterator[ServerThread]:
+    """Run the stack with images allowed under ``tmp/images`` (plus ``settings``)."""
+    images = tmp / "images"
+    images.mkdir(exist_ok=True)
+    # Agent tools find no MCP server to start (an empty mcp.json), and nothing
+    # reads the real home directory.
+    mcp_json = tmp / "mcp.json"
+    mcp_json.write_text('{"mcpServers": {}}', encoding="utf-8")
+    fields: dict[str, Any] = {"allowed_image_roots": (str(images),), "progress_interval_s": 0.01}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HOME", str(tmp))
+        env.setenv("LMSORCH_AGENT_MCP_CONFIG", str(mcp_json))
+        server = ServerThread(FrontendSettings(**(fields | settings)))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

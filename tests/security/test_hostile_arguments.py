@@ -1,0 +1,134 @@
+"""Every MCP tool, fuzzed with hostile arguments through the real server.
+
+The tool list is read from the server at collection time, so a tool added
+later is fuzzed (and must have a hostile pool for each of its arguments)
+without anyone remembering to add it here. Each call must come back as a
+result or an ``is_error`` result carrying a message: never a crash (the SDK's
+bare "Error executing tool X" for an unexpected exception, which it logs with
+its traceback), never a traceback in the text, never a hang (every call is
+bounded by ``CALL_DEADLINE_S``), and the server must still answer afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.types import CallToolResult, TextContent, Tool
+
+from mcp_frontend.server import build_server
+from orchestrator import open_orchestrator
+from orchestrator.testing import FakeBackend
+
+from .hostile import FIELD_POOLS, arguments_for
+from .server_thread import CrashLog, ServerThread, serve_in_thread
+
+EXAMPLES_PER_TOOL = 60
+"""Per tool; with ~12 tools this keeps the module well under the suite's time budget."""
+
+# What an internal failure looks like if it ever reaches a client.
+_LEAKS = ("Traceback (most recent call last)", 'File "/', "RecursionError", "<class '")
+
+outcomes: Counter[tuple[str, str]] = Counter()
+"""(tool, outcome) counts over the run, shown at the end of the module (``-s``)."""
+
+
+def _listed_tools() -> list[Tool]:
+    async def listed() -> list[Tool]:
+        async with open_orchestrator(FakeBackend(["m"])) as orch:
+            return await build_server(orch).list_tools()
+
+    tools: list[Tool] = trio.run(listed)
+    return tools
+
+
+TOOLS = {t.name: t for t in _listed_tools()}
+
+
+@pytest.fixture(scope="module")
+def crashes() -> Iterator[CrashLog]:
+    handler = CrashLog()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, crashes: CrashLog) -> Iterator[ServerThread]:
+    with serve_in_thread(tmp_path_factory.mktemp("hostile")) as running:
+        yield running
+    print("\nhostile inputs by tool and outcome:")
+    for (tool, outcome), count in sorted(outcomes.items()):
+        print(f"  {tool:24} {outcome:10} {count}")
+    print(f"  total {sum(outcomes.values())}")
+
+
+def check_outcome(tool: str, result: CallToolResult) -> str:
+    """Assert ``result`` is a clean answer or a clean error; return which."""
+    if not result.is_error:
+        return "result"
+    assert result.content, f"{tool}: an error without a message"
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    message = block.text
+    assert message.strip() != f"Error executing tool {tool}", (
+        f"{tool} crashed (an unexpected exception; see the server log)"
+    )
+    for leak in _LEAKS:
+        assert leak not in message, f"{tool}: internal detail {leak!r} in {message[:500]!r}"
+    return "error"
+
+
+def test_the_server_lists_tools() -> None:
+    assert {"load_model", "chat_completion", "analyze_image", "validate_json_schema"} <= set(TOOLS)
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_every_tool_argument_has_a_hostile_pool(tool: str) -> None:
+    missing = sorted(set(TOOLS[tool].input_schema.get("properties", {})) - set(FIELD_POOLS))
+
+    assert not missing, f"add hostile values for {tool}'s {missing} to security.hostile.FIELD_POOLS"
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+@settings(
+    max_examples=EXAMPLES_PER_TOOL,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_hostile_arguments_get_a_result_or_a_clear_error(
+    server: ServerThread, crashes: CrashLog, tool: str, data: st.DataObject
+) -> None:
+    arguments: dict[str, Any] = data.draw(
+        arguments_for(tool, TOOLS[tool].input_schema), label="args"
+    )
+    before = len(crashes.crashes)
+
+    result = server.call(tool, arguments)
+
+    outcome = check_outcome(tool, result)
+    outcomes[(tool, outcome)] += 1
+    new = crashes.crashes[before:]
+    assert not new, f"{tool} logged an unexpected exception: {new[0].getMessage()}"
+
+
+def test_the_server_still_answers_after_the_fuzzing(server: ServerThread) -> None:
+    result = server.call("health_check", {})
+
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["reachable"] is True
+
+
+def test_no_server_side_crash_was_logged(crashes: CrashLog) -> None:
+    assert [r.getMessage() for r in crashes.crashes] == []
