@@ -1,0 +1,1 @@
+"""Tests for logs, metrics, the change feed, the observability endpoints and statecharts."""

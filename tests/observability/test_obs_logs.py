@@ -1,0 +1,171 @@
+"""JSON log lines parse, carry the documented fields, hide secrets, never fail a request."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+import trio
+import trio.testing
+
+from orchestrator import BackendRejected, BreakerOpen, Config, VerifyFailed, open_orchestrator
+from orchestrator.feed import TransitionEvent
+from orchestrator.logs import REDACTED, configure_logging, dropped_lines, register_secret
+from orchestrator.testing import FakeBackend
+
+from .support import QUICK, LogCapture, restore_test_logging
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    configure_logging("debug", stream=capture.stream, json=True)
+    yield capture
+    restore_test_logging()
+
+
+async def test_every_lifecycle_event_is_one_json_line_with_its_fields(
+    logs: LogCapture, autojump_clock: trio.testing.MockClock
+) -> None:
+    backend = FakeBackend(["a", "b", "c"])
+    backend.script("a").fail_times = 1
+    backend.script("b").never_listed = True
+    backend.script("c").fail_times = 2
+    backend.script("c").error = lambda: BackendRejected("not enough memory (scripted)")
+    async with open_orchestrator(backend, QUICK) as orch, orch.watch() as feed:
+        await orch.ensure_loaded("a", ttl_s=10)
+        await trio.sleep(11)  # idle expiry
+        with pytest.raises(VerifyFailed):
+            await orch.ensure_loaded("b")
+        for _ in range(2):
+            with pytest.raises(BackendRejected):
+                await orch.ensure_loaded("c")
+        with pytest.raises(BreakerOpen):
+            await orch.ensure_loaded("c")
+        await trio.sleep(QUICK.breaker_cooldown_s + 1)  # cooldown over: half open
+        await orch.ensure_loaded("c")  # the probe succeeds: closed
+        await orch.unload("c")
+        await orch.reset_breaker("b")
+        changes: list[TransitionEvent] = []
+        while (item := feed.get_nowait()) is not None:
+            assert isinstance(item, TransitionEvent)  # nothing dropped
+            changes.append(item)
+
+    lines = logs.lines()  # every line parses as JSON
+    assert all({"event", "level", "timestamp"} <= line.keys() for line in lines)
+    transitions = logs.events("transition")
+    # Exactly one event per state change, in order, matching the change feed.
+    assert [(t["model"], t["src"], t["dst"], t["input"]) for t in transitions] == [
+        (c.model, c.src.value, c.dst.value, c.input.value) for c in changes
+    ]
+    assert len(transitions) == 5 + 3 + 10  # a: load+expiry; b: failed verify; c: see above
+    for t in transitions:
+        assert {"model", "identifier", "src", "dst", "input", "duration_s"} <= t.keys()
+        assert t["identifier"] == t["model"]  # bound per actor task
+        assert t["src"] != t["dst"]
+        assert isinstance(t["duration_s"], float)
+        assert t["duration_s"] >= 0
+    expired = next(t for t in transitions if t["input"] == "IDLE_TIMEOUT")
+    assert expired["duration_s"] == pytest.approx(10.0)  # time spent READY
+    [retry] = logs.events("retry")
+    assert (retry["model"], retry["operation"], retry["attempt"]) == ("a", "load", 1)
+    assert "connection refused" in retry["error"]
+    loads = {(e["model"], e["result"]) for e in logs.events("load")}
+    assert loads == {("a", "ok"), ("b", "ok"), ("c", "failed"), ("c", "ok")}
+    unloads = [(e["model"], e["reason"]) for e in logs.events("unload")]
+    assert unloads == [("a", "idle"), ("c", "requested")]
+    [opened] = logs.events("breaker_opened")
+    assert (opened["model"], opened["consecutive_failures"]) == ("c", 2)
+    assert "not enough memory" in opened["last_error"]
+    assert [e["model"] for e in logs.events("breaker_half_open")] == ["c"]
+    assert [e["model"] for e in logs.events("breaker_closed")] == ["c"]
+    assert [(e["model"], e["src"]) for e in logs.events("breaker_reset")] == [("b", "UNLOADED")]
+    # Bindings stay in the actor's tasks: nothing logged outside carries a model by accident.
+    structlog.get_logger("test").info("outside")
+    assert "model" not in logs.events("outside")[0]
+
+
+def test_secrets_are_redacted_at_any_depth_and_in_text(logs: LogCapture) -> None:
+    register_secret("lmstudio-secret-value-123")
+    log = structlog.get_logger("test")
+    try:
+        raise RuntimeError("request failed with Authorization: Bearer abc.def-123 for user")
+    except RuntimeError:
+        log.exception(
+            "boom",
+            api_key="sk-top",
+            headers={"Authorization": "Bearer xyz", "Accept": "json"},
+            nested=[{"token": "t0k"}, "url?api_key=k3y&x=1", ("password=hunter2",)],
+            note="the configured lmstudio-secret-value-123 leaked into text",
+            max_tokens=128,
+        )
+    [line] = logs.events("boom")
+    text = json.dumps(line)
+    for secret in ("sk-top", "xyz", "t0k", "k3y", "hunter2", "abc.def-123", "secret-value-123"):
+        assert secret not in text, secret
+    assert line["api_key"] == REDACTED
+    assert line["headers"] == {"Authorization": REDACTED, "Accept": "json"}
+    assert line["nested"][0] == {"token": REDACTED}
+    assert line["nested"][1] == f"url?api_key={REDACTED}&x=1"
+    assert line["max_tokens"] == 128  # not a secret
+    assert "RuntimeError" in line["exception"]
+    assert f"Bearer {REDACTED}" in line["exception"]
+
+
+class _Broken(io.TextIOBase):
+    def __init__(self, error: type[Exception]) -> None:
+        self.error = error
+
+    def write(self, s: str) -> int:
+        raise self.error("the sink is gone")
+
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("sink", ["oserror", "valueerror", "closed"])
+async def test_a_broken_log_sink_never_fails_a_request(sink: str) -> None:
+    stream: Any
+    if sink == "closed":
+        stream = io.StringIO()
+        stream.close()
+    else:
+        stream = _Broken(OSError if sink == "oserror" else ValueError)
+    configure_logging("debug", stream=stream)
+    try:
+        before = dropped_lines()
+        backend = FakeBackend(["a"])
+        backend.script("a").fail_times = 1
+        config = Config(retry_initial_s=0.0, retry_jitter_s=0.0)
+        with trio.fail_after(10):
+            async with open_orchestrator(backend, config) as orch:
+                status = await orch.ensure_loaded("a")
+                await orch.unload("a")
+        assert status.state.value == "READY"
+        assert dropped_lines() > before  # transitions, the retry, load and unload were lost
+    finally:
+        restore_test_logging()
+
+
+def test_a_terminal_gets_readable_text_not_json() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    configure_logging("info", stream=stream)
+    try:
+        structlog.get_logger("test").info("hello", model="m", api_key="sk-1")
+        structlog.get_logger("test").debug("hidden")  # below the level
+    finally:
+        restore_test_logging()
+    out = stream.getvalue()
+    assert "hello" in out
+    assert "hidden" not in out
+    assert "sk-1" not in out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out.splitlines()[0])
