@@ -18,8 +18,11 @@ from typing import Any
 from hypothesis import strategies as st
 
 __all__ = [
+    "BASELINE",
     "FIELD_POOLS",
     "KNOWN_MODELS",
+    "VALID",
+    "VALID_VALUES",
     "arguments_for",
     "hostile_json",
     "hostile_names",
@@ -284,16 +287,19 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
 
 _DATA_URL = "data:image/png;base64," + base64.b64encode(PNG_1PX).decode()
 
-VALID: dict[str, st.SearchStrategy[Any]] = {
-    "model": st.sampled_from(KNOWN_MODELS),
-    "prompt": st.just("say hi"),
-    "input_text": st.just("say hi"),
-    "text": st.just("embed me"),
-    "task": st.just("say hi"),
-    "mcp_name": st.just("filesystem"),
-    "mcp_names": st.just(["filesystem"]),
-    "images": st.just(_DATA_URL),
-    "schema": st.just({"type": "object", "properties": {"a": {"type": "string"}}}),
+VALID_VALUES: dict[str, Any] = {
+    "model": KNOWN_MODELS[0],
+    "prompt": "say hi",
+    "input_text": "say hi",
+    "text": "embed me",
+    "task": "say hi",
+    "mcp_name": "filesystem",
+    "mcp_names": ["filesystem"],
+    "images": _DATA_URL,
+    "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+}
+VALID: dict[str, st.SearchStrategy[Any]] = {n: st.just(v) for n, v in VALID_VALUES.items()} | {
+    "model": st.sampled_from(KNOWN_MODELS)
 }
 """Well-formed values for required arguments, so a call gets past them to the hostile one."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +24,8 @@ import trio
 from fakes import Reply, open_simulator
 from fakes.fixtures import make_backend
 from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, Tool
 
 from mcp_frontend.server import build_server
@@ -56,6 +59,9 @@ _CONFIG = Config(
 )
 
 
+_NO_REQUEST = "Context is not available outside of a request"
+
+
 class CrashLog(logging.Handler):
     """Collects log records that carry an exception: the SDK logs every tool crash so."""
 
@@ -78,6 +84,7 @@ class ServerThread:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._client: Client | None = None
+        self._server: MCPServer[Any] | None = None
         self._failure: BaseException | None = None
         self.tools: list[Tool] = []
         self._thread = threading.Thread(target=self._run, name="mcp-server", daemon=True)
@@ -101,6 +108,7 @@ class ServerThread:
             try:
                 async with open_orchestrator(backend, config) as orch:
                     server = build_server(orch, settings=self._settings, inference_client=inference)
+                    self._server = server
                     async with Client(server) as client:
                         self._client = client
                         self.tools = (await client.list_tools()).tools
@@ -127,6 +135,36 @@ class ServerThread:
         async def bounded() -> CallToolResult:
             with trio.fail_after(CALL_DEADLINE_S):
                 return await client.call_tool(tool, arguments)
+
+        return trio.from_thread.run(bounded, trio_token=self._token)
+
+    def call_unencoded(self, tool: str, arguments: dict[str, Any]) -> str | None:
+        """Call ``tool`` on the server object, skipping the client's JSON encoding.
+
+        The wire accepts values our client would never send (the SDK parses
+        ``NaN`` and ``Infinity`` in JSON); this passes them as they arrive.
+        Returns None on success, else the tool error's message. Without a client
+        request there is no request context, so a tool that got past validation
+        and reports progress stops there: that also counts as accepted.
+
+        Raises:
+            UnexpectedToolError: the tool crashed.
+        """
+        assert self._token is not None, "not started"
+        assert self._server is not None, "not started"
+        server = self._server
+
+        async def bounded() -> str | None:
+            with trio.fail_after(CALL_DEADLINE_S):
+                try:
+                    await server.call_tool(tool, arguments)
+                except UnexpectedToolError as exc:
+                    if _NO_REQUEST in "".join(traceback.format_exception(exc)):
+                        return None  # validation passed and the tool started
+                    raise
+                except ToolError as exc:
+                    return str(exc)
+                return None
 
         return trio.from_thread.run(bounded, trio_token=self._token)
 

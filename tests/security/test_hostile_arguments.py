@@ -26,7 +26,7 @@ from mcp_frontend.server import build_server
 from orchestrator import open_orchestrator
 from orchestrator.testing import FakeBackend
 
-from .hostile import FIELD_POOLS, arguments_for
+from .hostile import BASELINE, FIELD_POOLS, VALID_VALUES, arguments_for
 from .server_thread import CrashLog, ServerThread, serve_in_thread
 
 EXAMPLES_PER_TOOL = 60
@@ -132,3 +132,33 @@ def test_the_server_still_answers_after_the_fuzzing(server: ServerThread) -> Non
 
 def test_no_server_side_crash_was_logged(crashes: CrashLog) -> None:
     assert [r.getMessage() for r in crashes.crashes] == []
+
+
+def _numeric(schema: dict[str, Any]) -> bool:
+    text = str(schema)
+    return "'number'" in text or "'integer'" in text
+
+
+@pytest.mark.parametrize(
+    ("tool", "field"),
+    [
+        (name, field)
+        for name, tool in sorted(TOOLS.items())
+        for field, schema in sorted(tool.input_schema.get("properties", {}).items())
+        if _numeric(schema)
+    ],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=str)
+def test_numbers_only_the_wire_carries_are_refused_or_handled(
+    server: ServerThread, tool: str, field: str, value: float
+) -> None:
+    # The SDK parses NaN and Infinity in JSON; our client would send them as null.
+    schema = TOOLS[tool].input_schema
+    arguments = {n: VALID_VALUES[n] for n in schema.get("required", [])}
+    arguments |= BASELINE.get(tool, {}) | {field: value}
+
+    message = server.call_unencoded(tool, arguments)  # raises if the tool crashed
+
+    outcomes[(tool, "non-finite")] += 1
+    if message is not None:
+        assert field in message
