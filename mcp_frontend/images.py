@@ -3,9 +3,10 @@
 Whatever the source, an image is accepted only if its bytes start like a
 PNG, JPEG, GIF or WebP file (the magic bytes decide, never the name or a
 declared type) and it is within ``max_image_bytes``. Files are checked after
-resolving symlinks, so a link inside a root cannot point outside it, and are
-opened without following a final symlink and without blocking (a FIFO is
-refused, not waited on).
+resolving symlinks, so a link inside a root cannot point outside it; nothing
+hidden below a root (a ``.ssh``, ``.aws`` or ``.git`` directory, a ``.env``
+file) is read; files are opened without following a final symlink and without
+blocking (a FIFO is refused, not waited on).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _SIGNATURES = (
     (b"GIF89a", "image/gif"),
 )
 _ACCEPTED = "PNG, JPEG, GIF or WebP"
+_MAX_PATH = 4096  # PATH_MAX on Linux
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,29 @@ def _from_data_url(url: str, limit: int) -> Image:
 def _resolve(raw: str, roots: tuple[Path, ...]) -> Path:
     if "\x00" in raw:
         raise ToolError("an image path must not contain NUL")
+    if len(raw) > _MAX_PATH:
+        raise ToolError(f"an image path must be at most {_MAX_PATH} characters")
+    if not roots:
+        raise ToolError(
+            "image files are off: no LMSORCH_MCP_ALLOWED_IMAGE_ROOTS is set and the current "
+            "directory is too broad to serve as one (/, the home directory or above); set "
+            "LMSORCH_MCP_ALLOWED_IMAGE_ROOTS, or pass a data URL"
+        )
     # resolve() follows every symlink, so the root check sees the real location.
     resolved = Path(raw).expanduser().resolve()
-    if not any(resolved.is_relative_to(root) for root in roots):
+    root = next((r for r in roots if resolved.is_relative_to(r)), None)
+    if root is None:
         shown = ", ".join(str(r) for r in roots)
         raise ToolError(
-            f"image path {raw!r} is outside the allowed roots ({shown}); "
+            f"image path {raw[:200]!r} is outside the allowed roots ({shown}); "
             "set LMSORCH_MCP_ALLOWED_IMAGE_ROOTS to allow more"
+        )
+    # Credentials live in hidden directories (~/.ssh, ~/.aws, ~/.gnupg, ~/.config,
+    # .git, .env): never read below a root through one, even when a root is broad.
+    if any(part.startswith(".") for part in resolved.relative_to(root).parts):
+        raise ToolError(
+            f"image path {raw[:200]!r} is in a hidden file or directory under {root}; "
+            "hidden paths are never read (credentials live there)"
         )
     return resolved
 

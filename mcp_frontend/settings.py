@@ -29,7 +29,8 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     Attributes:
         allowed_image_roots: directories image files may be read from (symlinks
-            are resolved before the check); empty means the current directory.
+            are resolved before the check); empty means the current directory,
+            unless that is ``/``, the home directory or above it (then none).
         allow_remote_images: let ``analyze_image`` fetch ``http(s)`` URLs
             (public addresses only, size-capped); off by default.
         max_prompt_chars: most characters of text one call may send.
@@ -70,9 +71,20 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive number")
 
     def image_roots(self) -> tuple[Path, ...]:
-        """Return the allowed image roots, resolved (the current directory when none is set)."""
-        roots = self.allowed_image_roots or (os.getcwd(),)
-        return tuple(Path(r).expanduser().resolve() for r in roots)
+        """Return the allowed image roots, resolved.
+
+        When none is set, the current directory is the root, unless it is the
+        filesystem root, the home directory or one of its ancestors: MCP clients
+        often start servers there, and it would open every file of the user's.
+        Then there is no root (image files are refused until roots are set).
+        """
+        if self.allowed_image_roots:
+            return tuple(Path(r).expanduser().resolve() for r in self.allowed_image_roots)
+        cwd = Path.cwd().resolve()
+        home = Path.home().resolve()
+        if cwd == Path(cwd.anchor) or home.is_relative_to(cwd):
+            return ()
+        return (cwd,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> FrontendSettings:
