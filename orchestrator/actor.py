@@ -307,7 +307,7 @@ class ModelActor:
         elif dst is State.READY and self._breaker_opened:
             self._breaker_opened = False
             _log.info("breaker_closed", model=self.model)
-        if self._feed is not None:
+        if self._feed is not None and self._feed.subscribers:
             self._feed.publish(
                 TransitionEvent(
                     model=self.model,
