@@ -26,14 +26,14 @@ from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult, Tool
+from mcp.types import CallToolResult, TextContent, Tool
 
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, open_orchestrator
 from orchestrator.inference import InferenceClient
 
-__all__ = ["CALL_DEADLINE_S", "CrashLog", "ServerThread", "serve_in_thread"]
+__all__ = ["CALL_DEADLINE_S", "CrashLog", "ServerThread", "message", "serve_in_thread"]
 
 CALL_DEADLINE_S = 10.0
 """No tool call may take longer than this, whatever its arguments (a hang fails the test)."""
@@ -177,6 +177,15 @@ class ServerThread:
         assert not self._thread.is_alive(), "the server thread did not stop"
         if self._failure is not None:
             raise self._failure
+
+
+def message(result: CallToolResult) -> str:
+    """The text of an error result ("" for a success)."""
+    if not result.is_error:
+        return ""
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 from mcp_frontend.settings import FrontendSettings
 
 from .hostile import PNG_1PX
-from .server_thread import ServerThread, serve_in_thread
+from .server_thread import ServerThread, message, serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,7 @@ def server(home: Path) -> Iterator[ServerThread]:
 
 def look(server: ServerThread, image: str) -> tuple[bool, str]:
     result = server.call("analyze_image", {"images": image})
-    text = result.content[0].text if result.is_error else ""
-    return result.is_error, text
+    return bool(result.is_error), message(result)
 
 
 def test_a_picture_inside_the_root_is_read(server: ServerThread, home: Path) -> None:
@@ -67,10 +66,10 @@ def test_a_picture_inside_the_root_is_read(server: ServerThread, home: Path) -> 
 def test_credentials_are_never_read_even_under_a_broad_root(
     server: ServerThread, home: Path, rel: str
 ) -> None:
-    failed, message = look(server, str(home / rel))
+    failed, text = look(server, str(home / rel))
 
     assert failed
-    assert "hidden paths are never read" in message
+    assert "hidden paths are never read" in text
 
 
 @pytest.mark.parametrize(
@@ -88,17 +87,17 @@ def test_credentials_are_never_read_even_under_a_broad_root(
 def test_escapes_by_traversal_and_symlink_are_refused(
     server: ServerThread, home: Path, path: str
 ) -> None:
-    failed, message = look(server, path if path.startswith("/") else str(home / path))
+    failed, text = look(server, path if path.startswith("/") else str(home / path))
 
     assert failed
-    assert "outside the allowed roots" in message
+    assert "outside the allowed roots" in text
 
 
 def test_an_overlong_path_is_refused_before_touching_the_filesystem(server: ServerThread) -> None:
-    failed, message = look(server, "/" + "a/" * 3000)
+    failed, text = look(server, "/" + "a/" * 3000)
 
     assert failed
-    assert "at most 4096 characters" in message
+    assert "at most 4096 characters" in text
 
 
 @pytest.fixture
@@ -138,7 +137,7 @@ def test_without_a_root_image_files_are_off(
     monkeypatch.chdir(fake_home)
     (fake_home / "cat.png").write_bytes(PNG_1PX)
     with serve_in_thread(fake_home, allowed_image_roots=()) as server:  # HOME is fake_home
-        failed, message = look(server, str(fake_home / "cat.png"))
+        failed, text = look(server, str(fake_home / "cat.png"))
 
     assert failed
-    assert "image files are off" in message
+    assert "image files are off" in text
