@@ -1,0 +1,204 @@
+"""Case 7, storm: 200 concurrent clients over 10 models, random TTLs and faults, bounded time.
+
+Against the LM Studio simulator (loads through the fake ``lms``, so each load
+is a real subprocess). Every client loops until the deadline: pick a model
+(skewed: a few are hot, most are cold so they expire and reload), take a
+lease with a random TTL (0.2 to 3 s), send one chat request, think 0 to 20 ms.
+A request whose model was lost (evicted behind our back) reports it and is
+retried once under a fresh lease, as the MCP tools do.
+
+Meanwhile a chaos task injects a fault every 100 to 300 ms: evict a loaded
+model behind the orchestrator's back, answer chat with HTTP 500 for 100 ms,
+fail a model's loads for 300 ms, or hold a model's loads for 300 ms.
+
+Figures: requests finished and answered, the error rate by kind (exception
+class), loads per model, and the wait for a lease (p50, p99).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import trio
+
+from benchmarks.core import Case, Metric, percentile
+from benchmarks.support import fake_lms, use_test_fakes
+from orchestrator import Config, ModelNotLoaded, Orchestrator, OrchestratorError, open_orchestrator
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+
+MODELS = 10
+CHAT = "/v1/chat/completions"
+REQUEST = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=8)
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.answered = 0
+        self.errors: Counter[str] = Counter()
+        self.waits: list[float] = []
+
+
+async def _request(
+    orch: Orchestrator, client: InferenceClient, model: str, ttl: float, tally: _Tally
+) -> None:
+    for attempt in (1, 2):
+        asked = time.perf_counter()
+        async with orch.lease(model, ttl_s=ttl, timeout_s=10.0) as lease:
+            tally.waits.append(time.perf_counter() - asked)
+            backend = orch.backend
+            try:
+                await client.chat(
+                    base_url=backend.base_url(lease.identifier),
+                    headers=backend.http_headers(),
+                    model=lease.identifier,
+                    request=REQUEST,
+                )
+            except ModelNotLoaded as exc:
+                lease.lost(f"inference said: {exc}")
+                if attempt == 2:
+                    raise
+                continue
+            tally.answered += 1
+            return
+
+
+async def _client(
+    orch: Orchestrator,
+    client: InferenceClient,
+    names: list[str],
+    weights: list[float],
+    deadline: float,
+    rng: random.Random,
+    tally: _Tally,
+) -> None:
+    while time.perf_counter() < deadline:
+        model = rng.choices(names, weights)[0]
+        try:
+            await _request(orch, client, model, rng.uniform(0.2, 3.0), tally)
+        except OrchestratorError as exc:
+            tally.errors[type(exc).__name__] += 1
+        await trio.sleep(rng.uniform(0.0, 0.02))
+
+
+async def _chaos(sim: object, names: list[str], rng: random.Random, counts: Counter[str]) -> None:
+    from fakes import Simulator
+
+    assert isinstance(sim, Simulator)
+    while True:
+        await trio.sleep(rng.uniform(0.1, 0.3))
+        fault = rng.choice(("evict", "chat_500", "load_error", "slow_load"))
+        key = rng.choice(names)
+        counts[fault] += 1
+        if fault == "evict":
+            loaded = sim.loaded()
+            if loaded:
+                sim.evict(rng.choice(loaded))
+        elif fault == "chat_500":
+            sim.faults.route_status[CHAT] = 500
+            await trio.sleep(0.1)
+            sim.faults.route_status.pop(CHAT, None)
+        elif fault == "load_error":
+            sim.faults.load_errors[key] = "Failed to load model (scripted storm fault)"
+            await trio.sleep(0.3)
+            sim.faults.load_errors.pop(key, None)
+        else:
+            gate = sim.faults.hold_load(key)
+            await trio.sleep(0.3)
+            gate.set()
+            sim.faults.load_gates.pop(key, None)
+
+
+async def run(quick: bool) -> dict[str, float]:
+    use_test_fakes()
+    from fakes import SimModel, open_simulator
+    from fakes.fixtures import make_backend
+
+    clients, seconds = (50, 3.0) if quick else (200, 20.0)
+    names = [f"bench/storm-{i}" for i in range(MODELS)]
+    weights = [1 / (i + 1) for i in range(MODELS)]  # Zipf-like: model 0 is the hottest
+    rng = random.Random(7)
+    tally = _Tally()
+    faults: Counter[str] = Counter()
+    config = Config(
+        max_loaded_models=MODELS,
+        retry_attempts=2,
+        retry_initial_s=0.05,
+        retry_jitter_s=0.05,
+        breaker_cooldown_s=1.0,
+        request_timeout_s=10.0,
+        verify_deadline_s=5.0,
+        catalog_ttl_s=5.0,
+    )
+    with fake_lms() as lms:
+        async with open_simulator([SimModel(key=n) for n in names], jit=False) as sim:
+            backend = make_backend(sim, lms_cli=lms, load_timeout_s=10.0, cli_timeout_s=10.0)
+            try:
+                async with (
+                    InferenceClient(timeout_s=10.0) as client,
+                    open_orchestrator(backend, config) as orch,
+                ):
+                    started = time.perf_counter()
+                    deadline = started + seconds
+                    with trio.fail_after(seconds + 60):
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(_chaos, sim, names, rng, faults)
+                            async with trio.open_nursery() as crowd:
+                                for i in range(clients):
+                                    crowd.start_soon(
+                                        _client,
+                                        orch,
+                                        client,
+                                        names,
+                                        weights,
+                                        deadline,
+                                        random.Random(i),
+                                        tally,
+                                    )
+                            nursery.cancel_scope.cancel()
+                            sim.faults.release_all()
+                    elapsed = time.perf_counter() - started
+            finally:
+                await backend.aclose()
+            loads = Counter(record.key for record in sim.state.loads)
+
+    finished = tally.answered + sum(tally.errors.values())
+    waits = sorted(tally.waits)
+    result = {
+        "requests": float(finished),
+        "answered": float(tally.answered),
+        "answered_per_s": tally.answered / elapsed,
+        "error_rate": (finished - tally.answered) / finished if finished else 0.0,
+        "wait_p50_ms": percentile(waits, 50) * 1e3 if waits else 0.0,
+        "wait_p99_ms": percentile(waits, 99) * 1e3 if waits else 0.0,
+        "loads_total": float(sum(loads.values())),
+        "loads_hottest_model": float(loads[names[0]]),
+        "loads_max_per_model": float(max((loads[n] for n in names), default=0)),
+        "loads_min_per_model": float(min((loads[n] for n in names), default=0)),
+        "faults_injected": float(sum(faults.values())),
+    }
+    for kind, count in tally.errors.items():
+        result[f"error_rate_{kind}"] = count / finished
+    return result
+
+
+CASE = Case(
+    name="storm",
+    title="200 clients over 10 models, random TTLs, faults in the simulator (20 s)",
+    metrics=(
+        Metric("requests", "requests finished", ""),
+        Metric("answered", "requests answered", ""),
+        Metric("answered_per_s", "answered per second", "1/s"),
+        Metric("error_rate", "error rate (all kinds)", ""),
+        Metric("wait_p50_ms", "wait for a lease p50", "ms"),
+        Metric("wait_p99_ms", "wait for a lease p99", "ms"),
+        Metric("loads_total", "loads (all models)", ""),
+        Metric("loads_hottest_model", "loads of the hottest model", ""),
+        Metric("loads_max_per_model", "loads per model, max", ""),
+        Metric("loads_min_per_model", "loads per model, min", ""),
+        Metric("faults_injected", "faults injected", ""),
+    ),
+    run=run,
+    runs=(3, 1),
+)

@@ -1,0 +1,146 @@
+"""The runner: ``python -m benchmarks [--quick] [--case NAME ...] [--json PATH] [--markdown]``.
+
+Every repetition of a case runs in a fresh ``trio.run``; each figure is
+summarised as the median of the repetitions, with min and max, and judged
+against its target. The table goes to stdout, the results to JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks import machine
+from benchmarks.core import Case, Skipped, summarise
+from benchmarks.report import markdown_table, text_table
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+CASE_NAMES = ("coalescing", "hot_path", "verification", "scale", "mcp", "real_model", "storm")
+"""Every case, in the issue's order (listed here so ``--help`` imports no case)."""
+
+
+def all_cases() -> list[Case]:
+    """Every case, in :data:`CASE_NAMES` order."""
+    from benchmarks import (
+        case_coalescing,
+        case_hot_path,
+        case_mcp,
+        case_real_model,
+        case_scale,
+        case_storm,
+        case_verification,
+    )
+
+    cases = [
+        case_coalescing.CASE,
+        case_hot_path.CASE,
+        case_verification.CASE,
+        case_scale.CASE,
+        case_mcp.CASE,
+        case_real_model.CASE,
+        case_storm.CASE,
+    ]
+    assert tuple(c.name for c in cases) == CASE_NAMES
+    return cases
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the runner's options (shared with ``lmsorch bench``)."""
+    names = CASE_NAMES
+    parser.add_argument(
+        "--quick", action="store_true", help="few repetitions and small sizes (a smoke test)"
+    )
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=names,
+        metavar="NAME",
+        help=f"run only this case (repeatable): {', '.join(names)}",
+    )
+    parser.add_argument(
+        "--runs", type=int, metavar="N", help="repetitions per case (default: per case)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, metavar="PATH", help="where to write results"
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown (for the docs)"
+    )
+
+
+def run_case(case: Case, *, quick: bool, runs: int | None) -> dict[str, Any]:
+    """Run ``case``'s repetitions; return its JSON entry (figures, or why it failed)."""
+    import trio
+
+    count = runs or (case.runs[1] if quick else case.runs[0])
+    started = time.perf_counter()
+    entry: dict[str, Any] = {"title": case.title, "notes": case.notes, "runs": count}
+    samples: list[dict[str, float]] = []
+    try:
+        for _ in range(count):
+            samples.append(trio.run(partial(case.run, quick)))
+    except Skipped as exc:
+        entry["skipped"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 (one broken case must not hide the others' figures)
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+        entry["traceback"] = traceback.format_exc()
+    figures = summarise(case.metrics, samples) if samples else []
+    entry["figures"] = {f.key: f.to_json() for f in figures}
+    entry["seconds"] = round(time.perf_counter() - started, 2)
+    entry["load_average_after"] = machine.load_average()
+    return entry
+
+
+def run(
+    cases: Sequence[Case], *, quick: bool, runs: int | None, progress: bool = True
+) -> dict[str, Any]:
+    """Run ``cases`` and return the whole result document."""
+    result: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
+        "machine": machine.describe(),
+        "load_average_before": machine.load_average(),
+        "cases": {},
+    }
+    for case in cases:
+        if progress:
+            print(f"running {case.name} ...", file=sys.stderr, flush=True)
+        result["cases"][case.name] = run_case(case, quick=quick, runs=runs)
+    result["load_average_after"] = machine.load_average()
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; exit 1 if a case failed to run (a missed target is not a failure)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    add_arguments(parser)
+    return execute(parser.parse_args(argv))
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run with parsed arguments (``python -m benchmarks`` and ``lmsorch bench``)."""
+    from orchestrator.logs import configure_logging
+
+    # Transition logs would interleave with the table and cost time the figures should not include.
+    configure_logging("error")
+    selected = [c for c in all_cases() if not args.case or c.name in args.case]
+    result = run(selected, quick=args.quick, runs=args.runs)
+    print(markdown_table(result) if args.markdown else text_table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nresults written to {args.json}", file=sys.stderr)
+    failed = [name for name, entry in result["cases"].items() if "error" in entry]
+    for name in failed:
+        print(f"case {name} failed: {result['cases'][name]['error']}", file=sys.stderr)
+    return 1 if failed else 0
