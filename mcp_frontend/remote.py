@@ -4,27 +4,34 @@ Off unless ``allow_remote_images`` is set. Every hop (redirects are followed
 by hand, at most ``max_redirects``) is checked before it is requested: the
 scheme must be http(s), the URL must carry no credentials, and every address
 the host resolves to must be a public (global) one, so loopback, private,
-link-local and metadata addresses are refused. The body is read as a stream
-and abandoned as soon as it passes the size limit.
-
-Residual risk, documented in ``docs/tools.md``: the host is resolved again when
-connecting, so a DNS answer that changes in between (rebinding) is not caught.
+link-local and metadata addresses are refused, also when written in another
+form (``2130706433``, ``0x7f000001``, ``127.1``, IPv4-mapped, NAT64, 6to4 or
+IPv4-compatible IPv6). The connection then goes to the address that was
+checked (the ``Host`` header and TLS server name keep the original host), so a
+DNS answer that changes between the check and the connection (rebinding)
+cannot redirect it. The body is read as a stream and abandoned as soon as it
+passes the size limit.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import trio
 
 from mcp_frontend.errors import ToolError
 
-__all__ = ["RemoteFetcher", "Resolver", "system_resolver"]
+__all__ = ["RemoteFetcher", "Resolver", "is_public_address", "system_resolver"]
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """Resolve ``(host, port)`` to IP address strings."""
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -33,11 +40,40 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to (mapped, 6to4, NAT64, IPv4-compatible)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(address: str) -> bool:
+    """Whether ``address`` (an IP string, maybe with a ``%zone``) is a public unicast address."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+        address.split("%", 1)[0]
+    )
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and not is_public_address(str(embedded)):
+            return False
     return ip.is_global and not ip.is_multicast
+
+
+def _literal(host: str) -> str | None:
+    """The address ``host`` spells, in any form the C library would accept; None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        pass
+    try:
+        # inet_aton accepts what getaddrinfo would: 2130706433, 0x7f000001, 0177.0.0.1, 127.1.
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except (OSError, UnicodeError, ValueError):
+        return None
 
 
 class RemoteFetcher:
@@ -60,21 +96,24 @@ class RemoteFetcher:
         self._resolve = resolve
         self._max_redirects = max_redirects
 
-    async def _check(self, url: httpx.URL) -> None:
+    async def _check(self, url: httpx.URL) -> str:
+        """Check ``url`` and return the (public) address to connect to."""
         if url.scheme not in ("http", "https") or not url.host:
             raise ToolError(f"only http(s) image URLs are allowed, got {str(url)[:200]!r}")
         if url.userinfo:
             raise ToolError("image URLs must not carry credentials")
         port = url.port or (443 if url.scheme == "https" else 80)
+        literal = _literal(url.host)
         try:
-            addresses = [url.host] if _is_ip(url.host) else await self._resolve(url.host, port)
+            addresses = [literal] if literal else await self._resolve(url.host, port)
         except OSError as exc:
-            raise ToolError(f"cannot resolve {url.host!r}: {exc}") from exc
-        if not addresses or not all(_is_public(a) for a in addresses):
+            raise ToolError(f"cannot resolve {url.host[:200]!r}: {exc}") from exc
+        if not addresses or not all(is_public_address(a) for a in addresses):
             raise ToolError(
-                f"refusing to fetch {url.host!r}: it is not a public address "
+                f"refusing to fetch {url.host[:200]!r}: it is not a public address "
                 "(loopback, private, link-local and reserved addresses are never fetched)"
             )
+        return addresses[0]
 
     async def fetch(self, url: str, *, limit: int, timeout_s: float) -> bytes:
         """Return the body at ``url``, at most ``limit`` bytes.
@@ -83,45 +122,62 @@ class RemoteFetcher:
             ToolError: the URL is not allowed, the fetch failed or timed out,
                 or the body is larger than ``limit``.
         """
-        target = httpx.URL(url)
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ToolError(f"not a valid URL: {url[:200]!r} ({exc})") from exc
         with trio.move_on_after(timeout_s):
             async with httpx.AsyncClient(
                 transport=self._transport, trust_env=False, follow_redirects=False
             ) as http:
                 for _ in range(self._max_redirects + 1):
-                    await self._check(target)
+                    address = await self._check(target)
+                    request = _pinned(http, target, address, timeout_s)
                     try:
-                        async with http.stream("GET", target, timeout=timeout_s) as resp:
+                        resp = await http.send(request, stream=True)
+                        try:
                             if not resp.is_redirect:
-                                return await _read(resp, limit)
-                            target = target.join(resp.headers.get("location", ""))
+                                return await _read(resp, target, limit)
+                            location = resp.headers.get("location", "")
+                        finally:
+                            await resp.aclose()
+                        target = target.join(location)
                     except httpx.HTTPError as exc:
                         raise ToolError(f"could not fetch {str(target)[:200]}: {exc}") from exc
+                    except httpx.InvalidURL as exc:
+                        raise ToolError(f"bad redirect from {str(target)[:200]}: {exc}") from exc
                 raise ToolError(f"more than {self._max_redirects} redirects fetching {url[:200]}")
         raise ToolError(f"fetching {url[:200]} took longer than {timeout_s:g}s")
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+def _pinned(
+    http: httpx.AsyncClient, target: httpx.URL, address: str, timeout_s: float
+) -> httpx.Request:
+    """A GET of ``target`` that connects to ``address``, naming the original host."""
+    extensions: dict[str, Any] = {}
+    if _literal(target.host) is None and target.scheme == "https":
+        extensions["sni_hostname"] = target.host  # TLS checks the certificate against it
+    return http.build_request(
+        "GET",
+        target.copy_with(host=address),
+        headers={"Host": target.netloc.decode("ascii")},
+        extensions=extensions,
+        timeout=timeout_s,
+    )
 
 
-async def _read(resp: httpx.Response, limit: int) -> bytes:
+async def _read(resp: httpx.Response, url: httpx.URL, limit: int) -> bytes:
+    shown = str(url)[:200]
     if resp.status_code != 200:
-        raise ToolError(f"fetching {str(resp.url)[:200]} answered HTTP {resp.status_code}")
+        raise ToolError(f"fetching {shown} answered HTTP {resp.status_code}")
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ToolError(
-            f"the image at {str(resp.url)[:200]} is {declared} bytes; the limit is {limit}"
-        )
+        raise ToolError(f"the image at {shown} is {declared} bytes; the limit is {limit}")
     body = bytearray()
     async for chunk in resp.aiter_bytes():
         body += chunk
         if len(body) > limit:
             # Leaving early abandons httpx's async generators; trio finalizes them
-            # (closing the stream) and the client's ``async with`` closes the response.
-            raise ToolError(f"the image at {str(resp.url)[:200]} is over the {limit}-byte limit")
+            # (closing the stream) and the response's aclose() in fetch() releases it.
+            raise ToolError(f"the image at {shown} is over the {limit}-byte limit")
     return bytes(body)

@@ -192,7 +192,9 @@ async def test_a_fifo_is_refused_without_blocking(fake: Fake, images: Path) -> N
 
 def fetcher(routes: dict[str, httpx.Response], addresses: dict[str, str]) -> RemoteFetcher:
     def handle(request: httpx.Request) -> httpx.Response:
-        return routes.get(str(request.url), httpx.Response(404))
+        # The fetcher connects to the address it checked and names the host in Host.
+        url = f"{request.url.scheme}://{request.headers['host']}{request.url.raw_path.decode()}"
+        return routes.get(url, httpx.Response(404))
 
     async def resolve(host: str, port: int) -> list[str]:
         await trio.lowlevel.checkpoint()
