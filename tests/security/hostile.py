@@ -17,6 +17,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .server_thread import PNG_1PX
+
 __all__ = [
     "BASELINE",
     "FIELD_POOLS",
@@ -36,10 +38,6 @@ KNOWN_MODELS = (
     "openai/gpt-oss-20b",
     "text-embedding-nomic-embed-text-v1.5",
 )
-PNG_1PX = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
-)
-
 # Text that has broken parsers, shells, terminals and path checks somewhere.
 _NASTY = (
     "",
@@ -161,6 +159,13 @@ _images_one = st.one_of(
             "images/../../secret.png",
             "file:///etc/passwd",
             "http://127.0.0.1/x.png",
+            "https://images.example/cat.png",
+            "https://images.example/missing.png",
+            "http://intranet/x.png",
+            "http://localhost:1234/v1/models",
+            "https://[::1/x",
+            "http://2130706433/",
+            "https://user:pw@images.example/cat.png",
             "http://169.254.169.254/latest/meta-data/",
             "https://[::1]/x.png",
             "gopher://127.0.0.1:25/",

@@ -10,6 +10,7 @@ the call with ``trio.fail_after``.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import traceback
@@ -18,6 +19,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import trio
@@ -28,16 +30,30 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, TextContent, Tool
 
+from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, open_orchestrator
 from orchestrator.inference import InferenceClient
 
-__all__ = ["CALL_DEADLINE_S", "CrashLog", "ServerThread", "message", "serve_in_thread"]
+__all__ = [
+    "CALL_DEADLINE_S",
+    "JSON_ANSWER",
+    "PNG_1PX",
+    "PUBLIC",
+    "CrashLog",
+    "ServerThread",
+    "message",
+    "serve_in_thread",
+]
 
 CALL_DEADLINE_S = 10.0
 """No tool call may take longer than this, whatever its arguments (a hang fails the test)."""
 
+PUBLIC = "93.184.216.34"
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
 QWEN = "qwen/qwen3-4b"
 JSON_ANSWER = '{"a": "x", "b": [1, {"c": null}]}'
 """What the default model answers (JSON, so answers are checked against any requested schema)."""
@@ -57,6 +73,14 @@ _CONFIG = Config(
     unload_timeout_s=5.0,
     shutdown_timeout_s=5.0,
 )
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    await trio.lowlevel.checkpoint()
+    addresses = {"images.example": [PUBLIC], "localhost": ["127.0.0.1"], "intranet": ["10.0.0.7"]}
+    if host not in addresses:
+        raise OSError("Name or service not known")
+    return addresses[host]
 
 
 _NO_REQUEST = "Context is not available outside of a request"
@@ -80,6 +104,7 @@ class ServerThread:
 
     def __init__(self, settings: FrontendSettings) -> None:
         self._settings = settings
+        self.fetched: list[httpx.Request] = []
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
@@ -107,7 +132,14 @@ class ServerThread:
             backend = make_backend(sim)
             try:
                 async with open_orchestrator(backend, config) as orch:
-                    server = build_server(orch, settings=self._settings, inference_client=inference)
+                    server = build_server(
+                        orch,
+                        settings=self._settings,
+                        inference_client=inference,
+                        fetcher=RemoteFetcher(
+                            transport=httpx.MockTransport(self._web), resolve=_resolve
+                        ),
+                    )
                     self._server = server
                     async with Client(server) as client:
                         self._client = client
@@ -118,6 +150,13 @@ class ServerThread:
                         await self._stop.wait()
             finally:
                 await backend.aclose()
+
+    def _web(self, request: httpx.Request) -> httpx.Response:
+        # The only "internet" there is: one public host with one picture.
+        self.fetched.append(request)
+        if request.headers.get("host") == "images.example" and request.url.path == "/cat.png":
+            return httpx.Response(200, content=PNG_1PX)
+        return httpx.Response(404)
 
     def start(self) -> None:
         """Start the thread and wait until the server answers (or failed to start)."""
@@ -190,7 +229,11 @@ def message(result: CallToolResult) -> str:
 
 @contextmanager
 def serve_in_thread(tmp: Path, **settings: Any) -> Iterator[ServerThread]:
-    """Run the stack with images allowed under ``tmp/images`` (plus ``settings``)."""
+    """Run the stack with images allowed under ``tmp/images`` (plus ``settings``).
+
+    Remote images, when ``allow_remote_images`` is set, come from a mock web
+    (``https://images.example/cat.png`` is the one picture); nothing leaves the process.
+    """
     images = tmp / "images"
     images.mkdir(exist_ok=True)
     # Agent tools find no MCP server to start (an empty mcp.json), and nothing

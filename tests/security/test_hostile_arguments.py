@@ -64,7 +64,7 @@ def crashes() -> Iterator[CrashLog]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, crashes: CrashLog) -> Iterator[ServerThread]:
-    with serve_in_thread(tmp_path_factory.mktemp("hostile")) as running:
+    with serve_in_thread(tmp_path_factory.mktemp("hostile"), allow_remote_images=True) as running:
         yield running
     print("\nhostile inputs by tool and outcome:")
     for (tool, outcome), count in sorted(outcomes.items()):

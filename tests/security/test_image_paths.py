@@ -16,8 +16,7 @@ import pytest
 
 from mcp_frontend.settings import FrontendSettings
 
-from .hostile import PNG_1PX
-from .server_thread import ServerThread, message, serve_in_thread
+from .server_thread import PNG_1PX, ServerThread, message, serve_in_thread
 
 
 @pytest.fixture(scope="module")

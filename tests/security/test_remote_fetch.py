@@ -18,7 +18,7 @@ import trio
 from mcp_frontend.errors import ToolError
 from mcp_frontend.remote import RemoteFetcher, is_public_address
 
-from .hostile import PNG_1PX
+from .server_thread import PNG_1PX
 
 PUBLIC = "93.184.216.34"
 LIMIT = 4096
