@@ -29,6 +29,7 @@ from orchestrator import (
     UnknownModel,
     WaitTimeout,
 )
+from orchestrator.agent import McpServerFailed, UnknownMcpServer
 
 __all__ = ["ToolError", "message_for", "tool_errors"]
 
@@ -45,6 +46,8 @@ _HINTS: dict[type[OrchestratorError], str] = {
     BackendTimeout: "the model server did not answer in time; see health_check",
     BackendAuthError: "set LMSTUDIO_API_TOKEN to the server's API token",
     ActorStopped: "the server is shutting down",
+    UnknownMcpServer: "call list_available_mcps to see the configured servers",
+    McpServerFailed: "list_available_mcps shows whether each server starts; check its entry",
 }
 
 

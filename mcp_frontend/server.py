@@ -21,8 +21,9 @@ from mcp_frontend.arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
 from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.tools import inference, lifecycle, schema, vision
+from mcp_frontend.tools import agents, inference, lifecycle, schema, vision
 from orchestrator import Orchestrator
+from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
 
 __all__ = ["SERVER_NAME", "build_server"]
@@ -37,7 +38,9 @@ use, and unloads after its idle TTL. Start with list_models. Inference tools
 analyze_image) take an optional `model`; omitted means the configured default.
 They load the model when needed and report progress while it loads. Errors say
 what to do next (an unknown model lists the available ones; an open circuit
-breaker says when to retry).
+breaker says when to retry). Autonomous tools (autonomous_with_mcp and
+friends) let a local model work on a task with other MCP servers' tools, within
+round, time and context limits; list_available_mcps shows those servers.
 """
 
 
@@ -65,6 +68,7 @@ def build_server(
     settings: FrontendSettings | None = None,
     inference_client: InferenceClient | None = None,
     fetcher: RemoteFetcher | None = None,
+    agent_settings: AgentSettings | None = None,
 ) -> MCPServer[Any]:
     """Build the MCP server: every tool and resource, over ``orch``.
 
@@ -74,11 +78,15 @@ def build_server(
         inference_client: the inference client to use (not closed by us); when
             omitted the server creates one and closes it after its last connection.
         fetcher: fetches remote images (tests pass one over a mock transport).
+        agent_settings: where the agent tools find MCP servers and their limits; read
+            from ``LMSORCH_AGENT_*`` when omitted.
 
     Raises:
-        ConfigError: ``settings`` was omitted and the environment holds an invalid one.
+        ConfigError: a settings argument was omitted and the environment holds an
+            invalid one.
     """
     settings = settings if settings is not None else FrontendSettings.from_env()
+    agent_settings = agent_settings if agent_settings is not None else AgentSettings.from_env()
     holder = InferenceHolder(inference_client)
     deps = Deps(
         orch=orch,
@@ -99,5 +107,6 @@ def build_server(
     )
     for module in (lifecycle, inference, vision, schema, resources):
         module.register(server, deps)
+    agents.register(server, deps, settings=agent_settings, registry=McpRegistry(agent_settings))
     guard.bind(server)
     return server

@@ -2,7 +2,8 @@
 
 Discovery (:mod:`.discovery`) reads which servers exist, the toolbox
 (:mod:`.toolbox`) opens them and calls their tools safely (:mod:`.safety`), and
-the loop drives a model through rounds of tool calls.
+the loop (:mod:`.loop`) drives a model through rounds of tool calls and returns
+the answer with a compact trace (:mod:`.trace`).
 """
 
 from orchestrator.agent.discovery import McpRegistry, ServerSpec, probe
@@ -13,20 +14,42 @@ from orchestrator.agent.errors import (
     PathNotAllowed,
     UnknownMcpServer,
 )
+from orchestrator.agent.loop import (
+    DEFAULT_INSTRUCTIONS,
+    TOOL_ERROR_PREFIX,
+    AgentTools,
+    Progress,
+    ToolOutcome,
+    check_rounds,
+    run_agent,
+)
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.agent.toolbox import Toolbox, ToolResult, open_toolbox
+from orchestrator.agent.trace import AgentResult, AgentTrace, Api, StopReason, ToolCallTrace
 
 __all__ = [
+    "DEFAULT_INSTRUCTIONS",
+    "TOOL_ERROR_PREFIX",
     "AgentError",
+    "AgentResult",
     "AgentSettings",
+    "AgentTools",
+    "AgentTrace",
+    "Api",
     "McpConfigError",
     "McpRegistry",
     "McpServerFailed",
     "PathNotAllowed",
+    "Progress",
     "ServerSpec",
+    "StopReason",
+    "ToolCallTrace",
+    "ToolOutcome",
     "ToolResult",
     "Toolbox",
     "UnknownMcpServer",
+    "check_rounds",
     "open_toolbox",
     "probe",
+    "run_agent",
 ]

@@ -4,6 +4,7 @@ Allowed modules, and why:
 
 - ``orchestrator``: the facade, the error tree, the status Structs.
 - ``orchestrator.inference``: the public OpenAI-compatible client and its wire Structs.
+- ``orchestrator.agent``: MCP server discovery, the toolbox and the agent loop.
 - ``orchestrator.lifecycle``: ``render_mermaid``, for the live statechart resource.
 - ``orchestrator.logs``: ``configure_logging``, called once by the entry point.
 - ``orchestrator.backends.lmstudio`` / ``.llamacpp``: the concrete backend
@@ -26,7 +27,13 @@ import pytest
 import mcp_frontend
 
 PACKAGE = Path(mcp_frontend.__file__).parent
-ALLOWED = {"orchestrator", "orchestrator.inference", "orchestrator.lifecycle", "orchestrator.logs"}
+ALLOWED = {
+    "orchestrator",
+    "orchestrator.agent",
+    "orchestrator.inference",
+    "orchestrator.lifecycle",
+    "orchestrator.logs",
+}
 ALLOWED_IN = {
     "backend_factory.py": {"orchestrator.backends.lmstudio", "orchestrator.backends.llamacpp"},
 }

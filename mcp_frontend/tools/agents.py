@@ -1,0 +1,242 @@
+"""Autonomous-agent tools: a local model works on a task with other MCP servers' tools.
+
+Thin on purpose: the servers come from the registry (``mcp.json``, allow and
+deny lists), the toolbox opens them, and :func:`~orchestrator.agent.loop.run_agent`
+runs the bounded loop; these tools validate, wire progress, and shape the
+output. Every run returns the answer with a compact trace, also when a bound
+stopped it (``success`` is then false and ``trace.stop_reason`` says why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import anyio
+import trio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from mcp_frontend.agent_schemas import AgentOut, McpListOut, agent_out, server_out
+from mcp_frontend.deps import Deps
+from mcp_frontend.errors import ToolError, tool_errors
+from mcp_frontend.inference_call import check_prompt_size, resolve_model
+from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature
+from orchestrator.agent import (
+    AgentSettings,
+    McpRegistry,
+    Progress,
+    ServerSpec,
+    check_rounds,
+    open_toolbox,
+    probe,
+    run_agent,
+)
+
+__all__ = ["register"]
+
+Task = Annotated[str, Field(min_length=1, description="What the agent should do, in words.")]
+McpName = Annotated[str, Field(min_length=1, max_length=200)]
+Rounds = Annotated[
+    int | None,
+    Field(ge=1, description="Most model requests; omitted means the configured default."),
+]
+ApiOpt = Annotated[
+    Literal["chat", "responses"],
+    Field(description="Wire mode: chat completions with tools, or the stateful Responses API."),
+]
+Instructions = Annotated[
+    str | None, Field(description="System prompt; omitted means a short default.")
+]
+
+# The model may call any tool of the servers it is given, destructive ones included.
+_AGENT = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+)
+_LIST = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+
+def _progress(ctx: Context[Any, Any]) -> Progress:
+    async def report(round_: int, total: int, message: str) -> None:
+        # Best-effort: the client may have gone away.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await ctx.report_progress(round_, total, message)
+
+    return report
+
+
+def register(
+    mcp: MCPServer[Any], deps: Deps, *, settings: AgentSettings, registry: McpRegistry
+) -> None:
+    """Register the agent tools on ``mcp``."""
+
+    async def run(
+        ctx: Context[Any, Any],
+        specs: Sequence[ServerSpec],
+        task: str,
+        *,
+        model: str | None,
+        max_rounds: int | None,
+        api: Literal["chat", "responses"],
+        max_tokens: int | None,
+        temperature: float | None,
+        instructions: str | None,
+    ) -> AgentOut:
+        check_prompt_size(deps, task, instructions)
+        with tool_errors():
+            check_rounds(max_rounds, settings)
+        name = await resolve_model(deps, model)
+        with tool_errors():
+            async with open_toolbox(specs, settings) as tools:
+                result = await run_agent(
+                    deps.orch,
+                    deps.inference.get(),
+                    tools,
+                    task,
+                    model=name,
+                    settings=settings,
+                    api=api,
+                    max_rounds=max_rounds,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    instructions=instructions,
+                    progress=_progress(ctx),
+                )
+        return agent_out(result)
+
+    def specs_for(names: Sequence[str]) -> list[ServerSpec]:
+        if not names:
+            raise ToolError("give at least one MCP server name (list_available_mcps shows them)")
+        if len(set(names)) != len(names):
+            raise ToolError(f"MCP server names given more than once: {sorted(names)}")
+        with tool_errors():
+            return [registry.get(n) for n in names]
+
+    @mcp.tool(title="Agent with one MCP server", annotations=_AGENT)
+    async def autonomous_with_mcp(
+        ctx: Context[Any, Any],
+        mcp_name: McpName,
+        task: Task,
+        model: ModelOpt = None,
+        max_rounds: Rounds = None,
+        api: ApiOpt = "chat",
+        max_tokens: MaxTokens = None,
+        temperature: Temperature = None,
+        instructions: Instructions = None,
+    ) -> AgentOut:
+        """Let a local model do a task with the tools of one configured MCP server.
+
+        The model calls the server's tools round by round until it answers; the run is
+        bounded by max_rounds, a deadline and a context budget. Returns the answer, any
+        reasoning, and a trace (rounds, tools called with ok/error, stop_reason).
+        Progress is reported each round. list_available_mcps shows the servers.
+        """
+        return await run(
+            ctx,
+            specs_for([mcp_name]),
+            task,
+            model=model,
+            max_rounds=max_rounds,
+            api=api,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            instructions=instructions,
+        )
+
+    @mcp.tool(title="Agent with several MCP servers", annotations=_AGENT)
+    async def autonomous_with_multiple_mcps(
+        ctx: Context[Any, Any],
+        mcp_names: Annotated[list[McpName], Field(min_length=1, max_length=20)],
+        task: Task,
+        model: ModelOpt = None,
+        max_rounds: Rounds = None,
+        api: ApiOpt = "chat",
+        max_tokens: MaxTokens = None,
+        temperature: Temperature = None,
+        instructions: Instructions = None,
+    ) -> AgentOut:
+        """Let a local model do a task with the tools of several MCP servers at once.
+
+        Tools are named server__tool. Every name must be a configured, allowed server
+        (an unknown one is an error, never silently dropped). Otherwise as
+        autonomous_with_mcp.
+        """
+        return await run(
+            ctx,
+            specs_for(mcp_names),
+            task,
+            model=model,
+            max_rounds=max_rounds,
+            api=api,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            instructions=instructions,
+        )
+
+    @mcp.tool(title="Agent with every MCP server", annotations=_AGENT)
+    async def autonomous_discover_and_execute(
+        ctx: Context[Any, Any],
+        task: Task,
+        model: ModelOpt = None,
+        max_rounds: Rounds = None,
+        api: ApiOpt = "chat",
+        max_tokens: MaxTokens = None,
+        temperature: Temperature = None,
+        instructions: Instructions = None,
+    ) -> AgentOut:
+        """Let a local model do a task with every configured and allowed MCP server.
+
+        Many servers mean many tools (small models do better with few: prefer
+        autonomous_with_mcp when you know which server fits). Otherwise as
+        autonomous_with_mcp.
+        """
+        with tool_errors():
+            specs = list(registry.servers().values())
+        if not specs:
+            raise ToolError(
+                "no MCP servers are configured or allowed; list_available_mcps shows "
+                "where the configuration is read from"
+            )
+        return await run(
+            ctx,
+            specs,
+            task,
+            model=model,
+            max_rounds=max_rounds,
+            api=api,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            instructions=instructions,
+        )
+
+    @mcp.tool(title="List MCP servers for agents", annotations=_LIST)
+    async def list_available_mcps(check: bool = True) -> McpListOut:
+        """List the MCP servers agents may use: name, transport, command or URL.
+
+        With check=true (the default) each server is started briefly to see whether it
+        answers (reachable, or the reason it does not). Secret values (env, headers)
+        are never shown, only their names. 'invalid' lists broken entries and why.
+        """
+        with tool_errors():
+            servers = registry.servers()
+            invalid = registry.invalid()
+        reasons: dict[str, str | None] = {}
+        if check:
+
+            async def one(spec: ServerSpec) -> None:
+                reasons[spec.name] = await probe(spec, settings)
+
+            async with trio.open_nursery() as nursery:
+                for spec in servers.values():
+                    nursery.start_soon(one, spec)
+        source = registry.source
+        return McpListOut(
+            source=None if source is None else str(source),
+            servers=[
+                server_out(spec.public(), reasons.get(name), probed=check)
+                for name, spec in sorted(servers.items())
+            ],
+            invalid=invalid,
+        )

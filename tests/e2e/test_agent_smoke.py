@@ -1,0 +1,89 @@
+"""Smoke run: the real embedded model (SmolLM2-135M) drives the toy MCP server.
+
+A 135M model is no agent; what matters is that the run ends cleanly whatever
+it does (answers, calls tools badly, or the server refuses the request), with
+a well-formed trace, and that no worker or MCP server process is left.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import trio
+from agents.agent_support import child_pids, toy_settings, toy_spec
+from backends.llamacpp_support import Procs
+
+from orchestrator import Config, open_orchestrator
+from orchestrator.agent.loop import run_agent
+from orchestrator.agent.toolbox import open_toolbox
+from orchestrator.agent.trace import AgentResult, StopReason
+from orchestrator.backends.llamacpp import LlamaCppBackend
+from orchestrator.backends.provision import fetch_demo_model
+from orchestrator.config import LlamaCppSettings
+from orchestrator.inference import InferenceClient
+
+MODEL = "smollm2-135m-instruct.q4_1"
+
+
+@pytest.fixture(scope="module")
+def models_dir() -> Path:
+    directory = Config.load().llamacpp.resolved_models_dir()
+    fetch_demo_model(directory)  # idempotent; normally done by `lmsorch models fetch-demo`
+    return directory
+
+
+@pytest.fixture
+async def backend(models_dir: Path) -> AsyncIterator[LlamaCppBackend]:
+    backend = LlamaCppBackend(LlamaCppSettings(models_dir=str(models_dir), threads=1))
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+    assert not Procs.workers_of(os.getpid()), "llama.cpp worker processes left behind"
+    assert child_pids() == [], "a child process was left behind"
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_real_model_agent_run_ends_cleanly(
+    backend: LlamaCppBackend, tmp_path: Path, api: str
+) -> None:
+    settings = toy_settings(tmp_path, max_rounds=3, deadline_s=45.0, call_timeout_s=10.0)
+    config = Config(verify_deadline_s=10.0, retry_initial_s=0.05, retry_jitter_s=0.0)
+    with trio.fail_after(90):
+        async with (
+            open_orchestrator(backend, config) as orch,
+            InferenceClient(timeout_s=40) as client,
+            open_toolbox([toy_spec()], settings) as tools,
+        ):
+            result = await run_agent(
+                orch,
+                client,
+                tools,
+                "Add 2 and 3 with the add tool, then tell me the sum.",
+                model=MODEL,
+                settings=settings,
+                api="chat" if api == "chat" else "responses",
+                max_tokens=48,
+                temperature=0.0,
+            )
+            runs = orch.metrics.registry.get_sample_value(
+                "lmsorch_agent_run_duration_seconds_count",
+                {"server": "toy", "success": str(result.trace.success).lower()},
+            )
+    assert isinstance(result, AgentResult)
+    trace = result.trace
+    assert trace.stop_reason in get_args(StopReason)
+    assert 0 <= trace.rounds <= 3
+    assert (trace.model, trace.api, trace.servers) == (MODEL, api, ("toy",))
+    assert 0 < trace.elapsed_s <= 46
+    assert all(1 <= c.round <= trace.rounds and c.duration_s >= 0 for c in trace.tool_calls)
+    assert all(c.ok == (c.error is None) for c in trace.tool_calls)
+    if trace.stop_reason == "error":
+        assert trace.errors, "an error stop says what went wrong"
+    else:
+        assert trace.rounds >= 1
+    assert runs == 1.0
