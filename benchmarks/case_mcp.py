@@ -7,7 +7,9 @@ through the MCP server, both for the same model and prompt, alternated so
 that machine noise hits both alike. Two transports, each against its own
 simulator: the in-memory MCP client (server in this process) and real stdio
 (``python -m mcp_frontend`` as a subprocess, JSON-RPC over pipes). The figure
-is the added p50 (MCP p50 minus direct p50) and the ratio of the p50s.
+is the added p50 (MCP p50 minus direct p50) and the ratio of the p50s. A
+``model_status`` call (no inference, no lease) in each round shows the bare
+cost of one tool call on that transport.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ def _direct(http: httpx.AsyncClient, base_url: str) -> Call:
     return call
 
 
-def _tool(client: Client) -> Call:
+def _tool(client: Client, name: str, arguments: dict[str, str]) -> Call:
     async def call() -> None:
-        result = await client.call_tool("chat_completion", {"prompt": PROMPT, "model": MODEL})
+        result = await client.call_tool(name, arguments)
         if result.is_error:
-            raise RuntimeError(f"chat_completion failed: {result.content}")
+            raise RuntimeError(f"{name} failed: {result.content}")
 
     return call
 
@@ -93,22 +95,27 @@ def _stdio(base_url: str, lms: str) -> Client:
     return Client(params)
 
 
-async def _paired(direct: Call, tool: Call, rounds: int) -> tuple[list[float], list[float]]:
+async def _paired(
+    direct: Call, tool: Call, status: Call, rounds: int
+) -> tuple[list[float], list[float], list[float]]:
     await tool()  # loads the model (the simulator's JIT is off) and warms both paths
     await direct()
+    await status()
     d: list[float] = []
     t: list[float] = []
+    s: list[float] = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         await direct()
         t1 = time.perf_counter()
         await tool()
         t2 = time.perf_counter()
+        await status()
+        t3 = time.perf_counter()
         d.append((t1 - t0) * 1e3)
         t.append((t2 - t1) * 1e3)
-    d.sort()
-    t.sort()
-    return d, t
+        s.append((t3 - t2) * 1e3)
+    return sorted(d), sorted(t), sorted(s)
 
 
 async def run(quick: bool) -> dict[str, float]:
@@ -125,13 +132,19 @@ async def run(quick: bool) -> dict[str, float]:
                         client = await stack.enter_async_context(_in_memory(sim, lms))
                     else:
                         client = await stack.enter_async_context(_stdio(sim.base_url, lms))
-                    direct, tool = await _paired(_direct(http, sim.base_url), _tool(client), rounds)
+                    direct, tool, status = await _paired(
+                        _direct(http, sim.base_url),
+                        _tool(client, "chat_completion", {"prompt": PROMPT, "model": MODEL}),
+                        _tool(client, "model_status", {"model": MODEL}),
+                        rounds,
+                    )
                 p50_d, p50_t = percentile(direct, 50), percentile(tool, 50)
                 result[f"{transport}_direct_p50_ms"] = p50_d
                 result[f"{transport}_mcp_p50_ms"] = p50_t
                 result[f"{transport}_mcp_p99_ms"] = percentile(tool, 99)
                 result[f"{transport}_added_p50_ms"] = p50_t - p50_d
                 result[f"{transport}_ratio"] = p50_t / p50_d
+                result[f"{transport}_status_p50_ms"] = percentile(status, 50)
     return result
 
 
@@ -145,6 +158,7 @@ def _metrics() -> tuple[Metric, ...]:
             Metric(f"{transport}_mcp_p99_ms", f"MCP chat_completion p99 ({what})", "ms"),
             Metric(f"{transport}_added_p50_ms", f"added p50 ({what})", "ms", at_most(limit)),
             Metric(f"{transport}_ratio", f"MCP p50 / direct p50 ({what})", "x"),
+            Metric(f"{transport}_status_p50_ms", f"model_status p50, no inference ({what})", "ms"),
         ]
     return tuple(out)
 

@@ -30,6 +30,7 @@ from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
 
 MODELS = 10
 CHAT = "/v1/chat/completions"
+TTL_RANGE_S = (0.2, 3.0)
 REQUEST = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=8)
 
 
@@ -76,7 +77,7 @@ async def _client(
     while time.perf_counter() < deadline:
         model = rng.choices(names, weights)[0]
         try:
-            await _request(orch, client, model, rng.uniform(0.2, 3.0), tally)
+            await _request(orch, client, model, rng.uniform(*TTL_RANGE_S), tally)
         except OrchestratorError as exc:
             tally.errors[type(exc).__name__] += 1
         await trio.sleep(rng.uniform(0.0, 0.02))

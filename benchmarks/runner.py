@@ -76,9 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown (for the docs)"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile each case once (cProfile; tracemalloc sites for scale)",
+    )
 
 
-def run_case(case: Case, *, quick: bool, runs: int | None) -> dict[str, Any]:
+def run_case(case: Case, *, quick: bool, runs: int | None, profile: bool = False) -> dict[str, Any]:
     """Run ``case``'s repetitions; return its JSON entry (figures, or why it failed)."""
     import trio
 
@@ -94,6 +99,12 @@ def run_case(case: Case, *, quick: bool, runs: int | None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 (one broken case must not hide the others' figures)
         entry["error"] = f"{type(exc).__name__}: {exc}"
         entry["traceback"] = traceback.format_exc()
+    if profile and "error" not in entry and "skipped" not in entry:
+        from benchmarks import profiling
+
+        entry["profile"] = profiling.cpu_profile(case, quick=quick)
+        if case.name == "scale":
+            entry["profile"] += "\n\n" + profiling.actor_allocations(100 if quick else 1000)
     figures = summarise(case.metrics, samples) if samples else []
     entry["figures"] = {f.key: f.to_json() for f in figures}
     entry["seconds"] = round(time.perf_counter() - started, 2)
@@ -102,7 +113,12 @@ def run_case(case: Case, *, quick: bool, runs: int | None) -> dict[str, Any]:
 
 
 def run(
-    cases: Sequence[Case], *, quick: bool, runs: int | None, progress: bool = True
+    cases: Sequence[Case],
+    *,
+    quick: bool,
+    runs: int | None,
+    profile: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run ``cases`` and return the whole result document."""
     result: dict[str, Any] = {
@@ -116,7 +132,7 @@ def run(
     for case in cases:
         if progress:
             print(f"running {case.name} ...", file=sys.stderr, flush=True)
-        result["cases"][case.name] = run_case(case, quick=quick, runs=runs)
+        result["cases"][case.name] = run_case(case, quick=quick, runs=runs, profile=profile)
     result["load_average_after"] = machine.load_average()
     return result
 
@@ -135,8 +151,11 @@ def execute(args: argparse.Namespace) -> int:
     # Transition logs would interleave with the table and cost time the figures should not include.
     configure_logging("error")
     selected = [c for c in all_cases() if not args.case or c.name in args.case]
-    result = run(selected, quick=args.quick, runs=args.runs)
+    result = run(selected, quick=args.quick, runs=args.runs, profile=args.profile)
     print(markdown_table(result) if args.markdown else text_table(result))
+    for name, entry in result["cases"].items():
+        if "profile" in entry:
+            print(f"\n## profile: {name}\n\n{entry['profile']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults written to {args.json}", file=sys.stderr)
