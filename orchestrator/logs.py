@@ -8,7 +8,8 @@ another's.
 Two promises hold whatever is logged:
 
 - secrets do not reach the sink: values of secret-looking keys (at any depth of
-  nested dicts and lists), ``Bearer`` tokens, ``key=value`` / ``"key": "value"``
+  nested dicts and lists), ``Bearer`` (in any case) and ``Basic``/``Token``
+  credentials, passwords in URLs (``http://user:secret@host``), ``key=value`` / ``"key": "value"``
   pairs with a secret-looking key inside text (exception text included), and
   every value registered with :func:`register_secret` are replaced by
   ``[REDACTED]``;
@@ -35,6 +36,11 @@ _SECRET_KEYS = re.compile(
     r"(token|secret|password|passwd|authorization|api[_-]?key|credential)", re.IGNORECASE
 )
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# Other HTTP credentials ("Basic dXNlcjpwdw=="); capitalised and 8+ characters, so
+# prose such as "basic idea" or "token budget" is left alone.
+_SCHEMES = re.compile(r"\b((?:Basic|Token|Digest)\s+)[A-Za-z0-9._~+/=-]{8,}")
+# The password of a URL's userinfo: http://user:secret@host/.
+_USERINFO = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
 # key=value, key: value, "key": "value" with a secret-looking key, inside free text.
 _PAIR = re.compile(
     r"""(["']?[\w-]*(?:token(?!s)|secret|password|passwd|api[_-]?key|credential)[\w-]*["']?"""
@@ -62,8 +68,9 @@ def _scrub_text(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    if "earer" in text:
-        text = _BEARER.sub(rf"\1{REDACTED}", text)
+    text = _SCHEMES.sub(rf"\1{REDACTED}", _BEARER.sub(rf"\1{REDACTED}", text))
+    if "@" in text:
+        text = _USERINFO.sub(rf"\1{REDACTED}@", text)
     return _PAIR.sub(rf"\1{REDACTED}", text)
 
 

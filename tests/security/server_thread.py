@@ -102,8 +102,16 @@ class CrashLog(logging.Handler):
 class ServerThread:
     """The server stack in a background trio thread; see the module docstring."""
 
-    def __init__(self, settings: FrontendSettings) -> None:
+    def __init__(
+        self,
+        settings: FrontendSettings,
+        *,
+        sim_token: str | None = None,
+        backend_token: str | None = None,
+    ) -> None:
         self._settings = settings
+        self._sim_token = sim_token
+        self._backend_token = backend_token
         self.fetched: list[httpx.Request] = []
         self._ready = threading.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -125,11 +133,11 @@ class ServerThread:
     async def _main(self) -> None:
         config = msgspec.structs.replace(_CONFIG)
         async with (
-            open_simulator(jit=True) as sim,
+            open_simulator(jit=True, api_token=self._sim_token) as sim,
             InferenceClient(timeout_s=5) as inference,
         ):
             sim.script(QWEN, *[Reply(content=JSON_ANSWER)] * SCRIPTED_ANSWERS)
-            backend = make_backend(sim)
+            backend = make_backend(sim, api_token=self._backend_token)
             try:
                 async with open_orchestrator(backend, config) as orch:
                     server = build_server(
@@ -228,11 +236,19 @@ def message(result: CallToolResult) -> str:
 
 
 @contextmanager
-def serve_in_thread(tmp: Path, **settings: Any) -> Iterator[ServerThread]:
+def serve_in_thread(
+    tmp: Path,
+    *,
+    sim_token: str | None = None,
+    backend_token: str | None = None,
+    **settings: Any,
+) -> Iterator[ServerThread]:
     """Run the stack with images allowed under ``tmp/images`` (plus ``settings``).
 
     Remote images, when ``allow_remote_images`` is set, come from a mock web
     (``https://images.example/cat.png`` is the one picture); nothing leaves the process.
+    ``sim_token`` makes the simulator require an API token, ``backend_token`` is
+    the one the backend sends.
     """
     images = tmp / "images"
     images.mkdir(exist_ok=True)
@@ -244,7 +260,11 @@ def serve_in_thread(tmp: Path, **settings: Any) -> Iterator[ServerThread]:
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HOME", str(tmp))
         env.setenv("LMSORCH_AGENT_MCP_CONFIG", str(mcp_json))
-        server = ServerThread(FrontendSettings(**(fields | settings)))
+        server = ServerThread(
+            FrontendSettings(**(fields | settings)),
+            sim_token=sim_token,
+            backend_token=backend_token,
+        )
         server.start()
         try:
             yield server
