@@ -396,7 +396,12 @@ def _with_stderr(reason: str, stderr: _StderrTail | None) -> str:
 async def _connect(
     spec: ServerSpec, cwd: Path, roots: Sequence[Path], stderr: _StderrTail | None
 ) -> AsyncIterator[Client]:
-    """An initialized MCP client for ``spec`` (legacy handshake: every server speaks it)."""
+    """An initialized MCP client for ``spec``.
+
+    stdio uses the initialize handshake every server speaks; HTTP negotiates
+    (``auto``), because the SDK's handshake-era HTTP path leaves response
+    streams unclosed (trio then warns about unfinished async generators).
+    """
     callback = _roots_callback(roots)
     if spec.transport == "stdio":
         assert spec.command is not None
@@ -411,7 +416,7 @@ async def _connect(
         assert spec.url is not None
         async with create_mcp_http_client(headers=dict(spec.headers)) as http:
             transport = streamable_http_client(spec.url, http_client=http)
-            async with Client(transport, mode="legacy", list_roots_callback=callback) as client:
+            async with Client(transport, mode="auto", list_roots_callback=callback) as client:
                 yield client
 
 

@@ -18,6 +18,7 @@ import trio
 from orchestrator.agent import AgentSettings, ServerSpec
 
 __all__ = [
+    "BROKEN_SERVER",
     "TOY_SERVER",
     "child_pids",
     "gone",
@@ -28,11 +29,17 @@ __all__ = [
 ]
 
 TOY_SERVER = Path(__file__).parent / "servers" / "toy_server.py"
+BROKEN_SERVER = Path(__file__).parent / "servers" / "broken_server.py"
 
 
 def toy_entry(mode: str = "serve", **extra: Any) -> dict[str, Any]:
-    """An ``mcpServers`` entry running the toy server with ``sys.executable``."""
-    args = [str(TOY_SERVER)] if mode == "serve" else [str(TOY_SERVER), mode]
+    """An ``mcpServers`` entry run with ``sys.executable``.
+
+    ``mode="serve"`` is the toy server; ``exit``, ``hang`` and ``noise`` run
+    ``broken_server.py``, which exits at once, never answers initialize, or
+    writes non-JSON to stdout and then hangs.
+    """
+    args = [str(TOY_SERVER)] if mode == "serve" else [str(BROKEN_SERVER), mode]
     return {"command": sys.executable, "args": args, **extra}
 
 

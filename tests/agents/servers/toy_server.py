@@ -1,15 +1,12 @@
-"""A small MCP server for the agent tests, run as ``python toy_server.py [mode]``.
+"""A small MCP server for the agent tests, run as ``python toy_server.py``.
 
-Modes: none (serve), ``exit`` (write to stderr and exit 3 before serving),
-``hang`` (never answer initialize), ``noise`` (print non-JSON on stdout, then hang).
-The server may sleep (``slow``, ``hang``); the tests never do.
+The misbehaving start-up modes live in ``broken_server.py``. The server may
+sleep (``slow``); the tests never do.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -79,15 +76,6 @@ def crash() -> str:
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) > 1 else "serve"
-    if mode == "exit":
-        print("toy: refusing to start (mode=exit)", file=sys.stderr, flush=True)
-        sys.exit(3)
-    if mode == "noise":
-        print("this is not JSON-RPC", flush=True)
-    if mode in ("hang", "noise"):
-        print(f"toy: hanging (mode={mode})", file=sys.stderr, flush=True)
-        time.sleep(3600)
     anyio.run(app.run_stdio_async, backend="trio")
 
 

@@ -1,0 +1,365 @@
+"""The toolbox against real child MCP servers: the toy server and the published mcp-server-git.
+
+Every test checks that the server processes it started are gone afterwards.
+Waits are bounded with ``trio.fail_after``; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from agents.agent_support import (
+    child_pids,
+    gone,
+    toy_entry,
+    toy_settings,
+    toy_spec,
+    write_mcp_json,
+)
+from agents.servers.toy_server import app as toy_app
+from mcp_frontend.http_app import serve_http
+from orchestrator.agent import (
+    McpRegistry,
+    McpServerFailed,
+    PathNotAllowed,
+    ServerSpec,
+    Toolbox,
+    open_toolbox,
+    probe,
+)
+from orchestrator.inference.responses_types import FunctionTool
+
+GIT_SERVER = Path(sys.executable).parent / "mcp-server-git"
+
+
+async def server_pid(box: Toolbox, name: str = "pid") -> int:
+    result = await box.call(name, "{}")
+    assert not result.is_error, result.text
+    return int(result.text)
+
+
+async def test_tools_are_bridged_and_called(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
+            assert box.servers == ("toy",)
+            names = box.tool_names()
+            assert {"add", "echo", "fail", "slow", "huge", "read_file"} <= set(names)
+            chat = {t.function.name: t for t in box.chat_tools()}
+            add = chat["add"].function
+            assert chat["add"].type == "function"
+            assert add.description == "Add two integers."
+            assert add.parameters["type"] == "object"
+            assert add.parameters["required"] == ["a", "b"]
+            assert add.parameters["properties"]["a"]["type"] == "integer"
+            flat = {t.name: t for t in box.responses_tools() if isinstance(t, FunctionTool)}
+            assert list(flat) == list(names)
+            assert flat["add"].parameters == add.parameters
+
+            assert (await box.call("add", '{"a": 2, "b": 40}')).text == "42"
+            echoed = await box.call("echo", json.dumps({"text": "héllo\nworld"}))
+            assert (echoed.text, echoed.is_error, echoed.truncated) == (
+                "héllo\nworld",
+                False,
+                False,
+            )
+            pid = await server_pid(box)
+    await gone(pid)
+    assert pid not in child_pids()
+
+
+async def test_malformed_calls_get_a_correction_request(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
+            not_json = await box.call("add", '{"a": 1, "b": ')
+            wrong_type = await box.call("add", '{"a": "one"}')
+            not_object = await box.call("add", "[1, 2]")
+            unknown = await box.call("subtract", "{}")
+            empty = await box.call("huge", "")  # no arguments at all means {}
+            pid = await server_pid(box)
+    await gone(pid)
+    assert not_json.is_error
+    assert "not valid JSON" in not_json.text
+    assert "Call it again with a JSON object matching this schema" in not_json.text
+    assert '"required": ["a", "b"]' in not_json.text
+    assert wrong_type.is_error
+    assert "$['a']: 'one' is not of type 'integer'" in wrong_type.text
+    assert "'b' is a required property" in wrong_type.text
+    assert not_object.is_error
+    assert "must be a JSON object, not list" in not_object.text
+    assert unknown.is_error
+    assert unknown.text.startswith("Unknown tool 'subtract'. Available tools: add, echo")
+    assert not empty.is_error
+
+
+async def test_results_are_bounded_and_errors_survived(tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path, max_result_chars=1000)
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], settings) as box:
+            huge = await box.call("huge", "{}")
+            garbage = await box.call("garbage", "{}")
+            failed = await box.call("fail", '{"message": "kaput"}')
+            after = await box.call("add", '{"a": 1, "b": 1}')
+            pid = await server_pid(box)
+    await gone(pid)
+    assert huge.truncated
+    assert not huge.is_error
+    assert huge.text.startswith("x" * 1000 + "\n[result cut: showing 1000 of 1000000 characters")
+    assert len(huge.text) < 1200
+    assert garbage.text == (
+        "[31mred text\ufffd\n"  # control characters dropped
+        "[image: image/png, 12 base64 characters, not shown]\n"
+        "[resource link: file:///nowhere (nowhere)]"
+    )
+    assert failed.is_error
+    assert failed.text.startswith("Tool fail reported an error:")
+    assert after.text == "2"  # the server survived the failing tool
+
+
+async def test_file_paths_outside_the_roots_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "a.txt").write_text("inside")
+    (root / ".ssh").mkdir()
+    (root / ".ssh" / "id_rsa").write_text("PRIVATE")
+    (tmp_path / "outside.txt").write_text("OUTSIDE")
+    (root / "escape").symlink_to(tmp_path / "outside.txt")
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], toy_settings(root)) as box:
+            inside = await box.call("read_file", '{"path": "docs/a.txt"}')  # relative to the root
+            refused = [
+                await box.call("read_file", json.dumps({"path": p}))
+                for p in (str(tmp_path / "outside.txt"), "../outside.txt", "escape", ".ssh/id_rsa")
+            ]
+            pid = await server_pid(box)
+    await gone(pid)
+    assert (inside.text, inside.is_error) == ("inside", False)
+    for result in refused:
+        assert result.is_error
+        assert "is not allowed" in result.text
+        assert "OUTSIDE" not in result.text
+        assert "PRIVATE" not in result.text
+
+
+async def test_several_servers_open_concurrently_with_namespaced_tools(tmp_path: Path) -> None:
+    specs = [toy_spec("one"), toy_spec("two.b")]
+    with trio.fail_after(30):
+        async with open_toolbox(specs, toy_settings(tmp_path)) as box:
+            assert box.servers == ("one", "two.b")
+            names = box.tool_names()
+            assert {"one__add", "two_b__add", "one__pid", "two_b__pid"} <= set(names)
+            assert len(names) == len(set(names))
+            assert (await box.call("two_b__add", '{"a": 3, "b": 4}')).text == "7"
+            assert (await box.call("add", '{"a": 3, "b": 4}')).is_error  # bare names are gone
+            pids = [await server_pid(box, "one__pid"), await server_pid(box, "two_b__pid")]
+            assert pids[0] != pids[1]
+            assert set(pids) <= set(child_pids())
+    for pid in pids:
+        await gone(pid)
+
+
+async def test_a_slow_call_times_out_and_the_server_stays_usable(tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path, call_timeout_s=0.5)
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], settings) as box:
+            slow = await box.call("slow", "{}")
+            after = await box.call("add", '{"a": 1, "b": 2}')
+            pid = await server_pid(box)
+    await gone(pid)
+    assert slow.is_error
+    assert "did not answer within 0.5 s" in slow.text
+    assert after.text == "3"
+
+
+async def test_cancellation_mid_call_leaves_no_process(tmp_path: Path) -> None:
+    pid = 0
+    called = trio.Event()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+
+            async def agent() -> None:
+                nonlocal pid
+                async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
+                    pid = await server_pid(box)
+                    called.set()
+                    await box.call("slow", "{}")
+
+            nursery.start_soon(agent)
+            await called.wait()
+            nursery.cancel_scope.cancel()
+    await gone(pid)
+    assert pid not in child_pids()
+
+
+async def test_an_error_in_the_block_stops_the_servers_and_comes_out_bare(tmp_path: Path) -> None:
+    pids: list[int] = []
+
+    async def agent() -> None:
+        async with open_toolbox([toy_spec("a"), toy_spec("b")], toy_settings(tmp_path)) as box:
+            pids.extend([await server_pid(box, "a__pid"), await server_pid(box, "b__pid")])
+            raise KeyError("from the loop")
+
+    with trio.fail_after(30), pytest.raises(KeyError, match="from the loop"):
+        await agent()
+    assert len(pids) == 2
+    for pid in pids:
+        await gone(pid)
+
+
+async def test_a_server_dying_mid_call_is_reported(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
+            pid = await server_pid(box)
+            with pytest.raises(McpServerFailed, match="the connection closed") as info:
+                await box.call("crash", "{}")
+            assert info.value.server == "toy"
+            with pytest.raises(McpServerFailed):  # and stays reported
+                await box.call("add", '{"a": 1, "b": 2}')
+    await gone(pid)
+
+
+async def test_a_server_that_exits_at_once_fails_with_its_stderr(tmp_path: Path) -> None:
+    before = set(child_pids())
+    with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
+        async with open_toolbox([toy_spec("ok"), toy_spec("bad", "exit")], toy_settings(tmp_path)):
+            pytest.fail("the toolbox must not open")
+    assert info.value.server == "bad"
+    assert "exited or closed the connection before it was ready" in info.value.reason
+    assert "broken: refusing to start (mode=exit)" in info.value.reason  # its stderr
+    assert set(child_pids()) <= before  # the good server was stopped too
+
+
+@pytest.mark.parametrize("mode", ["hang", "noise"])
+async def test_a_server_that_hangs_in_initialize_times_out(tmp_path: Path, mode: str) -> None:
+    before = set(child_pids())
+    settings = toy_settings(tmp_path, start_timeout_s=0.5)
+    with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
+        async with open_toolbox([toy_spec(mode=mode)], settings):
+            pytest.fail("the toolbox must not open")
+    assert "did not start, initialize and list its tools within 0.5 s" in info.value.reason
+    assert set(child_pids()) <= before
+
+
+async def test_a_command_that_does_not_exist(tmp_path: Path) -> None:
+    spec = ServerSpec(name="ghost", transport="stdio", command=str(tmp_path / "no-such-binary"))
+    with trio.fail_after(30), pytest.raises(McpServerFailed, match="No such file or directory"):
+        async with open_toolbox([spec], toy_settings(tmp_path)):
+            pytest.fail("the toolbox must not open")
+
+
+async def test_a_working_directory_outside_the_roots_is_refused_before_spawning(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    before = set(child_pids())
+    spec = toy_spec(cwd=tmp_path)
+    with trio.fail_after(10), pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+        async with open_toolbox([toy_spec("fine"), spec], toy_settings(root)):
+            pytest.fail("the toolbox must not open")
+    assert set(child_pids()) <= before
+    with pytest.raises(ValueError, match="named more than once"):
+        async with open_toolbox([toy_spec(), toy_spec()], toy_settings(root)):
+            pytest.fail("the toolbox must not open")
+
+
+async def test_probe_and_the_registry_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    config = write_mcp_json(
+        tmp_path / "mcp.json",
+        {
+            "good": toy_entry(cwd="work", env={"TOKEN": "${TOKEN}"}),
+            "broken": toy_entry("exit"),
+        },
+    )
+    registry = McpRegistry(
+        toy_settings(tmp_path, mcp_config=str(config)), environ={"TOKEN": "s3cret"}
+    )
+    settings = toy_settings(tmp_path)
+    with trio.fail_after(30):
+        assert await probe(registry.get("good"), settings) is None
+        reason = await probe(registry.get("broken"), settings)
+        assert reason is not None
+        assert "MCP server 'broken' failed" in reason
+        async with open_toolbox(list(registry.servers().values())[:1], settings) as box:
+            inside = await box.call("read_file", json.dumps({"path": str(config)}))
+            pid = await server_pid(box)
+    await gone(pid)
+    assert '"mcpServers"' in inside.text  # the server ran in work/, the file is in the root
+
+
+async def test_streamable_http_server_with_headers(tmp_path: Path) -> None:
+    token = "http-s3cret"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            [base] = await nursery.start(partial(serve_http, toy_app, port=0, token=token))
+            url = f"{base}/mcp"
+            authorized = ServerSpec(
+                name="remote",
+                transport="http",
+                url=url,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            async with open_toolbox([authorized], toy_settings(tmp_path)) as box:
+                assert (await box.call("add", '{"a": 20, "b": 22}')).text == "42"
+            anonymous = ServerSpec(name="anon", transport="http", url=url)
+            reason = await probe(anonymous, toy_settings(tmp_path, start_timeout_s=5))
+            assert reason is not None
+            assert "MCP server 'anon' failed" in reason
+            assert token not in reason
+            nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "root" / "repo"
+    repo.mkdir(parents=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.txt").write_text("hello\n")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    (repo / "b.txt").write_text("new file\n")
+    return repo
+
+
+async def test_published_mcp_server_git(git_repo: Path, tmp_path: Path) -> None:
+    root = git_repo.parent
+    spec = ServerSpec(
+        name="git",
+        transport="stdio",
+        command=str(GIT_SERVER),
+        args=("--repository", str(git_repo)),
+    )
+    repo = json.dumps(str(git_repo))
+    before = set(child_pids())
+    with trio.fail_after(60):
+        async with open_toolbox([spec], toy_settings(root)) as box:
+            spawned = set(child_pids()) - before
+            assert len(spawned) == 1
+            assert {"git_status", "git_add", "git_log", "git_diff_unstaged"} <= set(
+                box.tool_names()
+            )
+            status = await box.call("git_status", f'{{"repo_path": {repo}}}')
+            added = await box.call("git_add", f'{{"repo_path": {repo}, "files": ["b.txt"]}}')
+            log = await box.call("git_log", f'{{"repo_path": {repo}, "max_count": 5}}')
+            outside = await box.call("git_status", json.dumps({"repo_path": str(tmp_path)}))
+            dotdot = await box.call("git_status", json.dumps({"repo_path": f"{git_repo}/../.."}))
+            missing = await box.call("git_status", "{}")
+        for pid in spawned:
+            await gone(pid)
+    assert not status.is_error
+    assert "b.txt" in status.text
+    assert not added.is_error
+    assert "first" in log.text
+    for refused in (outside, dotdot):
+        assert refused.is_error
+        assert "outside the allowed roots" in refused.text
+    assert missing.is_error
+    assert "'repo_path' is a required property" in missing.text
