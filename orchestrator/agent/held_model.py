@@ -97,9 +97,7 @@ class HeldModel:
                 if attempt == 2:
                     raise
             finally:
-                labels = {"model": self._model, "endpoint": endpoint}
-                metrics.inference_requests.labels(**labels, outcome=outcome).inc()
-                metrics.inference_duration.labels(**labels).observe(trio.current_time() - started)
+                metrics.inference(self._model, endpoint, outcome, trio.current_time() - started)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
 
