@@ -33,7 +33,7 @@ import structlog
 __all__ = ["REDACTED", "configure_logging", "dropped_lines", "redact", "register_secret"]
 
 _SECRET_KEYS = re.compile(
-    r"(token|secret|password|passwd|authorization|api[_-]?key|credential)", re.IGNORECASE
+    r"(token(?!s)|secret|password|passwd|authorization|api[_-]?key|credential)", re.IGNORECASE
 )
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 # Other HTTP credentials ("Basic dXNlcjpwdw=="); capitalised and 8+ characters, so
