@@ -91,12 +91,16 @@ def schema_errors(validator: Any, arguments: dict[str, Any]) -> list[str]:
     """Where ``arguments`` break the schema (at most 5 messages; empty if they conform)."""
     if validator is None:
         return []
-    found = []
-    for error in validator.iter_errors(arguments):
-        where = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
-        found.append(f"{where}: {excerpt(error.message, 300)}")
-        if len(found) == _MAX_ERRORS:
-            break
+    found: list[str] = []
+    try:
+        for error in validator.iter_errors(arguments):
+            where = "$" + "".join(f"[{p!r}]" for p in error.absolute_path)
+            found.append(f"{where}: {excerpt(error.message, 300)}")
+            if len(found) == _MAX_ERRORS:
+                break
+    except Exception:  # noqa: BLE001 - an unresolvable $ref, a runaway recursion ...
+        # The server's schema is broken, not the model's call: let the server judge.
+        return []
     return found
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "TOY_SERVER",
     "child_pids",
     "gone",
+    "open_fds",
     "toy_entry",
     "toy_settings",
     "toy_spec",
@@ -67,6 +68,11 @@ def toy_settings(root: Path, **overrides: Any) -> AgentSettings:
     values: dict[str, Any] = {"roots": (str(root),), "start_timeout_s": 20.0}
     values.update(overrides)
     return AgentSettings(**values)
+
+
+def open_fds() -> set[int]:
+    """This process's open file descriptors (to show a server left no pipe behind)."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 def child_pids(parent: int | None = None) -> list[int]:

@@ -7,10 +7,12 @@ Waits are bounded with ``trio.fail_after``; nothing here sleeps.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -18,6 +20,7 @@ import trio
 from agents.agent_support import (
     child_pids,
     gone,
+    open_fds,
     toy_entry,
     toy_settings,
     toy_spec,
@@ -34,6 +37,7 @@ from orchestrator.agent import (
     open_toolbox,
     probe,
 )
+from orchestrator.agent.schema_bridge import BridgedTool, exposed_names, schema_errors
 from orchestrator.inference.responses_types import FunctionTool
 
 GIT_SERVER = Path(sys.executable).parent / "mcp-server-git"
@@ -178,7 +182,7 @@ async def test_a_slow_call_times_out_and_the_server_stays_usable(tmp_path: Path)
 
 
 async def test_cancellation_mid_call_leaves_no_process(tmp_path: Path) -> None:
-    pid = 0
+    pid, fds = 0, open_fds()
     called = trio.Event()
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -195,6 +199,7 @@ async def test_cancellation_mid_call_leaves_no_process(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
     await gone(pid)
     assert pid not in child_pids()
+    assert open_fds() <= fds
 
 
 async def test_an_error_in_the_block_stops_the_servers_and_comes_out_bare(tmp_path: Path) -> None:
@@ -225,7 +230,7 @@ async def test_a_server_dying_mid_call_is_reported(tmp_path: Path) -> None:
 
 
 async def test_a_server_that_exits_at_once_fails_with_its_stderr(tmp_path: Path) -> None:
-    before = set(child_pids())
+    before, fds = set(child_pids()), open_fds()
     with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
         async with open_toolbox([toy_spec("ok"), toy_spec("bad", "exit")], toy_settings(tmp_path)):
             pytest.fail("the toolbox must not open")
@@ -233,17 +238,20 @@ async def test_a_server_that_exits_at_once_fails_with_its_stderr(tmp_path: Path)
     assert "exited or closed the connection before it was ready" in info.value.reason
     assert "broken: refusing to start (mode=exit)" in info.value.reason  # its stderr
     assert set(child_pids()) <= before  # the good server was stopped too
+    assert open_fds() <= fds  # and no pipe was left open
 
 
 @pytest.mark.parametrize("mode", ["hang", "noise"])
 async def test_a_server_that_hangs_in_initialize_times_out(tmp_path: Path, mode: str) -> None:
-    before = set(child_pids())
+    before, fds = set(child_pids()), open_fds()
     settings = toy_settings(tmp_path, start_timeout_s=0.5)
     with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
         async with open_toolbox([toy_spec(mode=mode)], settings):
             pytest.fail("the toolbox must not open")
     assert "did not start, initialize and list its tools within 0.5 s" in info.value.reason
+    assert f"broken: hanging (mode={mode})" in info.value.reason
     assert set(child_pids()) <= before
+    assert open_fds() <= fds
 
 
 async def test_a_command_that_does_not_exist(tmp_path: Path) -> None:
@@ -363,3 +371,37 @@ async def test_published_mcp_server_git(git_repo: Path, tmp_path: Path) -> None:
         assert "outside the allowed roots" in refused.text
     assert missing.is_error
     assert "'repo_path' is a required property" in missing.text
+
+
+# -- the schema bridge, without a server --
+
+
+def test_exposed_names_are_valid_unique_and_short() -> None:
+    pairs = [("fs", "read.file"), ("fs", "read_file"), ("my server", "x" * 80), ("fs", "")]
+    assert exposed_names(pairs[:2], namespaced=False) == ["read_file", "read_file_2"]
+    names = exposed_names(pairs, namespaced=True)
+    assert names[:2] == ["fs__read_file", "fs__read_file_2"]
+    assert names[2] == ("my_server__" + "x" * 80)[:64]
+    assert names[3] == "fs__tool"
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in names)
+
+
+@pytest.mark.parametrize(
+    ("schema", "arguments", "errors"),
+    [
+        (None, {"anything": 1}, []),
+        ({"$schema": "http://json-schema.org/draft-07/schema#", "properties": {}}, {}, []),
+        ({"type": "object", "properties": {"a": {"$ref": "https://example.test/x"}}}, {"a": 1}, []),
+        ({"type": "object", "properties": {"a": {"type": "nonsense"}}}, {"a": 1}, []),
+        ({"type": "object", "required": ["q"]}, {}, ["$: 'q' is a required property"]),
+    ],
+)
+def test_odd_server_schemas_never_break_a_call(
+    schema: Any, arguments: dict[str, Any], errors: list[str]
+) -> None:
+    tool = BridgedTool.build(name="t", server="s", remote_name="t", description="", schema=schema)
+    assert tool.parameters["type"] == "object"
+    assert isinstance(tool.parameters["properties"], dict)
+    assert "$schema" not in tool.parameters
+    assert tool.description == "The t tool of MCP server s."
+    assert schema_errors(tool.validator, arguments) == errors
