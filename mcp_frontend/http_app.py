@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_HOST",
     "MCP_PATH",
     "BearerTokenGuard",
+    "LoopbackHostGuard",
     "build_http_app",
     "check_exposure",
     "is_loopback",
@@ -56,12 +57,47 @@ class BearerTokenGuard:
         self._expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check the token on HTTP requests; pass lifespan events through."""
+        """Check the token on HTTP requests; refuse websockets; pass lifespan events through."""
+        if scope["type"] == "websocket":
+            # Nothing here speaks websocket; close before any app (or its auth) sees it.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http":
             given = dict(scope["headers"]).get(b"authorization", b"")
             # Constant-time comparison: the token must not leak through timing.
             if not hmac.compare_digest(given, self._expected):
                 await _unauthorized(send)
+                return
+        await self._app(scope, receive, send)
+
+
+class LoopbackHostGuard:
+    """ASGI middleware: HTTP requests must name this machine in ``Host`` (or get 421).
+
+    Used on loopback binds in front of the observability endpoints (the SDK
+    checks ``/mcp`` the same way): without it, a web page could rebind its own
+    host name to 127.0.0.1 and read ``/status`` and ``/metrics`` from the
+    user's browser.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 421 to an HTTP request whose ``Host`` is not a loopback name."""
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
+            if not is_loopback(name):
+                body = b"Invalid Host header"
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 421,
+                        "headers": [(b"content-length", str(len(body)).encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
                 return
         await self._app(scope, receive, send)
 
@@ -135,6 +171,8 @@ def build_http_app(
     app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     if observability is not None:
         app = route_observability(app, observability)
+        if is_loopback(host):
+            app = LoopbackHostGuard(app)
     return BearerTokenGuard(app, token) if token is not None else app
 
 
@@ -204,7 +242,8 @@ async def serve_observability(
         ConfigError: a non-loopback ``host`` without a token.
     """
     check_exposure(host, token)
-    app: ASGIApp = BearerTokenGuard(observability, token) if token is not None else observability
+    app: ASGIApp = LoopbackHostGuard(observability) if is_loopback(host) else observability
+    app = BearerTokenGuard(app, token) if token is not None else app
     await _serve_asgi(
         app, host=host, port=port, shutdown_trigger=shutdown_trigger, task_status=task_status
     )
