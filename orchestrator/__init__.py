@@ -38,6 +38,7 @@ from orchestrator.errors import (
     VerifyFailed,
     WaitTimeout,
 )
+from orchestrator.feed import Dropped, Subscription, TransitionEvent
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.status import ModelStatus
@@ -57,6 +58,7 @@ __all__ = [
     "CapacityExhausted",
     "Config",
     "ConfigError",
+    "Dropped",
     "Input",
     "InvalidModelName",
     "InvalidRequest",
@@ -74,6 +76,8 @@ __all__ = [
     "OrchestratorError",
     "Overloaded",
     "State",
+    "Subscription",
+    "TransitionEvent",
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
