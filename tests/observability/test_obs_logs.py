@@ -11,7 +11,10 @@ import pytest
 import structlog
 import trio
 import trio.testing
+from mcp import Client
 
+from mcp_frontend.server import build_server
+from mcp_frontend.settings import FrontendSettings
 from orchestrator import BackendRejected, BreakerOpen, Config, VerifyFailed, open_orchestrator
 from orchestrator.feed import TransitionEvent
 from orchestrator.logs import REDACTED, configure_logging, dropped_lines, register_secret
@@ -169,3 +172,21 @@ def test_a_terminal_gets_readable_text_not_json() -> None:
     assert "sk-1" not in out
     with pytest.raises(json.JSONDecodeError):
         json.loads(out.splitlines()[0])
+
+
+async def test_an_inference_error_is_one_warning_with_its_fields(logs: LogCapture) -> None:
+    async with (
+        open_orchestrator(FakeBackend(["real"])) as orch,
+        Client(build_server(orch, settings=FrontendSettings())) as client,
+    ):
+        with trio.fail_after(30):
+            result = await client.call_tool(
+                "chat_completion",
+                {"model": "missing", "messages": [{"role": "user", "content": "hi"}]},
+            )
+    assert result.is_error
+    [line] = logs.events("inference_error")
+    assert line["level"] == "warning"
+    assert (line["model"], line["endpoint"], line["attempt"]) == ("(other)", "chat", 1)
+    assert line["error_type"] == "UnknownModel"
+    assert "missing" in line["error"]
