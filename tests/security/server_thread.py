@@ -11,11 +11,14 @@ the call with ``trio.fail_after``.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import httpx
 import msgspec
 import pytest
 import trio
-from fakes import Reply, open_simulator
+from fakes import Reply, Simulator, open_simulator
 from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
@@ -118,6 +121,7 @@ class ServerThread:
         self._stop: trio.Event | None = None
         self._client: Client | None = None
         self._server: MCPServer[Any] | None = None
+        self._sim: Simulator | None = None
         self._failure: BaseException | None = None
         self.tools: list[Tool] = []
         self._thread = threading.Thread(target=self._run, name="mcp-server", daemon=True)
@@ -136,6 +140,7 @@ class ServerThread:
             open_simulator(jit=True, api_token=self._sim_token) as sim,
             InferenceClient(timeout_s=5) as inference,
         ):
+            self._sim = sim
             sim.script(QWEN, *[Reply(content=JSON_ANSWER)] * SCRIPTED_ANSWERS)
             backend = make_backend(sim, api_token=self._backend_token)
             try:
@@ -184,6 +189,19 @@ class ServerThread:
                 return await client.call_tool(tool, arguments)
 
         return trio.from_thread.run(bounded, trio_token=self._token)
+
+    def script(self, model: str, *replies: Reply) -> None:
+        """Queue the simulator's next answers for ``model``."""
+        assert self._token is not None, "not started"
+        assert self._sim is not None, "not started"
+        trio.from_thread.run_sync(
+            partial(self._sim.script, model, *replies), trio_token=self._token
+        )
+
+    def model_requests(self) -> list[Any]:
+        """The bodies of every inference request the simulator received, in order."""
+        assert self._sim is not None, "not started"
+        return [c.body for c in self._sim.requests() if c.path.startswith("/v1/")]
 
     def call_unencoded(self, tool: str, arguments: dict[str, Any]) -> str | None:
         """Call ``tool`` on the server object, skipping the client's JSON encoding.
@@ -241,6 +259,8 @@ def serve_in_thread(
     *,
     sim_token: str | None = None,
     backend_token: str | None = None,
+    mcp_servers: dict[str, Any] | None = None,
+    agent_roots: tuple[Path, ...] = (),
     **settings: Any,
 ) -> Iterator[ServerThread]:
     """Run the stack with images allowed under ``tmp/images`` (plus ``settings``).
@@ -248,18 +268,21 @@ def serve_in_thread(
     Remote images, when ``allow_remote_images`` is set, come from a mock web
     (``https://images.example/cat.png`` is the one picture); nothing leaves the process.
     ``sim_token`` makes the simulator require an API token, ``backend_token`` is
-    the one the backend sends.
+    the one the backend sends. Agent tools see ``mcp_servers`` (none by
+    default) and ``agent_roots`` (by default the agent's own default).
     """
     images = tmp / "images"
     images.mkdir(exist_ok=True)
     # Agent tools find no MCP server to start (an empty mcp.json), and nothing
     # reads the real home directory.
     mcp_json = tmp / "mcp.json"
-    mcp_json.write_text('{"mcpServers": {}}', encoding="utf-8")
+    mcp_json.write_text(json.dumps({"mcpServers": mcp_servers or {}}), encoding="utf-8")
     fields: dict[str, Any] = {"allowed_image_roots": (str(images),), "progress_interval_s": 0.01}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HOME", str(tmp))
         env.setenv("LMSORCH_AGENT_MCP_CONFIG", str(mcp_json))
+        if agent_roots:
+            env.setenv("LMSORCH_AGENT_ROOTS", os.pathsep.join(str(r) for r in agent_roots))
         server = ServerThread(
             FrontendSettings(**(fields | settings)),
             sim_token=sim_token,
