@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import trio
+from backends.llamacpp_support import Procs
 
 from orchestrator.agent import AgentSettings, ServerSpec
 
@@ -91,14 +91,5 @@ def child_pids(parent: int | None = None) -> list[int]:
     return found
 
 
-async def gone(pid: int, timeout_s: float = 10.0) -> None:
-    """Wait (bounded) until ``pid`` has fully exited; a pidfd wakes us, no polling."""
-    with trio.fail_after(timeout_s):
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        finally:
-            os.close(fd)
+# Wait (bounded) until a pid has fully exited; a pidfd wakes us, no polling.
+gone = Procs.gone
