@@ -16,7 +16,8 @@ The format is Claude Code's and LM Studio's::
         "remote": {"type": "http", "url": "https://host/mcp",
                    "headers": {"Authorization": "Bearer ${TOKEN}"}}}}
 
-``type`` may be ``stdio``, ``http`` or ``streamable-http`` (both HTTP spellings are
+The top-level key may also be ``servers`` (VS Code's spelling). ``type`` may be
+``stdio``, ``http`` or ``streamable-http`` (both HTTP spellings are
 the streamable HTTP transport); without it, ``command`` means stdio and ``url``
 means HTTP. ``${VAR}`` and ``${VAR:-default}`` are expanded in ``command``,
 ``args``, ``env``, ``cwd``, ``url`` and ``headers`` from the environment (the
@@ -130,17 +131,18 @@ def expand_vars(text: str, environ: Mapping[str, str], *, server: str, field: st
 
 
 def _runs_this_server(command: str, args: tuple[str, ...]) -> bool:
-    """Whether a stdio entry would start this orchestrator (``lmsorch``, ``-m mcp_frontend``)."""
-    tokens = [command, *args]
-    for i, token in enumerate(tokens):
-        base = PurePath(token).name.lower().removesuffix(".exe")
+    """Whether a stdio entry would start this orchestrator (``lmsorch``, ``-m mcp_frontend``).
+
+    Words inside arguments count too, so ``sh -c "exec lmsorch serve"`` is caught.
+    """
+    words = [word for token in (command, *args) for word in token.split()]
+    for i, word in enumerate(words):
+        base = PurePath(word).name.lower().removesuffix(".exe")
         base = re.split(r"[=<>@\[]", base, maxsplit=1)[0]  # uvx lmsorch==0.1 / pkg[extra]
-        if base in _SELF_NAMES and (i == 0 or tokens[i - 1] != "-c"):
+        if base in _SELF_NAMES:
             return True
-        if token == "-m" and i + 1 < len(tokens):
-            module = tokens[i + 1].split(".", 1)[0]
-            if module in _SELF_NAMES:
-                return True
+        if word == "-m" and i + 1 < len(words) and words[i + 1].split(".", 1)[0] in _SELF_NAMES:
+            return True
     return False
 
 

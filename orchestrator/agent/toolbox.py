@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types as types
 import msgspec
 import trio
@@ -340,6 +341,7 @@ async def _run_server(
     """Open one server, report its session, and keep it open until ``stop`` is set."""
     cwd = _server_cwd(spec, roots) if spec.transport == "stdio" else roots[0]
     stderr = _StderrTail() if spec.transport == "stdio" else None
+    http_errors: list[str] = []
     started = False
     try:
         async with trio.open_nursery() as nursery:
@@ -348,7 +350,7 @@ async def _run_server(
             deadline = trio.current_time() + settings.start_timeout_s
             with trio.CancelScope(deadline=deadline) as start_scope:
                 try:
-                    async with _connect(spec, cwd, roots, stderr) as client:
+                    async with _connect(spec, cwd, roots, stderr, http_errors) as client:
                         if stderr is not None:
                             stderr.release()  # the child holds its own copy now
                         tools = await _list_tools(client)
@@ -365,7 +367,8 @@ async def _run_server(
                     cause = _first(exc)
                     if isinstance(cause, MCPError) and cause.code == types.CONNECTION_CLOSED:
                         reason = "it exited or closed the connection before it was ready"
-                    raise McpServerFailed(spec.name, _with_stderr(reason, stderr)) from exc
+                    reason = _with_stderr(reason, stderr, http_errors)
+                    raise McpServerFailed(spec.name, reason) from exc
                 finally:
                     if stderr is not None:
                         stderr.release()
@@ -379,6 +382,7 @@ async def _run_server(
                         f"did not start, initialize and list its tools within "
                         f"{settings.start_timeout_s:g} s",
                         stderr,
+                        http_errors,
                     ),
                 )
     except BaseExceptionGroup as group:
@@ -387,20 +391,29 @@ async def _run_server(
         raise leaf from leaf.__cause__
 
 
-def _with_stderr(reason: str, stderr: _StderrTail | None) -> str:
+def _with_stderr(reason: str, stderr: _StderrTail | None, http_errors: Sequence[str]) -> str:
+    """The reason, with the last HTTP error status and the tail of the server's stderr."""
+    if http_errors:
+        reason = f"{reason} ({http_errors[-1]})"
     tail = stderr.text() if stderr is not None else ""
     return f"{reason}; stderr: {tail}" if tail else reason
 
 
 @asynccontextmanager
 async def _connect(
-    spec: ServerSpec, cwd: Path, roots: Sequence[Path], stderr: _StderrTail | None
+    spec: ServerSpec,
+    cwd: Path,
+    roots: Sequence[Path],
+    stderr: _StderrTail | None,
+    http_errors: list[str],
 ) -> AsyncIterator[Client]:
     """An initialized MCP client for ``spec``.
 
     stdio uses the initialize handshake every server speaks; HTTP negotiates
     (``auto``), because the SDK's handshake-era HTTP path leaves response
     streams unclosed (trio then warns about unfinished async generators).
+    HTTP error statuses are noted in ``http_errors``: the SDK reports them
+    without the status.
     """
     callback = _roots_callback(roots)
     if spec.transport == "stdio":
@@ -414,7 +427,16 @@ async def _connect(
             yield client
     else:
         assert spec.url is not None
+
+        async def note_status(response: httpx2.Response) -> None:
+            if response.status_code >= 400:
+                hint = (
+                    " - check the headers in mcp.json" if response.status_code in (401, 403) else ""
+                )
+                http_errors.append(f"HTTP {response.status_code}{hint}")
+
         async with create_mcp_http_client(headers=dict(spec.headers)) as http:
+            http.event_hooks["response"].append(note_status)
             transport = streamable_http_client(spec.url, http_client=http)
             async with Client(transport, mode="auto", list_roots_callback=callback) as client:
                 yield client

@@ -183,6 +183,7 @@ def test_expand_vars_leaves_plain_dollars_alone() -> None:
         {"command": "python", "args": ["-m", "mcp_frontend.cli", "serve"]},
         {"command": "uvx", "args": ["lmsorch==0.1.0", "serve"]},
         {"command": "uvx", "args": ["--from", "lmstudio-orchestrator", "lmsorch"]},
+        {"command": "sh", "args": ["-c", "exec lmsorch serve --backend llamacpp"]},
     ],
 )
 def test_this_server_itself_is_never_offered(tmp_path: Path, entry: dict[str, Any]) -> None:
@@ -195,9 +196,13 @@ def test_this_server_itself_is_never_offered(tmp_path: Path, entry: dict[str, An
 def test_similar_names_are_not_mistaken_for_this_server(tmp_path: Path) -> None:
     reg = registry(
         tmp_path,
-        {"a": {"command": "lmsorch-helper"}, "b": {"command": "python", "args": ["-m", "mcp"]}},
+        {
+            "a": {"command": "lmsorch-helper"},
+            "b": {"command": "python", "args": ["-m", "mcp"]},
+            "c": {"command": "sh", "args": ["-c", "echo not-lmsorch"]},
+        },
     )
-    assert sorted(reg.servers()) == ["a", "b"]
+    assert sorted(reg.servers()) == ["a", "b", "c"]
 
 
 def test_allow_and_deny_lists_with_deny_winning(tmp_path: Path) -> None:

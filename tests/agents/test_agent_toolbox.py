@@ -320,6 +320,7 @@ async def test_streamable_http_server_with_headers(tmp_path: Path) -> None:
             reason = await probe(anonymous, toy_settings(tmp_path, start_timeout_s=5))
             assert reason is not None
             assert "MCP server 'anon' failed" in reason
+            assert "HTTP 401 - check the headers in mcp.json" in reason
             assert token not in reason
             nursery.cancel_scope.cancel()
 
