@@ -9,8 +9,9 @@ form (``2130706433``, ``0x7f000001``, ``127.1``, IPv4-mapped, NAT64, 6to4 or
 IPv4-compatible IPv6). The connection then goes to the address that was
 checked (the ``Host`` header and TLS server name keep the original host), so a
 DNS answer that changes between the check and the connection (rebinding)
-cannot redirect it. The body is read as a stream and abandoned as soon as it
-passes the size limit.
+cannot redirect it. The body is asked for and accepted uncompressed only (a
+small gzip body could inflate far past the limit in one chunk), read as a
+stream and abandoned as soon as it passes the size limit.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def _pinned(
     return http.build_request(
         "GET",
         target.copy_with(host=address),
-        headers={"Host": target.netloc.decode("ascii")},
+        # Identity only: a compressed body would be inflated before the size limit sees it.
+        headers={"Host": target.netloc.decode("ascii"), "Accept-Encoding": "identity"},
         extensions=extensions,
         timeout=timeout_s,
     )
@@ -170,6 +172,9 @@ async def _read(resp: httpx.Response, url: httpx.URL, limit: int) -> bytes:
     shown = str(url)[:200]
     if resp.status_code != 200:
         raise ToolError(f"fetching {shown} answered HTTP {resp.status_code}")
+    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ToolError(f"the image at {shown} came {encoding}-encoded; only identity is accepted")
     declared = resp.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ToolError(f"the image at {shown} is {declared} bytes; the limit is {limit}")

@@ -211,6 +211,25 @@ async def test_a_lying_content_length_does_not_lift_the_limit() -> None:
     assert pulled[0] <= LIMIT // 1024 + 1
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+async def test_compressed_bodies_are_refused_before_inflating(encoding: str) -> None:
+    async def bomb() -> AsyncIterator[bytes]:
+        yield b"\x1f\x8b" + b"\0" * 64  # never decoded: refused on the header
+
+    recorder = Recorder(
+        {
+            "https://images.example/bomb.png": lambda: httpx.Response(
+                200, headers={"content-encoding": encoding}, content=bomb()
+            )
+        }
+    )
+
+    message = await refused(recorder, "https://images.example/bomb.png")
+
+    assert "only identity is accepted" in message
+    assert recorder.requests[0].headers["accept-encoding"] == "identity"
+
+
 async def test_a_declared_oversize_is_refused_before_reading() -> None:
     pulled = [0]
 
