@@ -40,7 +40,7 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         max_schema_depth: deepest subschema nesting a JSON schema may have.
         max_schema_bytes: largest JSON schema accepted (encoded size).
         remote_image_timeout_s: deadline for fetching one remote image.
-        progress_interval_s: how often a waiting tool looks for state changes to report.
+        progress_interval_s: how long a waiting tool stays quiet before it reports progress.
     """
 
     allowed_image_roots: tuple[str, ...] = ()
