@@ -3,9 +3,11 @@
 Whatever the source, an image is accepted only if its bytes start like a
 PNG, JPEG, GIF or WebP file (the magic bytes decide, never the name or a
 declared type) and it is within ``max_image_bytes``. Files are checked after
-resolving symlinks, so a link inside a root cannot point outside it; nothing
+resolving symlinks, so a link inside a root cannot point outside it, and again
+after opening, where the system says the open file is (Linux), so swapping a
+directory for a link between the check and the open does not help. Nothing
 hidden below a root (a ``.ssh``, ``.aws`` or ``.git`` directory, a ``.env``
-file) is read; files are opened without following a final symlink and without
+file) is read. Files are opened without following a final symlink and without
 blocking (a FIFO is refused, not waited on).
 """
 
@@ -101,24 +103,37 @@ def _resolve(raw: str, roots: tuple[Path, ...]) -> Path:
         )
     # resolve() follows every symlink, so the root check sees the real location.
     resolved = Path(raw).expanduser().resolve()
+    _check_inside(resolved, roots, raw[:200])
+    return resolved
+
+
+def _check_inside(resolved: Path, roots: tuple[Path, ...], shown: str) -> None:
+    """Refuse a real path outside every root, or hidden below its root."""
     root = next((r for r in roots if resolved.is_relative_to(r)), None)
     if root is None:
-        shown = ", ".join(str(r) for r in roots)
+        listed = ", ".join(str(r) for r in roots)
         raise ToolError(
-            f"image path {raw[:200]!r} is outside the allowed roots ({shown}); "
+            f"image path {shown!r} is outside the allowed roots ({listed}); "
             "set LMSORCH_MCP_ALLOWED_IMAGE_ROOTS to allow more"
         )
     # Credentials live in hidden directories (~/.ssh, ~/.aws, ~/.gnupg, ~/.config,
     # .git, .env): never read below a root through one, even when a root is broad.
     if any(part.startswith(".") for part in resolved.relative_to(root).parts):
         raise ToolError(
-            f"image path {raw[:200]!r} is in a hidden file or directory under {root}; "
+            f"image path {shown!r} is in a hidden file or directory under {root}; "
             "hidden paths are never read (credentials live there)"
         )
-    return resolved
 
 
-def _read_file(path: Path, limit: int) -> bytes:
+def _opened_path(fd: int) -> Path | None:
+    """Where an open file really is (Linux ``/proc``); None where that cannot be known."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
+def _read_file(path: Path, limit: int, roots: tuple[Path, ...]) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -127,6 +142,11 @@ def _read_file(path: Path, limit: int) -> bytes:
     except OSError as exc:
         raise ToolError(f"cannot open image {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
+        # A directory swapped for a symlink between the check and the open would
+        # land elsewhere: check again where the opened file really is.
+        opened = _opened_path(f.fileno())
+        if opened is not None:
+            _check_inside(opened, roots, str(path))
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ToolError(f"{path} is not a regular file")
@@ -149,8 +169,9 @@ async def _load(source: str, settings: FrontendSettings, fetcher: RemoteFetcher)
         return _accept(source[:200], data, limit)
     if "://" in source:
         raise ToolError(f"unsupported image source {source[:80]!r}: use a path, data: or http(s)")
-    path = _resolve(source, settings.image_roots())
-    return _accept(str(path), await trio.to_thread.run_sync(_read_file, path, limit), limit)
+    roots = settings.image_roots()
+    path = _resolve(source, roots)
+    return _accept(str(path), await trio.to_thread.run_sync(_read_file, path, limit, roots), limit)
 
 
 async def load_images(

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from mcp_frontend import images
+from mcp_frontend.errors import ToolError
+from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 
 from .server_thread import PNG_1PX, ServerThread, message, serve_in_thread
@@ -140,3 +143,27 @@ def test_without_a_root_image_files_are_off(
 
     assert failed
     assert "image files are off" in text
+
+
+async def test_a_directory_swapped_for_a_link_after_the_check_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "album").mkdir(parents=True)
+    outside.mkdir()
+    (root / "album" / "cat.png").write_bytes(PNG_1PX)
+    (outside / "cat.png").write_bytes(PNG_1PX)
+    checked = images._resolve
+
+    def check_then_swap(raw: str, roots: tuple[Path, ...]) -> Path:
+        # The race: the path passes the check, then the directory becomes a link out.
+        resolved = checked(raw, roots)
+        (root / "album").rename(root / "old-album")
+        (root / "album").symlink_to(outside, target_is_directory=True)
+        return resolved
+
+    monkeypatch.setattr(images, "_resolve", check_then_swap)
+    settings = FrontendSettings(allowed_image_roots=(str(root),))
+
+    with pytest.raises(ToolError, match="outside the allowed roots"):
+        await images.load_images([str(root / "album" / "cat.png")], settings, RemoteFetcher())
