@@ -72,6 +72,8 @@ class ObservabilityApp:
         elif path == "/status":
             body = _encoder.encode({"models": self._models(), "running": self._running()})
             await _respond(send, 200, _JSON, body, head=method == "HEAD")
+        elif method == "HEAD":
+            await _respond(send, 200, _NDJSON, b"", head=True)
         else:
             await self._events(receive, send)
 

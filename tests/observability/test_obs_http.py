@@ -44,9 +44,9 @@ async def test_the_http_transport_serves_metrics_and_status_behind_its_token() -
             status = await get(f"{base}/status", token=TOKEN)
             with trio.fail_after(10):
                 async with httpx.AsyncClient(trust_env=False) as client:
-                    post = await client.post(
-                        f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
-                    )
+                    auth = {"Authorization": f"Bearer {TOKEN}"}
+                    post = await client.post(f"{base}/metrics", headers=auth)
+                    head = await client.head(f"{base}/events", headers=auth)
             nursery.cancel_scope.cancel()
     assert (bare.status_code, wrong.status_code) == (401, 401)
     assert metrics.status_code == 200
@@ -55,6 +55,8 @@ async def test_the_http_transport_serves_metrics_and_status_behind_its_token() -
     assert value(samples, "lmsorch_loaded_models") == 1
     assert status.json()["models"][0]["state"] == "READY"
     assert post.status_code == 405
+    assert (head.status_code, head.text) == (200, "")
+    assert head.headers["content-type"] == "application/x-ndjson"
 
 
 async def test_status_and_watch_commands_follow_a_running_server() -> None:
