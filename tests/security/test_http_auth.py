@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -23,8 +23,9 @@ from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.status_app import ObservabilityApp, StatusSource
 from orchestrator import ConfigError, open_orchestrator
-from orchestrator.logs import configure_logging
 from orchestrator.testing import FakeBackend
+
+from .capture import captured_logs
 
 TOKEN = "http-SECRET-4d2f8b1c9e"
 PATHS = ["/mcp", "/metrics", "/status", "/events", "/", "/mcp/../metrics", "/nope"]
@@ -42,42 +43,38 @@ BAD_HEADERS: list[dict[str, str]] = [
 ]
 
 
-class _ServerSide(logging.Filter):
-    # The test's own HTTP client (httpx, httpcore) logs the URLs it requests.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.name.startswith(("httpx", "httpcore"))
-
-
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:
-    """The server's logs (structlog and stdlib) at debug level."""
-    out = io.StringIO()
-    configure_logging("debug", stream=out, json=True)
-    handler = logging.StreamHandler(out)
-    handler.addFilter(_ServerSide())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    """The server's logs at debug level (the test's own HTTP client left out)."""
+    with captured_logs(ignore=("httpx", "httpcore")) as out:
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        configure_logging("warning", stream=io.StringIO(), json=True)
 
 
-@pytest.fixture
-async def base_url() -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(token: str | None) -> AsyncIterator[str]:
+    """The HTTP transport with the observability endpoints, on loopback; yields its base URL."""
     async with open_orchestrator(FakeBackend(["model-a"])) as orch:
         server = build_server(orch, settings=FrontendSettings(progress_interval_s=0.01))
         observability = ObservabilityApp(StatusSource(orch.metrics, orch))
         async with trio.open_nursery() as nursery:
             [base] = await nursery.start(
-                partial(serve_http, server, port=0, token=TOKEN, observability=observability)
+                partial(serve_http, server, port=0, token=token, observability=observability)
             )
             yield base
             nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def base_url() -> AsyncIterator[str]:
+    async with serving(TOKEN) as base:
+        yield base
+
+
+@pytest.fixture
+async def open_base_url() -> AsyncIterator[str]:
+    """Loopback, no token: what ``lmsorch serve --http 127.0.0.1:PORT`` runs."""
+    async with serving(None) as base:
+        yield base
 
 
 async def test_every_path_refuses_every_wrong_credential(base_url: str, logs: io.StringIO) -> None:
@@ -179,20 +176,6 @@ async def test_websockets_are_closed_even_with_the_token() -> None:
     await guard(scope, receive, send)
 
     assert sent == [{"type": "websocket.close", "code": 1008}]
-
-
-@pytest.fixture
-async def open_base_url() -> AsyncIterator[str]:
-    """Loopback, no token: what ``lmsorch serve --http 127.0.0.1:PORT`` runs."""
-    async with open_orchestrator(FakeBackend(["model-a"])) as orch:
-        server = build_server(orch, settings=FrontendSettings(progress_interval_s=0.01))
-        observability = ObservabilityApp(StatusSource(orch.metrics, orch))
-        async with trio.open_nursery() as nursery:
-            [base] = await nursery.start(
-                partial(serve_http, server, port=0, token=None, observability=observability)
-            )
-            yield base
-            nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("path", ["/status", "/metrics", "/mcp"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult
 
-from orchestrator.logs import REDACTED, configure_logging, redact
+from orchestrator.logs import REDACTED, redact
 
+from .capture import captured_logs
 from .server_thread import serve_in_thread
 
 TOKEN = "sk-lm-SECRET-0f3c9a7e5d"
@@ -32,20 +32,8 @@ WRONG = "sk-lm-WRONG-77aa01bb"
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:
     """Everything logged, structlog and stdlib alike, at debug level."""
-    out = io.StringIO()
-    configure_logging("debug", stream=out, json=True)
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s %(args)s"))
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with captured_logs() as out:
         yield out
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
-        configure_logging("warning", stream=io.StringIO(), json=True)
 
 
 def dump(result: CallToolResult) -> str:
