@@ -153,11 +153,14 @@ async def serve(options: ServeOptions) -> None:
                     nursery.cancel_scope.cancel()
             outer.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # One failure (e.g. a port already in use) is reported as itself, not as a group.
-        if len(group.exceptions) == 1:
-            exc = group.exceptions[0]
-            raise exc from exc.__cause__
-        raise
+        # One failure (e.g. a port already in use, which hypercorn wraps in a group of
+        # its own) is reported as itself, not as nested groups.
+        lone: BaseException = group
+        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
+            lone = lone.exceptions[0]
+        if lone is group:
+            raise
+        raise lone from lone.__cause__
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(config.shutdown_timeout_s):
             await backend.aclose()

@@ -250,3 +250,24 @@ async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) ->
     assert "lmsorch_loaded_models 0.0" in metrics.text
     assert status == {"models": [], "running": True}
     assert proc.returncode == 0, stderr.decode()
+
+
+async def test_a_taken_metrics_port_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
+    env |= {"HOME": str(tmp_path), "LMSORCH_LLAMACPP_MODELS_DIR": str(tmp_path)}
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "mcp_frontend", "--metrics", f"127.0.0.1:{port}"]
+        with trio.fail_after(60):
+            done = await trio.run_process(
+                command, stdin=subprocess.DEVNULL, capture_stderr=True, env=env, check=False
+            )
+    assert done.returncode == 1
+    assert (
+        done.stderr.decode()
+        .strip()
+        .endswith("lmsorch serve: error: [Errno 98] Address already in use")
+    )
+    assert b"Traceback" not in done.stderr
