@@ -265,9 +265,7 @@ async def test_a_taken_metrics_port_is_a_one_line_error(tmp_path: Path) -> None:
                 command, stdin=subprocess.DEVNULL, capture_stderr=True, env=env, check=False
             )
     assert done.returncode == 1
-    assert (
-        done.stderr.decode()
-        .strip()
-        .endswith("lmsorch serve: error: [Errno 98] Address already in use")
-    )
+    last = done.stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("lmsorch serve: error: ")
+    assert "in use" in last
     assert b"Traceback" not in done.stderr
