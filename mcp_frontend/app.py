@@ -34,6 +34,7 @@ from mcp_frontend.http_app import (
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.status_app import ObservabilityApp, StatusSource
+from mcp_frontend.stdio import serve_stdio
 from orchestrator import Config, ConfigError, Metrics, open_orchestrator
 from orchestrator.inference import InferenceClient
 from orchestrator.logs import configure_logging
@@ -136,7 +137,7 @@ async def serve(options: ServeOptions) -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
                     if options.http is None:
-                        await server.run_stdio_async()
+                        await serve_stdio(server)
                     else:
                         host, port = options.http
                         run = partial(
