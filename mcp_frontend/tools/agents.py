@@ -24,6 +24,7 @@ from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
 from mcp_frontend.inference_call import check_prompt_size, resolve_model
 from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature
+from orchestrator import UnknownModel
 from orchestrator.agent import (
     AgentSettings,
     McpRegistry,
@@ -89,6 +90,10 @@ def register(
             check_rounds(max_rounds, settings)
         name = await resolve_model(deps, model)
         with tool_errors():
+            # An unknown model fails here, before any MCP server is started.
+            keys = [m.key for m in await deps.orch.catalog()]
+            if name not in keys:
+                raise UnknownModel(name, keys)
             async with open_toolbox(specs, settings) as tools:
                 result = await run_agent(
                     deps.orch,

@@ -20,7 +20,7 @@ from backends.llamacpp_support import Procs
 from orchestrator import Config, open_orchestrator
 from orchestrator.agent.loop import run_agent
 from orchestrator.agent.toolbox import open_toolbox
-from orchestrator.agent.trace import AgentResult, StopReason
+from orchestrator.agent.trace import AgentResult, Api, StopReason
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.backends.provision import fetch_demo_model
 from orchestrator.config import LlamaCppSettings
@@ -47,34 +47,7 @@ async def backend(models_dir: Path) -> AsyncIterator[LlamaCppBackend]:
     assert child_pids() == [], "a child process was left behind"
 
 
-@pytest.mark.parametrize("api", ["chat", "responses"])
-async def test_real_model_agent_run_ends_cleanly(
-    backend: LlamaCppBackend, tmp_path: Path, api: str
-) -> None:
-    settings = toy_settings(tmp_path, max_rounds=3, deadline_s=45.0, call_timeout_s=10.0)
-    config = Config(verify_deadline_s=10.0, retry_initial_s=0.05, retry_jitter_s=0.0)
-    with trio.fail_after(90):
-        async with (
-            open_orchestrator(backend, config) as orch,
-            InferenceClient(timeout_s=40) as client,
-            open_toolbox([toy_spec()], settings) as tools,
-        ):
-            result = await run_agent(
-                orch,
-                client,
-                tools,
-                "Add 2 and 3 with the add tool, then tell me the sum.",
-                model=MODEL,
-                settings=settings,
-                api="chat" if api == "chat" else "responses",
-                max_tokens=48,
-                temperature=0.0,
-            )
-            runs = orch.metrics.registry.get_sample_value(
-                "lmsorch_agent_run_duration_seconds_count",
-                {"server": "toy", "success": str(result.trace.success).lower()},
-            )
-    assert isinstance(result, AgentResult)
+def check(result: AgentResult, api: str) -> None:
     trace = result.trace
     assert trace.stop_reason in get_args(StopReason)
     assert 0 <= trace.rounds <= 3
@@ -86,4 +59,37 @@ async def test_real_model_agent_run_ends_cleanly(
         assert trace.errors, "an error stop says what went wrong"
     else:
         assert trace.rounds >= 1
-    assert runs == 1.0
+
+
+async def test_real_model_agent_runs_end_cleanly(backend: LlamaCppBackend, tmp_path: Path) -> None:
+    settings = toy_settings(tmp_path, max_rounds=3, deadline_s=45.0, call_timeout_s=10.0)
+    config = Config(verify_deadline_s=10.0, retry_initial_s=0.05, retry_jitter_s=0.0)
+    apis: tuple[Api, ...] = ("chat", "responses")
+    with trio.fail_after(120):
+        async with (
+            open_orchestrator(backend, config) as orch,
+            InferenceClient(timeout_s=40) as client,
+            open_toolbox([toy_spec()], settings) as tools,
+        ):
+            for api in apis:  # one model load for both wire modes
+                result = await run_agent(
+                    orch,
+                    client,
+                    tools,
+                    "Add 2 and 3 with the add tool, then tell me the sum.",
+                    model=MODEL,
+                    settings=settings,
+                    api=api,
+                    max_tokens=48,
+                    temperature=0.0,
+                )
+                check(result, api)
+            registry = orch.metrics.registry
+            runs = sum(
+                registry.get_sample_value(
+                    "lmsorch_agent_run_duration_seconds_count", {"server": "toy", "success": s}
+                )
+                or 0.0
+                for s in ("true", "false")
+            )
+    assert runs == 2.0
