@@ -22,6 +22,7 @@ from mcp.types import CallToolResult, TextContent
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, Orchestrator, State, open_orchestrator
+from orchestrator.agent import AgentSettings
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
 
 from .chaos import RecordingBackend
@@ -79,9 +80,17 @@ def tool_text(result: CallToolResult) -> str:
 
 @asynccontextmanager
 async def open_stack(
-    sim: Simulator, tmp_path: Path, *, lms_cli: str | None = None, **config: Any
+    sim: Simulator,
+    tmp_path: Path,
+    *,
+    lms_cli: str | None = None,
+    agent_settings: AgentSettings | None = None,
+    **config: Any,
 ) -> AsyncIterator[Stack]:
-    """Run the orchestrator (``FAST`` with ``config`` overrides) and an MCP session on ``sim``."""
+    """Run the orchestrator (``FAST`` with ``config`` overrides) and an MCP session on ``sim``.
+
+    The agent tools find their MCP servers through ``agent_settings`` (none by default).
+    """
     inner = make_backend(sim, lms_cli=lms_cli, load_timeout_s=2.0, cli_timeout_s=2.0)
     conf = msgspec.structs.replace(FAST, **config)
     backend = RecordingBackend(inner, max_ttl_s=conf.max_ttl_s)
@@ -90,7 +99,14 @@ async def open_stack(
         async with (
             InferenceClient(timeout_s=5) as inference,
             open_orchestrator(backend, conf) as orch,
-            Client(build_server(orch, settings=settings, inference_client=inference)) as mcp,
+            Client(
+                build_server(
+                    orch,
+                    settings=settings,
+                    inference_client=inference,
+                    agent_settings=agent_settings or AgentSettings(roots=(str(tmp_path),)),
+                )
+            ) as mcp,
         ):
             yield Stack(sim=sim, backend=backend, orch=orch, inference=inference, mcp=mcp)
     finally:

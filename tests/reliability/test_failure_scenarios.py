@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from agents.agent_support import child_pids as agent_child_pids
+from agents.agent_support import toy_entry, write_mcp_json
 from fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from fakes.fixtures import install_fake_lms, remove_lms
+from mcp.types import CallToolResult
 
 from orchestrator import (
     BackendRejected,
@@ -26,6 +29,7 @@ from orchestrator import (
     State,
     VerifyFailed,
 )
+from orchestrator.agent import AgentSettings
 
 from .probes import child_pids, open_fds, pid_alive, task_names
 from .stack import GEMMA, GPT, QWEN, chat_request, open_stack, tool_text
@@ -185,6 +189,36 @@ async def test_concurrent_loading_of_one_model_is_one_load_with_one_outcome(
     assert answers == [expected] * 50
     assert len(sim.cli_runs("load")) == 1
     assert max(stack.backend.max_in_flight.values()) == 1
+
+
+async def test_concurrent_agent_runs_share_one_load_and_leave_no_tool_server(
+    sim: Simulator, lms: str, tmp_path: Path
+) -> None:
+    servers = write_mcp_json(tmp_path / "mcp.json", {"toy": toy_entry()})
+    agents = AgentSettings(mcp_config=str(servers), roots=(str(tmp_path),), start_timeout_s=30.0)
+    gate = sim.faults.hold_load(QWEN)
+    results: dict[int, CallToolResult] = {}
+    async with open_stack(sim, tmp_path, lms_cli=lms, agent_settings=agents) as stack:
+
+        async def run(n: int) -> None:
+            arguments = {"mcp_name": "toy", "task": f"task number {n}"}
+            results[n] = await stack.mcp.call_tool("autonomous_with_mcp", arguments)
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for n in range(4):
+                    nursery.start_soon(run, n)
+                await sim.wait_for(lambda: bool(sim.cli_runs("load")))
+                gate.set()
+    for n, result in results.items():
+        assert not result.is_error, tool_text(result)
+        assert result.structured_content is not None
+        assert result.structured_content["success"] is True
+        assert f"task number {n}" in result.structured_content["answer"]  # its own answer
+    assert len(results) == 4
+    assert len(sim.cli_runs("load")) == 1
+    assert sim.count("/v1/chat/completions") == 4
+    assert agent_child_pids() == []  # every run's toy server is gone
 
 
 async def test_many_models_stay_bounded_lru_idle_evicted_first_in_use_never(
