@@ -229,7 +229,9 @@ async def test_a_server_dying_mid_call_is_reported(tmp_path: Path) -> None:
     await gone(pid)
 
 
-async def test_a_server_that_exits_at_once_fails_with_its_stderr(tmp_path: Path) -> None:
+async def test_a_server_that_exits_at_once_fails_with_its_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     before, fds = set(child_pids()), open_fds()
     with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
         async with open_toolbox([toy_spec("ok"), toy_spec("bad", "exit")], toy_settings(tmp_path)):
@@ -239,6 +241,8 @@ async def test_a_server_that_exits_at_once_fails_with_its_stderr(tmp_path: Path)
     assert "broken: refusing to start (mode=exit)" in info.value.reason  # its stderr
     assert set(child_pids()) <= before  # the good server was stopped too
     assert open_fds() <= fds  # and no pipe was left open
+    out, err = capfd.readouterr()
+    assert "refusing to start" not in out + err  # the child's stderr went to the capture only
 
 
 @pytest.mark.parametrize("mode", ["hang", "noise"])
