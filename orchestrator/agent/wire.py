@@ -126,7 +126,6 @@ class ChatWire:
         self._tools = tools or None
         self._max_tokens = max_tokens
         self._temperature = temperature
-        self._latest = len(self.messages)  # where the latest round's messages start
 
     async def ask(self, model: HeldModel, round_: int) -> Turn:
         """Send the history; append the assistant message; return the answer."""
@@ -154,7 +153,6 @@ class ChatWire:
             )
             for i, tc in enumerate(message.tool_calls or ())
         )
-        self._latest = len(self.messages)
         # The assistant message goes back as sent, ids filled in where the server
         # gave none (a tool message must name its call). Reasoning is not replayed:
         # chat templates drop it, and it would only eat the context budget.
@@ -195,12 +193,14 @@ class ChatWire:
     def fit(self, budget: int) -> tuple[bool, int]:
         """Drop the oldest tool outputs (not the latest round's) until within ``budget``."""
         size, dropped = self.size(), 0
-        for i in range(self._latest):
+        # The latest round (its assistant message and what answers it) is always kept.
+        latest = max((i for i, m in enumerate(self.messages) if m.role == "assistant"), default=0)
+        for i in range(latest):
             if size <= budget:
                 break
             msg = self.messages[i]
-            if msg.role != "tool" or msg.content == DROPPED_NOTE:
-                continue
+            if msg.role != "tool" or len(msg.text) <= len(DROPPED_NOTE):
+                continue  # not an output, already dropped, or too short to gain anything
             size -= _message_size(msg) - len(DROPPED_NOTE)
             self.messages[i] = msgspec.structs.replace(msg, content=DROPPED_NOTE)
             dropped += 1

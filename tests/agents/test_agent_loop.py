@@ -7,20 +7,23 @@ the wire shapes are checked as sent, not as built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
 import trio
 import trio.testing
 from fakes import Reply, ScriptedCall
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.loop_support import QWEN, SETTINGS, FakeTools, Result, Stack, bodies, sim_stack
 from orchestrator import InvalidRequest, UnknownModel
 from orchestrator.agent import AgentSettings, McpServerFailed
 from orchestrator.agent.loop import TOOL_ERROR_PREFIX, run_agent
 from orchestrator.agent.trace import AgentResult, AgentTrace
-from orchestrator.agent.wire import DROPPED_NOTE
+from orchestrator.agent.wire import DROPPED_NOTE, Call, ChatWire
+from orchestrator.inference import ChatMessage, InferenceClient
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -442,3 +445,45 @@ async def test_every_run_is_measured_and_the_trace_encodes(stack: Stack) -> None
     assert (ok, failed) == (1.0, 1.0)
     decoded = msgspec.json.decode(msgspec.json.encode(result.trace), type=AgentTrace)
     assert decoded == result.trace
+
+
+# -- the context budget, as a property --
+
+
+@given(
+    rounds=st.lists(st.lists(st.integers(0, 300), min_size=1, max_size=3), max_size=6),
+    budget=st.integers(1, 3000),
+)
+def test_fit_drops_only_old_outputs_and_fits_when_it_says_so(
+    rounds: list[list[int]], budget: int
+) -> None:
+    wire = ChatWire(
+        cast(InferenceClient, None),  # fit() sends nothing
+        task="t" * 50,
+        instructions="i" * 50,
+        tools=[],
+        max_tokens=None,
+        temperature=None,
+    )
+    for r, sizes in enumerate(rounds):
+        calls = [Call(id=f"{r}-{i}", name="f", arguments="{}") for i in range(len(sizes))]
+        wire.messages.append(ChatMessage(role="assistant", content="a"))
+        wire.answer(calls, ["x" * n for n in sizes])
+    before = list(wire.messages)
+    fits, dropped = wire.fit(budget)
+
+    assert fits == (wire.size() <= budget)
+    changed = [i for i, (a, b) in enumerate(zip(before, wire.messages, strict=True)) if a != b]
+    assert len(changed) == dropped
+    latest = max((i for i, m in enumerate(before) if m.role == "assistant"), default=0)
+    for i in changed:
+        assert before[i].role == "tool"
+        assert i < latest  # the latest round is never touched
+        assert wire.messages[i].content == DROPPED_NOTE
+        assert len(before[i].text) > len(DROPPED_NOTE)  # dropping always shrinks
+    # Oldest first, and all the way when it still does not fit: nothing left that could go.
+    end = latest if not fits else (changed[-1] if changed else 0)
+    if end:
+        for i in range(end):
+            m = wire.messages[i]
+            assert m.role != "tool" or len(m.text) <= len(DROPPED_NOTE)
