@@ -11,6 +11,7 @@ from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
+from mcp_frontend.chat import split_reasoning
 from orchestrator.agent import AgentResult, ToolCallTrace
 
 __all__ = [
@@ -92,11 +93,12 @@ def _call_out(call: ToolCallTrace) -> ToolCallOut:
 
 
 def agent_out(result: AgentResult) -> AgentOut:
-    """Convert a run's result for the tool output."""
+    """Convert a run's result for the tool output (a leading ``<think>`` block is reasoning)."""
     t = result.trace
+    answer, reasoning = split_reasoning(result.answer, result.reasoning)
     return AgentOut(
-        answer=result.answer,
-        reasoning=result.reasoning,
+        answer=answer,
+        reasoning=reasoning,
         success=t.success,
         trace=AgentTraceOut(
             model=t.model,

@@ -117,7 +117,7 @@ async def test_autonomous_with_mcp_runs_a_task_and_reports_progress(agents: Agen
     agents.sim.script(
         QWEN,
         Reply(tool_calls=(call("add", "1", a=2, b=3),)),
-        Reply(content="2 + 3 = 5", reasoning="add them"),
+        Reply(content="<think>add them</think>2 + 3 = 5"),  # inline reasoning
     )
     seen: list[tuple[float, float | None, str | None]] = []
 
