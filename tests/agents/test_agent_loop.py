@@ -6,6 +6,8 @@ the wire shapes are checked as sent, not as built.
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +26,7 @@ from orchestrator.agent.loop import TOOL_ERROR_PREFIX, run_agent
 from orchestrator.agent.trace import AgentResult, AgentTrace
 from orchestrator.agent.wire import DROPPED_NOTE, Call, ChatWire
 from orchestrator.inference import ChatMessage, InferenceClient
+from orchestrator.logs import configure_logging
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -487,3 +490,32 @@ def test_fit_drops_only_old_outputs_and_fits_when_it_says_so(
         for i in range(end):
             m = wire.messages[i]
             assert m.role != "tool" or len(m.text) <= len(DROPPED_NOTE)
+
+
+async def test_each_run_logs_one_event_without_task_answer_or_tool_output(stack: Stack) -> None:
+    async def secret(_args: dict[str, Any]) -> Result:
+        return Result("tool-output-c4f1")
+
+    stack.sim.script(
+        QWEN,
+        Reply(tool_calls=(call("secret", "1", token="argument-9d2e"),)),
+        Reply(content="answer-77ab"),
+    )
+    out = io.StringIO()
+    configure_logging("debug", stream=out, json=True)
+    try:
+        await run(stack, tools(secret=secret), task="task-text-5e0c")
+    finally:
+        configure_logging("warning", stream=io.StringIO(), json=True)  # as tests/conftest.py
+    text = out.getvalue()
+    for private in ("task-text-5e0c", "answer-77ab", "tool-output-c4f1", "argument-9d2e"):
+        assert private not in text
+    [event] = [e for e in map(json.loads, text.splitlines()) if e.get("event") == "agent_run"]
+    assert {k: event[k] for k in ("model", "api", "servers", "rounds", "stop_reason")} == {
+        "model": QWEN,
+        "api": "chat",
+        "servers": ["fake"],
+        "rounds": 2,
+        "stop_reason": "answer",
+    }
+    assert (event["tool_calls"], event["tool_errors"]) == (1, 0)
