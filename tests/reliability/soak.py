@@ -77,10 +77,17 @@ SOAK_CONFIG = Config(
 )
 """Small bounds so faults resolve within a round (the plan's defaults are minutes)."""
 
+LOAD_TIMEOUT_S = 1.0
+"""The backend's deadline for one ``lms load`` (a hung one is killed then)."""
 ANSWER_BOUND_S = 15.0
 """Longest any one call may take before it counts as unanswered (a violation)."""
-SETTLE_BOUND_S = 10.0
-"""Longest actors may take to settle once faults stop and clients finish."""
+SETTLE_BOUND_S = (
+    SOAK_CONFIG.verify_deadline_s
+    + SOAK_CONFIG.retry_attempts * LOAD_TIMEOUT_S
+    + SOAK_CONFIG.unload_timeout_s
+)
+"""Longest actors may take to settle once the faults stop: a load attempt under way
+may run out its attempts, then verify; an expiry may still be unloading."""
 MEMORY_TOLERANCE_BYTES = 3 * 1024 * 1024
 """Allowed growth of traced memory between the first and the last round."""
 
@@ -339,7 +346,9 @@ async def run_soak(
             InferenceClient(timeout_s=5) as inference,
         ):
             # lms_cli is the fake on PATH (install_fake_lms, done by the test).
-            inner = make_backend(sim, http_timeout_s=2.0, cli_timeout_s=2.0, load_timeout_s=1.0)
+            inner = make_backend(
+                sim, http_timeout_s=2.0, cli_timeout_s=2.0, load_timeout_s=LOAD_TIMEOUT_S
+            )
             backend = RecordingBackend(inner, max_ttl_s=SOAK_CONFIG.max_ttl_s)
             chaos = Chaos(sim, LLMS, rng)
             try:
