@@ -210,9 +210,14 @@ async def test_the_side_server_binds_loopback_unless_a_token_guards_it(
         await serve_observability(app, host="0.0.0.0", port=0, token=None)
 
 
-async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) -> None:
+def _server_env(tmp_path: Path) -> dict[str, str]:
+    """A server subprocess's environment: no inherited settings, no models (llama.cpp)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
-    env |= {"HOME": str(tmp_path), "LMSORCH_LLAMACPP_MODELS_DIR": str(tmp_path)}
+    return env | {"HOME": str(tmp_path), "LMSORCH_LLAMACPP_MODELS_DIR": str(tmp_path)}
+
+
+async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) -> None:
+    env = _server_env(tmp_path)
     stderr = bytearray()
     found = trio.Event()
     url: list[str] = []
@@ -253,8 +258,7 @@ async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) ->
 
 
 async def test_a_taken_metrics_port_is_a_one_line_error(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
-    env |= {"HOME": str(tmp_path), "LMSORCH_LLAMACPP_MODELS_DIR": str(tmp_path)}
+    env = _server_env(tmp_path)
     with trio.socket.socket() as taken:
         await taken.bind(("127.0.0.1", 0))
         taken.listen()
