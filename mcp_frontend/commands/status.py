@@ -138,6 +138,7 @@ async def watch(url: str, out: TextIO, *, count: int | None = None, timeout: flo
     import json
 
     import httpx
+    import trio
 
     target = f"{_base(url)}/events"
     seen = 0
@@ -149,19 +150,24 @@ async def watch(url: str, out: TextIO, *, count: int | None = None, timeout: flo
             client.stream("GET", target, headers=_headers()) as response,
         ):
             _check(response, target)
-            async for line in response.aiter_lines():
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                if item.get("type") == "snapshot":
-                    out.write(format_table(item.get("models", [])))
-                    out.write("-- watching transitions (Ctrl-C to stop)\n")
-                else:
-                    out.write(format_event(item))
-                    seen += item.get("type") == "transition"
-                out.flush()
-                if count is not None and seen >= count:
-                    return
+            # Stopping early (--count) cancels the read in progress: that unwinds httpx's
+            # nested body generators cleanly, where breaking out of the loop would not.
+            with trio.CancelScope() as reading:
+                async for line in response.aiter_lines():
+                    if reading.cancel_called or not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if item.get("type") == "snapshot":
+                        out.write(format_table(item.get("models", [])))
+                        out.write("-- watching transitions (Ctrl-C to stop)\n")
+                    else:
+                        out.write(format_event(item))
+                        seen += item.get("type") == "transition"
+                    out.flush()
+                    if count is not None and seen >= count:
+                        reading.cancel()
+            if reading.cancelled_caught:
+                return
     except httpx.HTTPError as exc:
         raise StatusError(f"cannot reach {target}: {str(exc) or type(exc).__name__}") from exc
     except (ValueError, KeyError) as exc:

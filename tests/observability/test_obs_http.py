@@ -62,15 +62,18 @@ async def test_the_http_transport_serves_metrics_and_status_behind_its_token() -
 async def test_status_and_watch_commands_follow_a_running_server() -> None:
     metrics = Metrics()
     source = StatusSource(metrics)  # the server starts before the orchestrator, as in serve
-    subscribed = trio.Event()
 
     class Out(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.subscribed = trio.Event()
+
         def write(self, s: str) -> int:
             if s.startswith("-- watching"):
-                subscribed.set()
+                self.subscribed.set()
             return super().write(s)
 
-    watched = Out()
+    watched, counted = Out(), Out()
     async with serving(source) as base:
         early = io.StringIO()
         await show(base + "/mcp", early)  # a trailing /mcp is accepted
@@ -88,7 +91,9 @@ async def test_status_and_watch_commands_follow_a_running_server() -> None:
                 table = io.StringIO()
                 await show(base, table)
                 nursery.start_soon(partial(watch, base, watched))
-                await subscribed.wait()
+                nursery.start_soon(partial(watch, base, counted, count=2))
+                await watched.subscribed.wait()
+                await counted.subscribed.wait()
                 await orch.unload("model-a")
                 await orch.ensure_loaded("model-a")
     header, row = table.getvalue().splitlines()
@@ -111,6 +116,8 @@ async def test_status_and_watch_commands_follow_a_running_server() -> None:
     ]
     assert re.fullmatch(r".*\(UNLOAD_REQUESTED, \d+\.\d{3}s in READY\)", transitions[0])
     assert lines[-1] == "-- the server stopped"
+    # --count 2 stops after two transitions, before the server does.
+    assert counted.getvalue().splitlines()[3:] == lines[3:5]
 
 
 async def test_the_status_command_line_exit_codes(
