@@ -96,17 +96,19 @@ class Subscription:
             return self._items.popleft()
         return None
 
-    def __aiter__(self) -> AsyncIterator[FeedItem]:
-        return self._iterate()
+    # A plain async iterator, not an async generator: a reader cancelled between two
+    # items leaves no suspended generator behind to be finalised by the garbage collector.
+    def __aiter__(self) -> Subscription:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[FeedItem]:
+    async def __anext__(self) -> FeedItem:
+        """Return the next item, waiting for one; stop once the feed is closed and drained."""
         while True:
             item = self.get_nowait()
             if item is not None:
-                yield item
-                continue
+                return item
             if self.closed:
-                return
+                raise StopAsyncIteration
             self._wakeup = trio.Event()
             await self._wakeup.wait()
 
