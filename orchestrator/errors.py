@@ -110,7 +110,9 @@ class UnknownModel(OrchestratorError):
         self.available = sorted(available)
         shown = ", ".join(self.available[:20]) or "none"
         more = f" (and {len(self.available) - 20} more)" if len(self.available) > 20 else ""
-        super().__init__(f"unknown model {model!r}; available models: {shown}{more}")
+        # Bounded: the name is whatever a caller sent (10 000 characters, say).
+        name = excerpt(repr(model), 80)
+        super().__init__(f"unknown model {name}; available models: {shown}{more}")
 
 
 class InvalidTransition(OrchestratorError):

@@ -32,6 +32,8 @@ from .server_thread import CrashLog, ServerThread, serve_in_thread
 EXAMPLES_PER_TOOL = 60
 """Per tool; with ~12 tools this keeps the module well under the suite's time budget."""
 
+MAX_ERROR_CHARS = 4000
+
 # What an internal failure looks like if it ever reaches a client.
 _LEAKS = ("Traceback (most recent call last)", 'File "/', "RecursionError", "<class '")
 
@@ -85,6 +87,8 @@ def check_outcome(tool: str, result: CallToolResult) -> str:
     )
     for leak in _LEAKS:
         assert leak not in message, f"{tool}: internal detail {leak!r} in {message[:500]!r}"
+    # One actionable line, not an echo of whatever was sent (a 300 000-character prompt).
+    assert len(message) <= MAX_ERROR_CHARS, f"{tool}: a {len(message)}-character error"
     return "error"
 
 
@@ -162,3 +166,26 @@ def test_numbers_only_the_wire_carries_are_refused_or_handled(
     outcomes[(tool, "non-finite")] += 1
     if message is not None:
         assert field in message
+
+
+@pytest.mark.parametrize(
+    ("tool", "field"),
+    [
+        (name, field)
+        for name, tool in sorted(TOOLS.items())
+        for field, schema in sorted(tool.input_schema.get("properties", {}).items())
+        if "'string'" in str(schema)
+    ],
+)
+def test_a_huge_string_argument_is_not_echoed_back(
+    server: ServerThread, tool: str, field: str
+) -> None:
+    schema = TOOLS[tool].input_schema
+    arguments = {n: VALID_VALUES[n] for n in schema.get("required", [])}
+    arguments |= BASELINE.get(tool, {}) | {field: "a" * 10_000 + "\x1b[2J"}
+
+    result = server.call(tool, arguments)
+
+    outcomes[(tool, "huge-string")] += 1
+    check_outcome(tool, result)
+    assert "\x1b[2J" not in str(result.structured_content)
