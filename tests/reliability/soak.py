@@ -284,7 +284,7 @@ class _Run:
             try:
                 with trio.fail_after(ANSWER_BOUND_S):
                     await self.orch.reset_breaker(model)
-                    status = await self.orch.ensure_loaded(model)
+                    status = await self.orch.ensure_loaded(model, timeout_s=ANSWER_BOUND_S / 2)
                 if status.state is not State.READY:
                     self.violation(f"{model} recovered to {status.state}")
             except (OrchestratorError, trio.TooSlowError) as exc:
