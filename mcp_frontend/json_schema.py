@@ -8,11 +8,14 @@ the document, and ``$ref`` chains must not loop back without descending into
 the value (``{"$ref": "#"}`` would recurse forever on any answer); recursive
 schemas that descend (a tree whose ``children`` items are ``{"$ref": "#"}``) are
 fine. Checking an answer never raises: a schema or answer that cannot be
-checked is reported as one of its errors.
+checked is reported as one of its errors. A ``pattern`` that nests quantifiers
+(``(a+)+``) could backtrack for hours on a crafted answer and would block the
+server's event loop, so answers are not checked against it (a warning says so).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +25,7 @@ import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
 import msgspec
 import referencing.exceptions
 
-__all__ = ["SchemaReport", "answer_errors", "check_schema"]
+__all__ = ["SchemaReport", "answer_errors", "check_schema", "risky_pattern"]
 
 # Keywords whose value is a schema, a list of schemas, or a map of name -> schema.
 _ONE = (
@@ -48,6 +51,22 @@ _TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
 _MAX_ERRORS = 10
 _MAX_ANSWER_DEPTH = 200
 _MISSING = object()
+# A group containing a quantifier, itself quantified: (a+)+, (\w*x)*, (a{2,})+ ...
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}](?:[^()\\]|\\.)*\)\s*(?:[*+]|\{\d*,)")
+
+
+def risky_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` nests quantifiers, which can make a regex take exponential time."""
+    return _NESTED_QUANTIFIER.search(pattern) is not None
+
+
+def _pattern_unless_risky(
+    validator: Any, pattern: Any, instance: Any, schema: Any
+) -> Iterator[jsonschema.ValidationError]:
+    if not isinstance(pattern, str) or not validator.is_type(instance, "string"):
+        return
+    if not risky_pattern(pattern) and not re.search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance[:200]!r} does not match {pattern!r}")
 
 
 @dataclass
@@ -102,6 +121,12 @@ def _walk(schema: dict[str, Any], report: SchemaReport, max_depth: int) -> bool:
             report.warnings.append(f"{path}: object without 'properties'")
         if "array" in kinds and "items" not in node and "prefixItems" not in node:
             report.warnings.append(f"{path}: array without 'items'")
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and risky_pattern(pattern):
+            report.warnings.append(
+                f"{path}: pattern {pattern[:100]!r} nests quantifiers (exponential time on some "
+                "strings); answers are not checked against it"
+            )
         stack.extend((p, sub, depth + 1) for p, sub in _subschemas(node, path))
     return True
 
@@ -235,7 +260,8 @@ def answer_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
     """
     if not _json_depth(instance, _MAX_ANSWER_DEPTH):
         return [f"$: the answer nests deeper than {_MAX_ANSWER_DEPTH} levels; not checked"]
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = jsonschema.validators.extend(base, {"pattern": _pattern_unless_risky})
     found = []
     try:
         for error in cls(schema).iter_errors(instance):

@@ -107,3 +107,23 @@ def test_chat_reports_an_uncheckable_schema_as_a_schema_error(server: ServerThre
     assert out is not None
     assert out["content"] == JSON_ANSWER
     assert out["schema_errors"][0].startswith("$: the schema has a $ref that cannot be resolved")
+
+
+@pytest.mark.parametrize("pattern", ["^(a+)+$", "(a*)*b", "^(\\w+\\s?)*$", "(a{2,})+$", "(x+x+)+y"])
+def test_a_catastrophic_pattern_is_not_run_on_the_answer(pattern: str) -> None:
+    # Unguarded, re.search backtracks ~2^24 ways here (seconds; 2^40 at 40 characters:
+    # hours, with the event loop stalled) and then reports a mismatch.
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+
+    assert answer_errors({"a": "a" * 24 + "!"}, schema) == []
+    report = check_schema(schema, max_depth=16, max_bytes=65536)
+    assert report.valid
+    assert "nests quantifiers" in report.warnings[0]
+
+
+@pytest.mark.parametrize("pattern", ["^[a-z]+$", "(ab)+", "^\\d{3}-\\d{4}$", "^([a-z]+)?$"])
+def test_ordinary_patterns_are_still_checked(pattern: str) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+
+    assert answer_errors({"a": "!!"}, schema) == [f"$['a']: '!!' does not match {pattern!r}"]
+    assert check_schema(schema, max_depth=16, max_bytes=65536).warnings == []
