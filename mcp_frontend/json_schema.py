@@ -121,6 +121,15 @@ def _walk(schema: dict[str, Any], report: SchemaReport, max_depth: int) -> bool:
             report.warnings.append(f"{path}: object without 'properties'")
         if "array" in kinds and "items" not in node and "prefixItems" not in node:
             report.warnings.append(f"{path}: array without 'items'")
+        # Property-name regexes run inside jsonschema (patternProperties, additionalProperties),
+        # where they cannot be skipped: refuse the risky ones.
+        names = node.get("patternProperties")
+        for key in names if isinstance(names, dict) else ():
+            if risky_pattern(key):
+                report.errors.append(
+                    f"{path}/patternProperties: {key[:100]!r} nests quantifiers (exponential "
+                    "time on some names); use a simpler regex"
+                )
         pattern = node.get("pattern")
         if isinstance(pattern, str) and risky_pattern(pattern):
             report.warnings.append(

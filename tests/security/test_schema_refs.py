@@ -127,3 +127,13 @@ def test_ordinary_patterns_are_still_checked(pattern: str) -> None:
 
     assert answer_errors({"a": "!!"}, schema) == [f"$['a']: '!!' does not match {pattern!r}"]
     assert check_schema(schema, max_depth=16, max_bytes=65536).warnings == []
+
+
+def test_a_catastrophic_property_name_pattern_is_refused() -> None:
+    # jsonschema runs these on the answer's keys itself, so they cannot be skipped.
+    schema = {"type": "object", "patternProperties": {"^(a+)+$": {"type": "string"}}}
+
+    assert check(schema) == [
+        "#/patternProperties: '^(a+)+$' nests quantifiers (exponential time on some names); "
+        "use a simpler regex"
+    ]
