@@ -42,7 +42,8 @@ def validate_model_name(name: object) -> str:
         raise InvalidModelName(name, "contains a '..' path segment")
     if not _ALLOWED.fullmatch(name):
         bad = sorted({ch for ch in name if not _ALLOWED.fullmatch(ch)})
+        more = "..." if len(bad) > 8 else ""  # the message stays one short line
         raise InvalidModelName(
-            name, f"contains {''.join(bad)!r}; allowed: letters, digits and ._-/@:"
+            name, f"contains {''.join(bad[:8])!r}{more}; allowed: letters, digits and ._-/@:"
         )
     return name
