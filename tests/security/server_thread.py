@@ -31,6 +31,7 @@ from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, Tool
 
 from mcp_frontend.remote import RemoteFetcher
@@ -187,6 +188,22 @@ class ServerThread:
         async def bounded() -> CallToolResult:
             with trio.fail_after(CALL_DEADLINE_S):
                 return await client.call_tool(tool, arguments)
+
+        return trio.from_thread.run(bounded, trio_token=self._token)
+
+    def read(self, uri: str) -> str:
+        """Read resource ``uri``; returns its text, or ``error: <message>`` for an MCP error."""
+        assert self._token is not None, "not started"
+        assert self._client is not None, "not started"
+        client = self._client
+
+        async def bounded() -> str:
+            with trio.fail_after(CALL_DEADLINE_S):
+                try:
+                    result = await client.read_resource(uri)
+                except MCPError as exc:
+                    return f"error: {exc}"
+                return "".join(getattr(c, "text", "") for c in result.contents)
 
         return trio.from_thread.run(bounded, trio_token=self._token)
 

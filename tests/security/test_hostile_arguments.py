@@ -26,7 +26,7 @@ from mcp_frontend.server import build_server
 from orchestrator import open_orchestrator
 from orchestrator.testing import FakeBackend
 
-from .hostile import BASELINE, FIELD_POOLS, VALID_VALUES, arguments_for
+from .hostile import BASELINE, FIELD_POOLS, VALID_VALUES, arguments_for, hostile_names
 from .server_thread import CrashLog, ServerThread, serve_in_thread
 
 EXAMPLES_PER_TOOL = 60
@@ -189,3 +189,36 @@ def test_a_huge_string_argument_is_not_echoed_back(
     outcomes[(tool, "huge-string")] += 1
     check_outcome(tool, result)
     assert "\x1b[2J" not in str(result.structured_content)
+
+
+_URI_TAILS = st.one_of(
+    hostile_names.filter(lambda name: len(name) <= 10_000),
+    st.sampled_from(["", "/", "%00", "%2e%2e/%2e%2e", "?x=1#y", "\x00", "a" * 10_000]),
+)
+uris = st.one_of(
+    st.builds(lambda tail: f"lmsorch://status/{tail}", _URI_TAILS),
+    st.builds(lambda tail: f"lmsorch://{tail}", _URI_TAILS),
+    st.sampled_from(
+        ["file:///etc/passwd", "http://127.0.0.1/", "lmsorch:", "", "lmsorch://status/../models"]
+    ),
+)
+
+
+@settings(
+    max_examples=EXAMPLES_PER_TOOL * 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(uri=uris)
+def test_hostile_resource_uris_get_contents_or_a_clear_error(
+    server: ServerThread, crashes: CrashLog, uri: str
+) -> None:
+    before = len(crashes.crashes)
+
+    text = server.read(uri)
+
+    outcomes[("resources/read", "error" if text.startswith("error: ") else "result")] += 1
+    # (The SDK's "Unknown resource: <uri>" repeats the URI as sent, so no length bound here.)
+    for leak in _LEAKS:
+        assert leak not in text
+    assert not crashes.crashes[before:], crashes.crashes[before].getMessage()
