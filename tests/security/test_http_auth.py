@@ -192,3 +192,46 @@ async def test_a_rebound_host_name_cannot_read_a_loopback_server(
 
     assert refused.status_code == 421
     assert allowed.status_code == 200
+
+
+WIRE = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+BODIES = {
+    "deep arrays": b"[" * 100_000 + b"]" * 100_000,
+    "deep objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "not JSON": b"\x00\xff{{{",
+    "NaN params": b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":NaN}',
+    "20 MB": b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'
+    + b"a" * 20_000_000
+    + b'"}}',
+    "10 000-call batch": b"["
+    + b",".join(b'{"jsonrpc":"2.0","id":1,"method":"ping"}' for _ in range(10_000))
+    + b"]",
+}
+
+
+# The server answers 413 before our client has sent the whole 20 MB body; the client's
+# abandoned upload generator is finalized by trio, which warns.
+@pytest.mark.filterwarnings("ignore:Async generator 'httpx.*garbage collected:ResourceWarning")
+async def test_hostile_request_bodies_are_refused_and_the_server_keeps_serving(
+    open_base_url: str,
+) -> None:
+    statuses = {}
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=open_base_url, trust_env=False, timeout=30) as http:
+            for name, body in BODIES.items():
+                statuses[name] = (await http.post("/mcp", content=body, headers=WIRE)).status_code
+            hello = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "after", "version": "1"},
+                },
+            }
+            after = await http.post("/mcp", json=hello, headers=WIRE)
+
+    assert all(400 <= code < 500 for code in statuses.values()), statuses
+    assert statuses["20 MB"] == 413
+    assert after.status_code == 200
