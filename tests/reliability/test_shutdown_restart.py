@@ -127,6 +127,14 @@ async def test_sigkill_mid_load_then_restart_adopts_instead_of_loading_twice(
     (model,) = status["result"]["structuredContent"]["models"]
     assert (model["model"], model["state"]) == (QWEN, "READY")
     assert len(sim.cli_runs("load")) == 1  # adopted, not loaded twice
+    transitions = [
+        json.loads(line)
+        for line in (tmp_path / "server.log").read_text().splitlines()
+        if line.startswith("{") and '"transition"' in line
+    ]
+    assert {"src": "UNLOADED", "dst": "VERIFYING", "input": "DISCOVERED"} in [
+        {k: t[k] for k in ("src", "dst", "input")} for t in transitions
+    ]
     assert [r.identifier for r in sim.state.loads] == [QWEN]
     # Not ours to unload (we did not load it): it stays, and it has its TTL.
     assert sim.loaded() == [QWEN]
