@@ -59,15 +59,21 @@ async def stop(server: ServerProcess, sig: signal.Signals) -> None:
     await server.proc.wait()
 
 
-async def test_sigterm_mid_load_leaves_no_lms_and_nothing_untimed(
-    sim: Simulator, env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("how", ["SIGTERM", "stdin EOF"])
+async def test_stop_mid_load_leaves_no_lms_and_nothing_untimed(
+    sim: Simulator, env: dict[str, str], tmp_path: Path, how: str
 ) -> None:
     gate = sim.faults.hold_load(QWEN)
     with trio.fail_after(60):
         async with lmsorch_serve(env, tmp_path / "server.log") as server:
             await server.call_tool("load_model", {"model": QWEN})
             await sim.wait_for(lambda: bool(sim.cli_runs("load")))
-            await stop(server, signal.SIGTERM)
+            if how == "SIGTERM":
+                await stop(server, signal.SIGTERM)
+            else:
+                assert server.proc.stdin is not None
+                await server.proc.stdin.aclose()  # the client went away
+                await server.proc.wait()
         assert server.proc.returncode == 0
         (run,) = sim.cli_runs("load")
         assert not pid_alive(run.pid)  # the server killed and reaped its lms
