@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from orchestrator import ConfigError
+from orchestrator.paths import implicit_root
 
 __all__ = ["ENV_PREFIX", "FrontendSettings"]
 
@@ -80,11 +81,8 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         """
         if self.allowed_image_roots:
             return tuple(Path(r).expanduser().resolve() for r in self.allowed_image_roots)
-        cwd = Path.cwd().resolve()
-        home = Path.home().resolve()
-        if cwd == Path(cwd.anchor) or home.is_relative_to(cwd):
-            return ()
-        return (cwd,)
+        root = implicit_root()
+        return () if root is None else (root,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> FrontendSettings:

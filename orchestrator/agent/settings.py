@@ -16,7 +16,9 @@ from typing import Any
 
 import msgspec
 
+from orchestrator.agent.errors import PathNotAllowed
 from orchestrator.errors import ConfigError
+from orchestrator.paths import implicit_root
 
 __all__ = ["ENV_PREFIX", "AgentSettings"]
 
@@ -72,9 +74,24 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             )
 
     def resolved_roots(self) -> tuple[Path, ...]:
-        """Return the roots, ``~``-expanded and resolved (the current directory if none)."""
-        roots = self.roots or (os.getcwd(),)
-        return tuple(Path(r).expanduser().resolve() for r in roots)
+        """Return the roots, ``~``-expanded and resolved (the current directory if none).
+
+        Raises:
+            PathNotAllowed: no roots are set and the current directory is ``/``,
+                the home directory or above it: too broad to be the default root.
+        """
+        if self.roots:
+            return tuple(Path(r).expanduser().resolve() for r in self.roots)
+        root = implicit_root()
+        if root is None:
+            cwd = str(Path.cwd())
+            raise PathNotAllowed(
+                cwd,
+                (),
+                reason="no roots are set and the current directory is too broad to be the "
+                "default root (/, the home directory or above)",
+            )
+        return (root,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:

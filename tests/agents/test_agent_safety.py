@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.agent import PathNotAllowed
+from orchestrator.agent import AgentSettings, PathNotAllowed
 from orchestrator.agent.safety import check_arguments, check_path, is_path_like
 
 
@@ -108,3 +108,29 @@ def test_several_roots(tmp_path: Path) -> None:
     check_arguments({"src": str(a / "x"), "dst": str(b / "y")}, [a, b], base=a)
     with pytest.raises(PathNotAllowed):
         check_arguments({"dst": str(tmp_path / "c")}, [a, b], base=a)
+
+
+@pytest.mark.parametrize("cwd", ["/", "HOME", "HOME/.."])
+def test_no_default_root_when_the_current_directory_is_too_broad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cwd: str
+) -> None:
+    home = tmp_path / "home" / "me"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd.replace("HOME", str(home)))
+
+    with pytest.raises(PathNotAllowed, match="LMSORCH_AGENT_ROOTS"):
+        AgentSettings().resolved_roots()
+    # Explicit roots still work from there.
+    assert AgentSettings(roots=(str(home),)).resolved_roots() == (home.resolve(),)
+
+
+def test_a_project_directory_is_the_default_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home" / "me"
+    (home / "project").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(home / "project")
+
+    assert AgentSettings().resolved_roots() == ((home / "project").resolve(),)
