@@ -196,9 +196,11 @@ class Orchestrator:
         started = trio.current_time()
         outcome = "cancelled"
         try:
-            actor: ModelActor | None = None
-            with trio.move_on_after(timeout):
-                actor = await self._sup.actor_for(name)
+            # The hot path (a running actor) skips the cancel scope the catalogue wait needs.
+            actor = self._sup.running(name)
+            if actor is None:
+                with trio.move_on_after(timeout):
+                    actor = await self._sup.actor_for(name)
             if actor is None:
                 raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
             remaining = max(0.0, timeout - (trio.current_time() - started))

@@ -70,6 +70,13 @@ class Supervisor:
         """Return the live actors, sorted by model."""
         return [self._actors[k] for k in sorted(self._actors)]
 
+    def running(self, model: str) -> ModelActor | None:
+        """Return ``model``'s actor if it is running (no wait, no start), else None."""
+        actor = self._actors.get(model)
+        if self._closed or actor is None or actor.stopped:
+            return None
+        return actor
+
     async def actor_for(self, model: str) -> ModelActor:
         """Return ``model``'s actor, starting it on first use.
 
