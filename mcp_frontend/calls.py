@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from mcp_frontend.inference_call import Target
+from orchestrator import InferenceTarget
 from orchestrator.inference import (
     ChatCompletion,
     ChatRequest,
@@ -32,7 +32,7 @@ T = TypeVar("T")
 R = TypeVar("R", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest)
 _Req = TypeVar("_Req", contravariant=True)
 _Out = TypeVar("_Out", covariant=True)
-Call = Callable[[InferenceClient, Target], Awaitable[T]]
+Call = Callable[[InferenceClient, InferenceTarget], Awaitable[T]]
 
 
 class _Send(Protocol[_Req, _Out]):
@@ -51,7 +51,7 @@ class _Send(Protocol[_Req, _Out]):
 
 
 def _bind(send: _Send[R, T], request: R) -> Call[T]:
-    async def call(client: InferenceClient, t: Target) -> T:
+    async def call(client: InferenceClient, t: InferenceTarget) -> T:
         req = msgspec.structs.replace(request, ttl=t.ttl)
         return await send(
             client, base_url=t.base_url, headers=t.headers, model=t.identifier, request=req

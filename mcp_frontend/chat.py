@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 
 from mcp_frontend.errors import ToolError
-from mcp_frontend.inference_call import Target
 from mcp_frontend.json_schema import answer_errors, check_schema
 from mcp_frontend.schemas import ChatOut, ResponseFormatIn, usage_out
 from mcp_frontend.settings import FrontendSettings
+from orchestrator import InferenceTarget
 from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
 
 __all__ = ["chat_out", "response_format", "split_reasoning"]
@@ -72,7 +72,9 @@ def _decode(answer: str, schema: dict[str, Any]) -> tuple[Any, list[str]]:
     return parsed, answer_errors(parsed, schema)
 
 
-def chat_out(answer: ChatCompletion, target: Target, schema: dict[str, Any] | None) -> ChatOut:
+def chat_out(
+    answer: ChatCompletion, target: InferenceTarget, schema: dict[str, Any] | None
+) -> ChatOut:
     """Convert a chat answer; with ``schema``, decode the answer and check it."""
     message = answer.message
     content, reasoning = split_reasoning(message.text, message.reasoning_text)

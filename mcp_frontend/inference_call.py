@@ -1,59 +1,28 @@
-"""The one way a tool runs inference: under a lease, with one retry when the model was lost.
+"""The one way a tool runs inference: held by :func:`orchestrator.held_model.hold_model`.
 
-Every inference tool goes through :func:`run_inference`, so these rules hold
-for all of them:
-
-- the model is held by a lease for the whole call, so it cannot expire or be
-  evicted under the request;
-- when the backend answers "model not loaded" (LM Studio evicted it, a worker
-  died), the lease reports it lost, which sends the model back to UNLOADED,
-  and the call is retried once under a fresh lease, which reloads it;
-- waits for a load report MCP progress;
-- every call is counted in the inference metrics (a model this server does not
-  manage is counted as ``(other)``) and every failed one is logged.
+Every inference tool goes through :func:`run_inference`, so the core's rules
+(a lease for the whole call, one retry under a fresh lease when the backend
+lost the model, every attempt counted and every failure logged) hold for all of
+them; this module adds MCP progress while the model loads and turns failures
+into tool errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import structlog
-import trio
 from mcp.server.mcpserver import Context
 
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
 from mcp_frontend.progress import with_progress
-from orchestrator import ModelNotLoaded
+from orchestrator import InferenceTarget, Lease, hold_model
 from orchestrator.inference import InferenceClient
 
-__all__ = ["Target", "check_prompt_size", "resolve_model", "run_inference"]
+__all__ = ["check_prompt_size", "resolve_model", "run_inference"]
 
 T = TypeVar("T")
-_log = structlog.get_logger("mcp_frontend.inference")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one inference request goes.
-
-    Attributes:
-        model: the model key the caller asked for.
-        identifier: the backend instance serving it (what requests name).
-        base_url: the OpenAI-compatible endpoint, ending in ``/v1``.
-        headers: headers the backend requires (e.g. its API token).
-        ttl: the model's TTL in whole seconds, sent with requests so that a
-            just-in-time reload by the server still unloads by itself.
-    """
-
-    model: str
-    identifier: str
-    base_url: str
-    headers: Mapping[str, str]
-    ttl: int
 
 
 async def resolve_model(deps: Deps, model: str | None, *, embedding: bool = False) -> str:
@@ -79,40 +48,14 @@ async def resolve_model(deps: Deps, model: str | None, *, embedding: bool = Fals
     )
 
 
-@asynccontextmanager
-async def _leased(
-    deps: Deps, model: str, ctx: Context[Any, Any] | None
-) -> AsyncIterator[tuple[Target, Callable[[str], None]]]:
-    orch = deps.orch
-    async with AsyncExitStack() as stack:
-        lease = await with_progress(
-            ctx,
-            orch,
-            model,
-            lambda: stack.enter_async_context(orch.lease(model)),
-            interval_s=deps.settings.progress_interval_s,
-        )
-        backend = orch.backend
-        yield (
-            Target(
-                model=model,
-                identifier=lease.identifier,
-                base_url=backend.base_url(lease.identifier),
-                headers=backend.http_headers(),
-                ttl=max(1, round(lease.status.ttl_s)),
-            ),
-            lease.lost,
-        )
-
-
 async def run_inference(
     deps: Deps,
     model: str,
     endpoint: str,
-    call: Callable[[InferenceClient, Target], Awaitable[T]],
+    call: Callable[[InferenceClient, InferenceTarget], Awaitable[T]],
     *,
     ctx: Context[Any, Any] | None = None,
-) -> tuple[T, Target]:
+) -> tuple[T, InferenceTarget]:
     """Run ``call`` against ``model`` under a lease; retry once on a fresh lease if it was lost.
 
     Args:
@@ -128,36 +71,16 @@ async def run_inference(
     Raises:
         ToolError: every orchestrator or backend failure, with an actionable message.
     """
-    metrics = deps.orch.metrics
-    for attempt in (1, 2):
-        started = trio.current_time()
-        outcome = "error"
-        with tool_errors():
-            try:
-                async with _leased(deps, model, ctx) as (target, lost):
-                    try:
-                        result = await call(deps.inference.get(), target)
-                    except ModelNotLoaded as exc:
-                        outcome = "lost"
-                        lost(f"inference said: {exc}")
-                        if attempt == 2:
-                            raise
-                        continue
-                    outcome = "ok"
-                    return result, target
-            except Exception as exc:
-                _log.warning(
-                    "inference_error",
-                    model=metrics.model_label(model),
-                    endpoint=endpoint,
-                    attempt=attempt,
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                )
-                raise
-            finally:
-                metrics.inference(model, endpoint, outcome, trio.current_time() - started)
-    raise AssertionError("unreachable: the second attempt returns or raises")
+    client = deps.inference.get()
+
+    def wait(enter: Callable[[], Awaitable[Lease]]) -> Awaitable[Lease]:
+        interval_s = deps.settings.progress_interval_s
+        return with_progress(ctx, deps.orch, model, enter, interval_s=interval_s)
+
+    with tool_errors():
+        async with hold_model(deps.orch, model, endpoint=endpoint, wait=wait) as held:
+            result = await held.send(lambda target: call(client, target))
+            return result, held.target
 
 
 def check_prompt_size(deps: Deps, *texts: str | None) -> None:

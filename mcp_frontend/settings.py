@@ -17,8 +17,7 @@ from typing import Any
 
 import msgspec
 
-from orchestrator import ConfigError
-from orchestrator.paths import implicit_root
+from orchestrator import ConfigError, implicit_root
 
 __all__ = ["ENV_PREFIX", "FrontendSettings"]
 

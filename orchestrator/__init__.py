@@ -39,8 +39,10 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
+from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
+from orchestrator.paths import implicit_root
 from orchestrator.status import ModelStatus
 
 __all__ = [
@@ -59,11 +61,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "Dropped",
+    "HeldModel",
+    "InferenceTarget",
     "Input",
     "InvalidModelName",
     "InvalidRequest",
     "InvalidTransition",
     "Lease",
+    "LeaseWait",
     "LoadFailed",
     "LoadedModel",
     "Metrics",
@@ -81,5 +86,7 @@ __all__ = [
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
+    "hold_model",
+    "implicit_root",
     "open_orchestrator",
 ]

@@ -30,12 +30,12 @@ from typing import Final, Protocol
 import structlog
 import trio
 
-from orchestrator.agent.held_model import HeldModel, hold_model
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.agent.trace import AgentResult, AgentTrace, Api, StopReason, ToolCallTrace
 from orchestrator.agent.wire import Call, ChatWire, ResponsesWire, Turn, Wire
 from orchestrator.api import Orchestrator
 from orchestrator.errors import InvalidRequest, OrchestratorError, excerpt
+from orchestrator.held_model import HeldModel, hold_model
 from orchestrator.inference import InferenceClient, ResponsesTool, Tool
 
 __all__ = [
@@ -205,7 +205,7 @@ async def run_agent(
     try:
         with trio.move_on_after(settings.deadline_s) as deadline:
             await run.report(0, f"waiting for model {model}")
-            async with hold_model(orch, model) as held:
+            async with hold_model(orch, model, endpoint=api) as held:
                 await run.drive(held)
         if deadline.cancelled_caught:
             trace.stop_reason = "deadline"

@@ -25,7 +25,7 @@ from typing import Final, Literal, Protocol
 
 import msgspec
 
-from orchestrator.agent.held_model import HeldModel, Target
+from orchestrator.held_model import HeldModel, InferenceTarget
 from orchestrator.inference import (
     ChatCompletion,
     ChatMessage,
@@ -136,13 +136,13 @@ class ChatWire:
             temperature=self._temperature,
         )
 
-        async def send(t: Target) -> ChatCompletion:
+        async def send(t: InferenceTarget) -> ChatCompletion:
             req = msgspec.structs.replace(request, ttl=t.ttl)
             return await self._client.chat(
                 base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
             )
 
-        completion = await model.send(send, endpoint="chat")
+        completion = await model.send(send)
         choice = completion.choices[0]
         message = choice.message
         calls = tuple(
@@ -249,13 +249,13 @@ class ResponsesWire:
             temperature=self._temperature,
         )
 
-        async def send(t: Target) -> ModelResponse:
+        async def send(t: InferenceTarget) -> ModelResponse:
             req = msgspec.structs.replace(request, ttl=t.ttl)
             return await self._client.respond(
                 base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
             )
 
-        response = await model.send(send, endpoint="responses")
+        response = await model.send(send)
         self.previous_id = response.id
         calls = tuple(
             Call(

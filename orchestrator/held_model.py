@@ -1,0 +1,177 @@
+"""A model held under a lease while requests go to it, re-leased once if the backend lost it.
+
+Every inference path (the MCP tools' single calls and the agent loop's rounds)
+goes through :func:`hold_model`, so these rules hold for all of them:
+
+- the lease keeps the model READY (never expired, never evicted) while it is held;
+- when the backend still answers "model not loaded" (LM Studio evicted it, a
+  worker died), the lease reports it lost, which sends the model back to
+  UNLOADED, and the request is retried once under a fresh lease, which reloads it;
+- every request, and a lease that could not be taken, is counted in the
+  inference metrics (a model the orchestrator does not manage is counted as
+  ``(other)``) and every failure is logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+import trio
+
+from orchestrator.api import Lease, Orchestrator
+from orchestrator.errors import ModelNotLoaded
+
+__all__ = ["HeldModel", "InferenceTarget", "LeaseWait", "hold_model"]
+
+T = TypeVar("T")
+LeaseWait = Callable[[Callable[[], Awaitable[Lease]]], Awaitable[Lease]]
+"""Awaits the lease-taking function it is given, e.g. while reporting progress."""
+
+_log = structlog.get_logger("orchestrator.inference")
+
+
+@dataclass(frozen=True)
+class InferenceTarget:
+    """Where one inference request goes.
+
+    Attributes:
+        model: the model key the caller asked for.
+        identifier: the backend instance serving it (what requests name).
+        base_url: the OpenAI-compatible endpoint, ending in ``/v1``.
+        headers: headers the backend requires (e.g. its API token).
+        ttl: the model's TTL in whole seconds, sent with requests so that a
+            just-in-time reload by the server still unloads by itself.
+    """
+
+    model: str
+    identifier: str
+    base_url: str
+    headers: Mapping[str, str]
+    ttl: int
+
+
+async def _direct(enter: Callable[[], Awaitable[Lease]]) -> Lease:
+    return await enter()
+
+
+class HeldModel:
+    """A leased model that requests go to. Obtain one with :func:`hold_model`."""
+
+    def __init__(self, orch: Orchestrator, model: str, endpoint: str, wait: LeaseWait) -> None:
+        self._orch = orch
+        self._model = model
+        self._endpoint = endpoint
+        self._wait = wait
+        self._stack: AsyncExitStack | None = None
+        self._lease: Lease | None = None
+
+    async def _acquire(self) -> None:
+        stack = AsyncExitStack()
+        try:
+            self._lease = await self._wait(
+                lambda: stack.enter_async_context(self._orch.lease(self._model))
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _release(self) -> None:
+        stack, self._stack, self._lease = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def target(self) -> InferenceTarget:
+        """Where requests go now (the instance under the current lease)."""
+        if self._lease is None:
+            raise RuntimeError("the model is not held (its lease was released)")
+        backend = self._orch.backend
+        identifier = self._lease.identifier
+        return InferenceTarget(
+            model=self._model,
+            identifier=identifier,
+            base_url=backend.base_url(identifier),
+            headers=backend.http_headers(),
+            ttl=max(1, round(self._lease.status.ttl_s)),
+        )
+
+    async def send(self, call: Callable[[InferenceTarget], Awaitable[T]]) -> T:
+        """Run ``call`` against the leased instance; retry once on a fresh lease if it was lost.
+
+        Raises:
+            ModelNotLoaded: the backend dropped the model twice in a row.
+            OrchestratorError: the reload failed, or the request did.
+        """
+        for attempt in (1, 2):
+            started = trio.current_time()
+            outcome = "error"
+            try:
+                if self._lease is None:
+                    await self._acquire()
+                result = await call(self.target)
+                outcome = "ok"
+                return result
+            except ModelNotLoaded as exc:
+                outcome = "lost"
+                if self._lease is not None:
+                    self._lease.lost(f"inference said: {exc}")
+                await self._release()
+                if attempt == 2:
+                    self._log_error(attempt, exc)
+                    raise
+            except Exception as exc:
+                self._log_error(attempt, exc)
+                raise
+            finally:
+                self._count(outcome, started)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _count(self, outcome: str, started: float) -> None:
+        elapsed = trio.current_time() - started
+        self._orch.metrics.inference(self._model, self._endpoint, outcome, elapsed)
+
+    def _log_error(self, attempt: int, exc: Exception) -> None:
+        _log.warning(
+            "inference_error",
+            model=self._orch.metrics.model_label(self._model),
+            endpoint=self._endpoint,
+            attempt=attempt,
+            error_type=type(exc).__name__,
+            error=str(exc),
+        )
+
+
+@asynccontextmanager
+async def hold_model(
+    orch: Orchestrator, model: str, *, endpoint: str, wait: LeaseWait | None = None
+) -> AsyncIterator[HeldModel]:
+    """Lease ``model`` for the block (waiting for its load); release it on exit.
+
+    Args:
+        orch: the orchestrator that owns the model.
+        model: the model key.
+        endpoint: the inference metrics label of the requests, e.g. ``"chat"``.
+        wait: awaits each lease-taking (the first and a re-lease after a loss),
+            e.g. to report progress while the model loads; plain await if omitted.
+
+    Raises:
+        OrchestratorError: as :meth:`Orchestrator.lease` (unknown model, breaker
+            open ...); the failure is counted and logged like a failed request.
+    """
+    held = HeldModel(orch, model, endpoint, wait or _direct)
+    started = trio.current_time()
+    try:
+        await held._acquire()
+    except Exception as exc:
+        held._count("error", started)
+        held._log_error(1, exc)
+        raise
+    try:
+        yield held
+    finally:
+        await held._release()
