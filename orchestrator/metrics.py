@@ -135,8 +135,8 @@ class Metrics:
         )
         self.inference_duration = Histogram(
             "lmsorch_inference_duration_seconds",
-            "Inference request duration (including any wait for the model) by model and endpoint.",
-            ["model", "endpoint"],
+            "Inference duration (including any wait for the model) by model, endpoint and outcome.",
+            ["model", "endpoint", "outcome"],
             buckets=_SECONDS,
             registry=r,
         )
@@ -190,7 +190,9 @@ class Metrics:
         """Count one inference request (``model`` becomes :data:`OTHER` unless managed)."""
         label = self.model_label(model)
         self.inference_requests.labels(model=label, endpoint=endpoint, outcome=outcome).inc()
-        self.inference_duration.labels(model=label, endpoint=endpoint).observe(duration_s)
+        self.inference_duration.labels(model=label, endpoint=endpoint, outcome=outcome).observe(
+            duration_s
+        )
 
     def waited(self, model: str, outcome: str, duration_s: float) -> None:
         """Record one caller's wait for ``model`` (:data:`OTHER` unless a managed model)."""

@@ -82,3 +82,5 @@ async def test_inference_for_unknown_models_is_counted_as_other() -> None:
         )
     ]
     assert samples[counted[0]] == 3
+    timed = ("lmsorch_inference_duration_seconds_count", counted[0][1])
+    assert samples[timed] == 3
