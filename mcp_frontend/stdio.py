@@ -67,7 +67,12 @@ class _Writer:
         self._stream = stream
 
     async def write(self, text: str) -> None:
-        await self._stream.send_all(text.encode("utf-8"))
+        try:
+            await self._stream.send_all(text.encode("utf-8"))
+        except trio.BrokenResourceError as exc:
+            # The client closed its end: an OSError, as from the SDK's own transport,
+            # which `lmsorch serve` reports in one line (after the usual clean-up).
+            raise BrokenPipeError("stdout was closed by the MCP client") from exc
 
     async def flush(self) -> None:
         """Nothing is buffered here."""

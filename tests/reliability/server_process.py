@@ -6,6 +6,7 @@ process gets SIGTERM or SIGKILL, mid-call, and can wait for its exit.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -40,15 +41,16 @@ class ServerProcess:
 
     async def _read(self, stream: trio.abc.ReceiveStream) -> None:
         buffer = b""
-        async for chunk in stream:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                message = json.loads(line)  # stdout carries JSON-RPC only
-                if "id" in message and ("result" in message or "error" in message):
-                    self.replies[message["id"]] = message
-            self._changed.set()
-            self._changed = trio.Event()
+        with contextlib.suppress(trio.ClosedResourceError):  # a test closed it on purpose
+            async for chunk in stream:
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    message = json.loads(line)  # stdout carries JSON-RPC only
+                    if "id" in message and ("result" in message or "error" in message):
+                        self.replies[message["id"]] = message
+                self._changed.set()
+                self._changed = trio.Event()
 
     async def send(self, method: str, params: Mapping[str, Any] | None = None) -> int:
         """Send a request and return its id (use :meth:`reply` to wait for the answer)."""

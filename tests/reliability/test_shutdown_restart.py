@@ -145,3 +145,21 @@ async def test_sigkill_mid_load_then_restart_adopts_instead_of_loading_twice(
     # Not ours to unload (we did not load it): it stays, and it has its TTL.
     assert sim.loaded() == [QWEN]
     assert_everything_loaded_has_a_ttl(sim)
+
+
+async def test_a_client_that_closes_stdout_stops_the_server_in_one_line_and_unloads(
+    sim: Simulator, env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    with trio.fail_after(60):
+        async with lmsorch_serve(env, log) as server:
+            await server.reply(await server.call_tool("load_model", {"model": QWEN}))
+            assert server.proc.stdout is not None
+            await server.proc.stdout.aclose()
+            await server.call_tool("model_status", {})  # its answer cannot be written
+            await server.proc.wait()
+    assert server.proc.returncode == 1
+    text = log.read_text()
+    assert "lmsorch serve: error: stdout was closed by the MCP client" in text
+    assert "Traceback" not in text
+    assert sim.loaded() == []  # the usual clean-up ran
