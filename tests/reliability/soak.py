@@ -3,10 +3,10 @@
 Two kinds of clients share one orchestrator over the LM Studio simulator and
 the fake ``lms``:
 
-- orchestrator clients call the facade (``ensure_loaded``, a lease with a chat
-  request and one retry when the model was lost, ``unload``,
-  ``reset_breaker``, ``status``); anything but an ``OrchestratorError`` is a
-  violation;
+- orchestrator clients call the facade (``ensure_loaded``, a chat request
+  through ``hold_model``, the one inference path: a lease, and one retry when
+  the model was lost, ``unload``, ``reset_breaker``, ``status``); anything but
+  an ``OrchestratorError`` is a violation;
 - MCP clients call the tools over an in-memory MCP session; a result must be
   a success or one of our tool errors, never the SDK's bare
   "Error executing tool" (an unexpected exception).
@@ -40,10 +40,10 @@ from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import (
     Config,
-    ModelNotLoaded,
     Orchestrator,
     OrchestratorError,
     State,
+    hold_model,
     open_orchestrator,
 )
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
@@ -184,25 +184,18 @@ class _Run:
             self.figures.outcomes[outcome] += 1
 
     async def _chat(self, model: str) -> None:
-        # What the frontend's run_inference does: lease, infer, on "not loaded"
-        # report the model lost and retry once under a fresh lease.
-        for attempt in (1, 2):
-            async with self.orch.lease(model) as lease:
-                request = ChatRequest(
-                    messages=[ChatMessage(role="user", content="hi")], max_tokens=4
+        # The product's one inference path: a lease, and one retry on a fresh
+        # lease when the backend says the model is not loaded.
+        request = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=4)
+        async with hold_model(self.orch, model, endpoint="chat") as held:
+            await held.send(
+                lambda target: self.inference.chat(
+                    base_url=target.base_url,
+                    headers=target.headers,
+                    model=target.identifier,
+                    request=request,
                 )
-                try:
-                    await self.inference.chat(
-                        base_url=self.orch.backend.base_url(lease.identifier),
-                        headers=self.orch.backend.http_headers(),
-                        model=lease.identifier,
-                        request=request,
-                    )
-                    return
-                except ModelNotLoaded:
-                    lease.lost()
-                    if attempt == 2:
-                        raise
+            )
 
     async def _ensure(self, model: str) -> None:
         await self.orch.ensure_loaded(model, ttl_s=self.rng.choice((None, 60.0, 1e9)))
