@@ -40,7 +40,6 @@ from orchestrator.errors import (
     CapacityExhausted,
     LoadFailed,
     OrchestratorError,
-    Overloaded,
     VerifyFailed,
     is_transient,
 )
@@ -132,6 +131,8 @@ class ModelActor:
             Timer.COOLDOWN: _Timer(lambda g: self.post(m.CooldownOver(generation=g))),
         }
         self._scope = trio.CancelScope()
+        # Callers waiting for room in a full mailbox, woken in arrival order.
+        self._room = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
         self._entered_at = 0.0
         self._load_started_at = 0.0
@@ -165,23 +166,24 @@ class ModelActor:
 
     # -- the mailbox --
 
-    def submit(self, msg: m.Message) -> None:
-        """Queue a caller's request.
+    async def submit(self, msg: m.Message) -> None:
+        """Queue a caller's request, waiting (first come, first served) while the mailbox is full.
+
+        A full mailbox is back-pressure, not a refusal: a burst of callers that
+        all arrive before the actor runs (1,000 asking for one cold model) only
+        waits for the actor to drain the queue, which takes microseconds per
+        message. The caller's own deadline bounds the wait (see ``Orchestrator``).
 
         Raises:
-            Overloaded: the mailbox holds ``mailbox_size`` messages already.
-            ActorStopped: the actor has stopped.
+            ActorStopped: the actor has stopped (or stops while we wait).
         """
-        if self.stopped:
-            raise ActorStopped(f"the actor for {self.model!r} has stopped")
-        depth = self._recv.statistics().current_buffer_used
-        if depth >= self._config.mailbox_size:
-            raise Overloaded(
-                self.model,
-                f"model {self.model!r} has {depth} requests queued (mailbox_size="
-                f"{self._config.mailbox_size}); retry shortly",
-            )
-        self.post(msg)
+        while True:
+            if self.stopped:
+                raise ActorStopped(f"the actor for {self.model!r} has stopped")
+            if self._recv.statistics().current_buffer_used < self._config.mailbox_size:
+                self.post(msg)
+                return
+            await self._room.park()
 
     def post(self, msg: m.Message) -> None:
         """Queue a message that must not be refused (reports, releases, timers)."""
@@ -218,6 +220,7 @@ class ModelActor:
             log.exception("actor_crashed", state=self._core.state.value)
         finally:
             self.stopped = True
+            self._room.unpark_all()  # they see `stopped` and get ActorStopped
             self._send.close()
             self._answer_pending()
             with trio.CancelScope(shield=True):
@@ -249,7 +252,10 @@ class ModelActor:
         elif core.state is State.READY and core.in_flight == 0:
             self._pool.changed()
         self._in_flight_gauge.set(core.in_flight)
-        self._depth_gauge.set(self._recv.statistics().current_buffer_used)
+        depth = self._recv.statistics().current_buffer_used
+        self._depth_gauge.set(depth)
+        if self._room and depth < self._config.mailbox_size:
+            self._room.unpark(count=self._config.mailbox_size - depth)
 
     def _apply(self, effect: Effect, now: float) -> None:
         assert self._nursery is not None

@@ -23,6 +23,7 @@ from orchestrator.errors import (
     CapacityExhausted,
     InvalidRequest,
     OrchestratorError,
+    Overloaded,
     WaitTimeout,
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
@@ -231,11 +232,19 @@ class Orchestrator:
     ) -> ModelStatus:
         send, recv = trio.open_memory_channel[m.Reply](1)
         with recv:
-            actor.submit(make(send))
+            queued = False
             try:
                 with trio.fail_after(timeout):
+                    await actor.submit(make(send))
+                    queued = True
                     result = await recv.receive()
             except trio.TooSlowError:
+                if not queued:
+                    raise Overloaded(
+                        actor.model,
+                        f"model {actor.model!r}'s mailbox stayed full (mailbox_size="
+                        f"{self.config.mailbox_size}) for {timeout:g}s; retry shortly",
+                    ) from None
                 self._reclaim(actor, recv, lease)
                 reason = self._sup.pool.waiting_reason(actor.model)
                 if reason is not None:

@@ -114,7 +114,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         catalog_ttl_s: how long the model catalogue is cached.
         max_loaded_models: most models loaded at once (LRU idle eviction beyond).
         memory_budget_bytes: optional cap on the summed size of loaded models.
-        mailbox_size: per-model mailbox capacity; a full mailbox is ``Overloaded``.
+        mailbox_size: per-model mailbox capacity; callers wait for room (within
+            their deadline, then ``Overloaded``).
         unload_timeout_s: deadline for one unload.
         shutdown_timeout_s: bound on the unloads done at shutdown.
         adopt_loaded: at start, adopt models the backend already holds.

@@ -16,7 +16,7 @@ now* from *the backend misbehaved*::
     │   ├── CapacityExhausted    # max_loaded_models / memory budget held by models in use
     │   ├── ModelBusy            # e.g. unload while requests are in flight
     │   ├── WaitTimeout          # the caller's own timeout ran out; the load goes on
-    │   └── Overloaded           # the model's mailbox is full
+    │   └── Overloaded           # the model's mailbox stayed full for the whole wait
     ├── ActorStopped             # the orchestrator stopped before answering
     └── BackendError             # .transient says whether a retry may help
         ├── BackendUnreachable   # transient: connection refused, DNS, reset
@@ -166,7 +166,7 @@ class WaitTimeout(ModelUnavailable):
 
 
 class Overloaded(ModelUnavailable):
-    """The model's mailbox is full; retry shortly."""
+    """The model's mailbox stayed full for the caller's whole deadline; retry shortly."""
 
 
 class ActorStopped(OrchestratorError):

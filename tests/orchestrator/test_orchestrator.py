@@ -15,6 +15,7 @@ from orchestrator import (
     InvalidModelName,
     InvalidRequest,
     ModelBusy,
+    OrchestratorError,
     Overloaded,
     State,
     UnknownModel,
@@ -319,24 +320,50 @@ async def test_an_unknown_model_lists_the_available_ones() -> None:
         assert orch.status() == []
 
 
-async def test_a_full_mailbox_is_overloaded_and_changes_nothing() -> None:
+async def test_a_burst_larger_than_the_mailbox_waits_for_room_and_is_all_answered() -> None:
+    backend = FakeBackend(["m"])
+    gate = backend.script("m").gate = trio.Event()
+    config = Config(mailbox_size=3, adopt_loaded=False)
+    outcomes: list[State | OrchestratorError] = []
+
+    async def ask() -> None:
+        try:
+            outcomes.append((await orch.ensure_loaded("m")).state)
+        except OrchestratorError as exc:
+            outcomes.append(exc)
+
+    async with open_orchestrator(backend, config) as orch:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for _ in range(200):
+                    nursery.start_soon(ask)
+                await trio.testing.wait_all_tasks_blocked()
+                actor = orch._sup.actors()[0]
+                assert actor._recv.statistics().current_buffer_used <= 3
+                gate.set()
+    assert outcomes == [State.READY] * 200
+    assert backend.count("load") == 1
+
+
+async def test_a_mailbox_that_stays_full_for_the_whole_wait_is_overloaded() -> None:
     backend = FakeBackend(["m"])
     gate = backend.script("m").gate = trio.Event()
     config = Config(mailbox_size=3, adopt_loaded=False)
     async with open_orchestrator(backend, config) as orch:
         async with trio.open_nursery() as nursery:
-            for _ in range(3):
-                nursery.start_soon(orch.ensure_loaded, "m")
+            nursery.start_soon(orch.ensure_loaded, "m")
             await trio.testing.wait_all_tasks_blocked()
-            # The three are now waiters; fill the mailbox without letting the actor run.
+            # Fill the mailbox without letting the actor run (submit does not
+            # yield while there is room), then ask with a deadline that passes
+            # before the actor's next turn.
             actor = orch._sup.actors()[0]
             receivers = []
             while actor._recv.statistics().current_buffer_used < 3:
                 send, recv = trio.open_memory_channel[Reply](1)
                 receivers.append(recv)
-                actor.submit(EnsureLoaded(reply=send))
+                await actor.submit(EnsureLoaded(reply=send))
             with pytest.raises(Overloaded, match="mailbox_size=3"):
-                await orch.ensure_loaded("m")
+                await orch.ensure_loaded("m", timeout_s=1e-9)
             gate.set()
         assert state_of(orch.status(), "m") is State.READY
         assert backend.count("load") == 1
