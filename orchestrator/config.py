@@ -103,7 +103,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         max_ttl_s: upper bound for every TTL (never infinite).
         request_timeout_s: default wait for a model to become ready.
         verify_initial_interval_s: first verification poll interval.
-        verify_max_interval_s: cap on the growing poll interval.
+        verify_max_interval_s: cap on the growing poll interval, so a model the
+            backend lists late is seen within it (a local listing is cheap).
         verify_deadline_s: a load not listed by then is a failed verification.
         retry_attempts: attempts for a transient backend error (1 = no retry).
         retry_initial_s: first backoff; it doubles per attempt.
@@ -132,7 +133,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_ttl_s: float = 3600.0
     request_timeout_s: float = 300.0
     verify_initial_interval_s: float = 0.01
-    verify_max_interval_s: float = 1.0
+    verify_max_interval_s: float = 0.05
     verify_deadline_s: float = 30.0
     retry_attempts: int = 3
     retry_initial_s: float = 1.0
