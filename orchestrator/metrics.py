@@ -10,9 +10,11 @@ series. The rest are enums. ``docs/metrics.md`` lists every metric.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from orchestrator.lifecycle import Input, State
 
@@ -22,6 +24,13 @@ OTHER = "(other)"
 """The ``model`` label of requests naming no managed model (not a valid model name)."""
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Histograms with a child per model cost about 0.26 KB per bucket per model, so
+# each gets only the buckets its range needs: a load takes 0.1 s to minutes, a
+# verification milliseconds to its deadline, a wait from microseconds (a lease
+# on a READY model) to a whole load.
+_LOAD_SECONDS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_VERIFY_SECONDS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30)
+_WAIT_SECONDS = (0.0001, 0.001, 0.01, 0.1, 1, 10, 60, 300)
 
 
 class Metrics:
@@ -44,14 +53,14 @@ class Metrics:
             "lmsorch_model_load_duration_seconds",
             "Time from the start of a load to the backend's answer.",
             ["model"],
-            buckets=_SECONDS,
+            buckets=_LOAD_SECONDS,
             registry=r,
         )
         self.verify_duration = Histogram(
             "lmsorch_model_verify_duration_seconds",
             "Time from a successful load to the model being listed (READY).",
             ["model"],
-            buckets=_SECONDS,
+            buckets=_VERIFY_SECONDS,
             registry=r,
         )
         self.verification_failures = Counter(
@@ -77,12 +86,8 @@ class Metrics:
             ["operation", "attempt"],
             registry=r,
         )
-        self.model_state = Gauge(
-            "lmsorch_model_state",
-            "Current lifecycle state per model (one-hot).",
-            ["model", "state"],
-            registry=r,
-        )
+        self._states: dict[str, State] = {}
+        r.register(_StateCollector(self._states))
         self.transitions = Counter(
             "lmsorch_transitions_total",
             "Lifecycle transitions by source, destination and input.",
@@ -124,7 +129,7 @@ class Metrics:
             "Time callers spent waiting for a model to be ready, by outcome "
             "(ok, timeout, error, cancelled).",
             ["model", "outcome"],
-            buckets=_SECONDS,
+            buckets=_WAIT_SECONDS,
             registry=r,
         )
         self.inference_requests = Counter(
@@ -162,8 +167,7 @@ class Metrics:
 
     def set_state(self, model: str, state: State) -> None:
         """Record ``state`` as the one current state of ``model``."""
-        for s in State:
-            self.model_state.labels(model=model, state=s.value).set(1 if s is state else 0)
+        self._states[model] = state
         if state is State.READY:
             self._ready.add(model)
         else:
@@ -172,9 +176,7 @@ class Metrics:
 
     def actor_stopped(self, model: str) -> None:
         """Drop ``model``'s state series: no actor manages it any more (until a new one starts)."""
-        for s in State:
-            with contextlib.suppress(KeyError):  # never set for this model
-                self.model_state.remove(model, s.value)
+        self._states.pop(model, None)
         self._ready.discard(model)
         self.loaded_models.set(len(self._ready))
 
@@ -207,3 +209,32 @@ class Metrics:
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    """``lmsorch_model_state``: each model's current state, one-hot, built at scrape time.
+
+    Six gauge children per model would cost about 4.3 KB per model for a value
+    that only changes on transitions; reading the current state when scraped
+    costs nothing between scrapes.
+    """
+
+    def __init__(self, states: dict[str, State]) -> None:
+        self._states = states
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "lmsorch_model_state",
+            "Current lifecycle state per model (one-hot).",
+            labels=["model", "state"],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for model, current in sorted(self._states.items()):
+            for state in State:
+                family.add_metric([model, state.value], 1 if state is current else 0)
+        yield family

@@ -24,14 +24,18 @@ _SELECTOR = re.compile(r"\b(lmsorch_[a-z_]+)\{([^}]*)\}")
 def _families() -> dict[str, tuple[str, set[str]]]:
     """Every exported family: name -> (type, label names), read back from the exposition."""
     metrics = Metrics()
-    text = metrics.exposition().decode()
-    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    metrics.register_model("m")  # families built at scrape time show their labels on samples
+    parsed = list(text_string_to_metric_families(metrics.exposition().decode()))
+    families = {f.name: f.type for f in parsed}
     labels = {
         collected.name: set(getattr(metric, "_labelnames", ()))
         for metric in metrics.__dict__.values()
         if hasattr(metric, "_labelnames")
         for collected in metric.collect()
     }
+    for family in parsed:
+        for sample in family.samples:
+            labels.setdefault(family.name, set()).update(sample.labels)
     return {name: (kind, labels.get(name, set())) for name, kind in families.items()}
 
 
