@@ -10,7 +10,6 @@ remote fetches) before anything reaches a backend. They are read from
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import msgspec
 
 from orchestrator import ConfigError, implicit_root
+from orchestrator.env_settings import paths_list, settings_from_env
 
 __all__ = ["ENV_PREFIX", "FrontendSettings"]
 
@@ -90,21 +90,11 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         Raises:
             ConfigError: a variable is unknown to us, or its value is invalid.
         """
-        env = os.environ if env is None else env
-        fields = {f.upper(): f for f in cls.__struct_fields__}
-        data: dict[str, Any] = {}
-        for key, value in env.items():
-            if not key.startswith(ENV_PREFIX):
-                continue
-            name = fields.get(key[len(ENV_PREFIX) :])
-            if name is None:
-                raise ConfigError(f"unknown setting {key}; known: {', '.join(sorted(fields))}")
-            if name == "allowed_image_roots":
-                data[name] = [p for p in value.split(os.pathsep) if p]
-            else:
-                data[name] = value
-        data.update(overrides)
-        try:
-            return msgspec.convert(data, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"invalid MCP frontend setting: {exc}") from exc
+        return settings_from_env(
+            cls,
+            ENV_PREFIX,
+            env,
+            overrides,
+            what="MCP frontend setting",
+            parsers={"allowed_image_roots": paths_list},
+        )

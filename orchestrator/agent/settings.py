@@ -8,8 +8,6 @@ by ``,`` or ``os.pathsep``), ``LMSORCH_AGENT_MAX_ROUNDS=10``.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.agent.errors import PathNotAllowed
+from orchestrator.env_settings import names_list, paths_list, settings_from_env
 from orchestrator.errors import ConfigError
 from orchestrator.paths import implicit_root
 
@@ -103,26 +102,16 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         Raises:
             ConfigError: a variable is unknown to us, or its value is invalid.
         """
-        environ = os.environ if environ is None else environ
-        fields = {f.upper(): f for f in cls.__struct_fields__}
-        data: dict[str, Any] = {}
-        for key, value in environ.items():
-            if not key.startswith(ENV_PREFIX):
-                continue
-            name = fields.get(key[len(ENV_PREFIX) :])
-            if name is None:
-                known = ", ".join(ENV_PREFIX + f for f in sorted(fields))
-                raise ConfigError(f"unknown setting {key}; known: {known}")
-            if name == "roots":
-                data[name] = [p for p in value.split(os.pathsep) if p]
-            elif name in ("allow", "deny"):
-                data[name] = [p.strip() for p in re.split(rf"[,{os.pathsep}]", value) if p.strip()]
-            elif name == "mcp_config":
-                data[name] = value or None
-            else:
-                data[name] = value
-        data.update(overrides)
-        try:
-            return msgspec.convert(data, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigError(f"invalid agent setting: {exc}") from exc
+        return settings_from_env(
+            cls,
+            ENV_PREFIX,
+            environ,
+            overrides,
+            what="agent setting",
+            parsers={
+                "roots": paths_list,
+                "allow": names_list,
+                "deny": names_list,
+                "mcp_config": lambda value: value or None,
+            },
+        )

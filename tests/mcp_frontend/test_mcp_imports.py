@@ -10,6 +10,7 @@ Allowed modules, and why:
 - ``orchestrator.backends.lmstudio`` / ``.llamacpp``: the concrete backend
   constructors, in ``backend_factory`` only (not re-exported by
   ``orchestrator.backends``, so importing that package stays light).
+- ``orchestrator.env_settings``: the ``LMSORCH_*`` settings loader, in ``settings`` only.
 
 Every imported name must also be in its module's ``__all__``. The CLI
 maintenance commands of other features (``commands/models.py``, ``demo.py``,
@@ -36,6 +37,7 @@ ALLOWED = {
 }
 ALLOWED_IN = {
     "backend_factory.py": {"orchestrator.backends.lmstudio", "orchestrator.backends.llamacpp"},
+    "settings.py": {"orchestrator.env_settings"},
 }
 SERVER_FILES = sorted(
     [*PACKAGE.glob("*.py"), *PACKAGE.glob("tools/*.py"), PACKAGE / "commands" / "serve.py"]
