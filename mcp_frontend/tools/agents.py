@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
 import trio
@@ -68,23 +68,26 @@ def _progress(ctx: Context[Any, Any]) -> Progress:
     return report
 
 
+class _Options(NamedTuple):
+    """The run options every agent tool takes, in its signature's order."""
+
+    model: str | None
+    max_rounds: int | None
+    api: Literal["chat", "responses"]
+    max_tokens: int | None
+    temperature: float | None
+    instructions: str | None
+
+
 def register(
     mcp: MCPServer[Any], deps: Deps, *, settings: AgentSettings, registry: McpRegistry
 ) -> None:
     """Register the agent tools on ``mcp``."""
 
     async def run(
-        ctx: Context[Any, Any],
-        specs: Sequence[ServerSpec],
-        task: str,
-        *,
-        model: str | None,
-        max_rounds: int | None,
-        api: Literal["chat", "responses"],
-        max_tokens: int | None,
-        temperature: float | None,
-        instructions: str | None,
+        ctx: Context[Any, Any], specs: Sequence[ServerSpec], task: str, opts: _Options
     ) -> AgentOut:
+        model, max_rounds, api, max_tokens, temperature, instructions = opts
         check_prompt_size(deps, task, instructions)
         with tool_errors():
             check_rounds(max_rounds, settings)
@@ -142,12 +145,7 @@ def register(
             ctx,
             specs_for([mcp_name]),
             task,
-            model=model,
-            max_rounds=max_rounds,
-            api=api,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            instructions=instructions,
+            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
         )
 
     @mcp.tool(title="Agent with several MCP servers", annotations=_AGENT)
@@ -172,12 +170,7 @@ def register(
             ctx,
             specs_for(mcp_names),
             task,
-            model=model,
-            max_rounds=max_rounds,
-            api=api,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            instructions=instructions,
+            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
         )
 
     @mcp.tool(title="Agent with every MCP server", annotations=_AGENT)
@@ -208,12 +201,7 @@ def register(
             ctx,
             specs,
             task,
-            model=model,
-            max_rounds=max_rounds,
-            api=api,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            instructions=instructions,
+            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
         )
 
     @mcp.tool(title="List MCP servers for agents", annotations=_LIST)
