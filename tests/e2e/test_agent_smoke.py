@@ -7,44 +7,20 @@ a well-formed trace, and that no worker or MCP server process is left.
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import get_args
 
-import pytest
 import trio
 from agents.agent_support import child_pids, toy_settings, toy_spec
-from backends.llamacpp_support import Procs
 
 from orchestrator import Config, open_orchestrator
 from orchestrator.agent.loop import run_agent
 from orchestrator.agent.toolbox import open_toolbox
 from orchestrator.agent.trace import AgentResult, Api, StopReason
 from orchestrator.backends.llamacpp import LlamaCppBackend
-from orchestrator.backends.provision import fetch_demo_model
-from orchestrator.config import LlamaCppSettings
 from orchestrator.inference import InferenceClient
 
 MODEL = "smollm2-135m-instruct.q4_1"
-
-
-@pytest.fixture(scope="module")
-def models_dir() -> Path:
-    directory = Config.load().llamacpp.resolved_models_dir()
-    fetch_demo_model(directory)  # idempotent; normally done by `lmsorch models fetch-demo`
-    return directory
-
-
-@pytest.fixture
-async def backend(models_dir: Path) -> AsyncIterator[LlamaCppBackend]:
-    backend = LlamaCppBackend(LlamaCppSettings(models_dir=str(models_dir), threads=1))
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
-    assert not Procs.workers_of(os.getpid()), "llama.cpp worker processes left behind"
-    assert child_pids() == [], "a child process was left behind"
 
 
 def check(result: AgentResult, api: str) -> None:
@@ -93,3 +69,4 @@ async def test_real_model_agent_runs_end_cleanly(backend: LlamaCppBackend, tmp_p
                 for s in ("true", "false")
             )
     assert runs == 2.0
+    assert child_pids() == [], "a child process was left behind"

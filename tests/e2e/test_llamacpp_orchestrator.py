@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,29 +16,10 @@ from backends.llamacpp_support import Procs
 
 from orchestrator import Config, State, open_orchestrator
 from orchestrator.backends.llamacpp import LlamaCppBackend
-from orchestrator.backends.provision import fetch_demo_model
-from orchestrator.config import LlamaCppSettings
 from orchestrator.errors import ModelNotLoaded
 
 MODEL = "smollm2-135m-instruct.q4_1"
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}
-
-
-@pytest.fixture(scope="module")
-def models_dir() -> Path:
-    directory = Config.load().llamacpp.resolved_models_dir()
-    fetch_demo_model(directory)  # idempotent; normally done by `lmsorch models fetch-demo`
-    return directory
-
-
-@pytest.fixture
-async def backend(models_dir: Path) -> AsyncIterator[LlamaCppBackend]:
-    backend = LlamaCppBackend(LlamaCppSettings(models_dir=str(models_dir), threads=1))
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
-    assert not Procs.workers_of(os.getpid()), "llama.cpp worker processes left behind"
 
 
 def config() -> Config:
