@@ -85,7 +85,12 @@ def register(
     """Register the agent tools on ``mcp``."""
 
     async def run(
-        ctx: Context[Any, Any], specs: Sequence[ServerSpec], task: str, opts: _Options
+        ctx: Context[Any, Any],
+        specs: Sequence[ServerSpec],
+        task: str,
+        opts: _Options,
+        *,
+        skip_failed: bool = False,
     ) -> AgentOut:
         model, max_rounds, api, max_tokens, temperature, instructions = opts
         check_prompt_size(deps, task, instructions)
@@ -97,7 +102,7 @@ def register(
             keys = [m.key for m in await deps.orch.catalog()]
             if name not in keys:
                 raise UnknownModel(name, keys)
-            async with open_toolbox(specs, settings) as tools:
+            async with open_toolbox(specs, settings, skip_failed=skip_failed) as tools:
                 result = await run_agent(
                     deps.orch,
                     deps.inference.get(),
@@ -112,6 +117,10 @@ def register(
                     instructions=instructions,
                     progress=_progress(ctx),
                 )
+                result.trace.errors[:0] = [
+                    f"MCP server {n!r} was left out: {reason}"
+                    for n, reason in tools.skipped.items()
+                ]
         return agent_out(result)
 
     def specs_for(names: Sequence[str]) -> list[ServerSpec]:
@@ -186,9 +195,10 @@ def register(
     ) -> AgentOut:
         """Let a local model do a task with every configured and allowed MCP server.
 
-        Many servers mean many tools (small models do better with few: prefer
-        autonomous_with_mcp when you know which server fits). Otherwise as
-        autonomous_with_mcp.
+        A server that fails to start is left out (trace.errors says why); the run
+        fails only if none starts. Many servers mean many tools (small models do
+        better with few: prefer autonomous_with_mcp when you know which server
+        fits). Otherwise as autonomous_with_mcp.
         """
         with tool_errors():
             specs = list(registry.servers().values())
@@ -202,6 +212,7 @@ def register(
             specs,
             task,
             _Options(model, max_rounds, api, max_tokens, temperature, instructions),
+            skip_failed=True,
         )
 
     @mcp.tool(title="List MCP servers for agents", annotations=_LIST)

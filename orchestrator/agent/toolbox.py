@@ -197,6 +197,8 @@ class Toolbox:
     settings: AgentSettings
     roots: tuple[Path, ...]
     sessions: dict[str, _Session]
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Servers left out because they failed to start (``skip_failed``), with the reason."""
     tools: dict[str, BridgedTool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -444,15 +446,23 @@ async def _connect(
 
 @asynccontextmanager
 async def open_toolbox(
-    specs: Sequence[ServerSpec], settings: AgentSettings
+    specs: Sequence[ServerSpec], settings: AgentSettings, *, skip_failed: bool = False
 ) -> AsyncIterator[Toolbox]:
     """Open every server in ``specs`` concurrently and yield their tools as a :class:`Toolbox`.
 
     Every server is stopped when the block is left, however it is left.
 
+    Args:
+        specs: the servers to open.
+        settings: limits and roots.
+        skip_failed: leave out a server that fails to start (or whose ``cwd`` is
+            outside the roots), with the reason in :attr:`Toolbox.skipped`,
+            instead of failing; it is still an error when none starts.
+
     Raises:
         McpServerFailed: a server failed to start, initialize or list its tools
-            within ``start_timeout_s`` (the others are stopped too).
+            within ``start_timeout_s`` (the others are stopped too); with
+            ``skip_failed``, every server did.
         PathNotAllowed: a stdio server's ``cwd`` is outside the roots.
         ValueError: ``specs`` is empty or names a server twice.
     """
@@ -462,22 +472,40 @@ async def open_toolbox(
     if len(set(names)) != len(names):
         raise ValueError(f"MCP servers named more than once: {names}")
     roots = settings.resolved_roots()
+    skipped: dict[str, str] = {}
     for spec in specs:  # refuse before anything is spawned
         if spec.transport == "stdio":
-            _server_cwd(spec, roots)
+            try:
+                _server_cwd(spec, roots)
+            except PathNotAllowed as exc:
+                if not skip_failed:
+                    raise
+                skipped[spec.name] = str(exc)
     stop = trio.Event()
     sessions: dict[str, _Session] = {}
     try:
         async with trio.open_nursery() as nursery:
 
             async def start(spec: ServerSpec) -> None:
-                sessions[spec.name] = await nursery.start(_run_server, spec, settings, roots, stop)
+                try:
+                    sessions[spec.name] = await nursery.start(
+                        _run_server, spec, settings, roots, stop
+                    )
+                except McpServerFailed as exc:
+                    if not skip_failed:
+                        raise
+                    skipped[spec.name] = exc.reason
 
             try:
                 async with trio.open_nursery() as starting:
                     for spec in specs:
-                        starting.start_soon(start, spec)
-                yield Toolbox(settings, roots, {n: sessions[n] for n in names})
+                        if spec.name not in skipped:
+                            starting.start_soon(start, spec)
+                if not sessions:
+                    reasons = "; ".join(f"{n}: {r}" for n, r in skipped.items())
+                    raise McpServerFailed(", ".join(skipped), f"none of them started ({reasons})")
+                opened = {n: sessions[n] for n in names if n in sessions}
+                yield Toolbox(settings, roots, opened, skipped)
             finally:
                 stop.set()
     except BaseExceptionGroup as group:

@@ -245,6 +245,27 @@ async def test_a_server_that_exits_at_once_fails_with_its_stderr(
     assert "refusing to start" not in out + err  # the child's stderr went to the capture only
 
 
+async def test_skip_failed_opens_the_servers_that_start_and_says_why_the_others_did_not(
+    tmp_path: Path,
+) -> None:
+    before = set(child_pids())
+    outside = toy_spec("outside", cwd=tmp_path.parent)
+    specs = [toy_spec("ok"), toy_spec("bad", "exit"), outside]
+    with trio.fail_after(30):
+        async with open_toolbox(specs, toy_settings(tmp_path), skip_failed=True) as box:
+            assert box.servers == ("ok",)
+            assert set(box.skipped) == {"bad", "outside"}
+            assert "refusing to start" in box.skipped["bad"]
+            assert "outside the allowed roots" in box.skipped["outside"]
+            assert (await box.call("add", '{"a": 2, "b": 3}')).text == "5"
+        with pytest.raises(McpServerFailed, match="none of them started") as info:
+            async with open_toolbox(specs[1:], toy_settings(tmp_path), skip_failed=True):
+                pytest.fail("the toolbox must not open")
+    assert "bad" in info.value.server
+    assert "outside" in info.value.server
+    assert set(child_pids()) <= before
+
+
 @pytest.mark.parametrize("mode", ["hang", "noise"])
 async def test_a_server_that_hangs_in_initialize_times_out(tmp_path: Path, mode: str) -> None:
     before, fds = set(child_pids()), open_fds()
