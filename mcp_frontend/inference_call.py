@@ -17,8 +17,7 @@ from mcp.server.mcpserver import Context
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
 from mcp_frontend.progress import with_progress
-from orchestrator import InferenceTarget, Lease, hold_model
-from orchestrator.inference import InferenceClient
+from orchestrator import InferenceCall, InferenceTarget, Lease, hold_model
 
 __all__ = ["check_prompt_size", "resolve_model", "run_inference"]
 
@@ -52,7 +51,7 @@ async def run_inference(
     deps: Deps,
     model: str,
     endpoint: str,
-    call: Callable[[InferenceClient, InferenceTarget], Awaitable[T]],
+    call: InferenceCall[T],
     *,
     ctx: Context[Any, Any] | None = None,
 ) -> tuple[T, InferenceTarget]:
@@ -62,7 +61,7 @@ async def run_inference(
         deps: the server's dependencies.
         model: the model key (already resolved).
         endpoint: metrics label, e.g. ``"chat"``.
-        call: performs the request with the client and the target.
+        call: performs the request against the target (see ``orchestrator.chat_call``).
         ctx: the tool's context, for progress while the model loads.
 
     Returns:
@@ -71,7 +70,6 @@ async def run_inference(
     Raises:
         ToolError: every orchestrator or backend failure, with an actionable message.
     """
-    client = deps.inference.get()
 
     def wait(enter: Callable[[], Awaitable[Lease]]) -> Awaitable[Lease]:
         interval_s = deps.settings.progress_interval_s
@@ -79,7 +77,7 @@ async def run_inference(
 
     with tool_errors():
         async with hold_model(deps.orch, model, endpoint=endpoint, wait=wait) as held:
-            result = await held.send(lambda target: call(client, target))
+            result = await held.send(call)
             return result, held.target
 
 

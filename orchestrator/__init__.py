@@ -40,6 +40,13 @@ from orchestrator.errors import (
 )
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
 from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
+from orchestrator.inference_calls import (
+    InferenceCall,
+    chat_call,
+    complete_call,
+    embed_call,
+    respond_call,
+)
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.paths import implicit_root
@@ -62,6 +69,7 @@ __all__ = [
     "ConfigError",
     "Dropped",
     "HeldModel",
+    "InferenceCall",
     "InferenceTarget",
     "Input",
     "InvalidModelName",
@@ -86,7 +94,11 @@ __all__ = [
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
+    "chat_call",
+    "complete_call",
+    "embed_call",
     "hold_model",
     "implicit_root",
     "open_orchestrator",
+    "respond_call",
 ]

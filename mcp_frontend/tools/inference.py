@@ -14,7 +14,6 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from mcp_frontend import chat
-from mcp_frontend.calls import chat_call, complete_call, embed_call, respond_call
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError
 from mcp_frontend.inference_call import check_prompt_size, resolve_model, run_inference
@@ -28,6 +27,7 @@ from mcp_frontend.schemas import (
     response_usage_out,
     usage_out,
 )
+from orchestrator import chat_call, complete_call, embed_call, respond_call
 from orchestrator.inference import (
     ChatMessage,
     ChatRequest,
@@ -110,7 +110,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             response_format=fmt,
         )
         name = await resolve_model(deps, model)
-        answer, target = await run_inference(deps, name, "chat", chat_call(request), ctx=ctx)
+        answer, target = await run_inference(
+            deps, name, "chat", chat_call(deps.inference.get(), request), ctx=ctx
+        )
         return chat.chat_out(answer, target, schema)
 
     @mcp.tool(title="Text completion", annotations=INFERENCE)
@@ -128,7 +130,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             prompt=prompt, temperature=temperature, max_tokens=max_tokens, stop=stop_sequences
         )
         name = await resolve_model(deps, model)
-        answer, t = await run_inference(deps, name, "completions", complete_call(request), ctx=ctx)
+        answer, t = await run_inference(
+            deps, name, "completions", complete_call(deps.inference.get(), request), ctx=ctx
+        )
         choice = answer.choices[0]
         return TextOut(
             model=t.model,
@@ -164,7 +168,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             temperature=temperature,
         )
         name = await resolve_model(deps, model)
-        answer, t = await run_inference(deps, name, "responses", respond_call(request), ctx=ctx)
+        answer, t = await run_inference(
+            deps, name, "responses", respond_call(deps.inference.get(), request), ctx=ctx
+        )
         return ResponseOut(
             id=answer.id,
             model=t.model,
@@ -184,7 +190,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         texts = _texts(deps, text)
         request = EmbeddingRequest(input=text if isinstance(text, str) else texts)
         name = await resolve_model(deps, model, embedding=True)
-        answer, t = await run_inference(deps, name, "embeddings", embed_call(request), ctx=ctx)
+        answer, t = await run_inference(
+            deps, name, "embeddings", embed_call(deps.inference.get(), request), ctx=ctx
+        )
         vectors = answer.vectors
         return EmbeddingsOut(
             model=t.model,

@@ -25,20 +25,19 @@ from typing import Final, Literal, Protocol
 
 import msgspec
 
-from orchestrator.held_model import HeldModel, InferenceTarget
+from orchestrator.held_model import HeldModel
 from orchestrator.inference import (
-    ChatCompletion,
     ChatMessage,
     ChatRequest,
     FunctionCall,
     FunctionCallOutput,
     InferenceClient,
-    ModelResponse,
     ResponsesRequest,
     ResponsesTool,
     Tool,
     ToolCall,
 )
+from orchestrator.inference_calls import chat_call, respond_call
 
 __all__ = ["DROPPED_NOTE", "Call", "ChatWire", "Outcome", "ResponsesWire", "Turn", "Wire"]
 
@@ -136,13 +135,7 @@ class ChatWire:
             temperature=self._temperature,
         )
 
-        async def send(t: InferenceTarget) -> ChatCompletion:
-            req = msgspec.structs.replace(request, ttl=t.ttl)
-            return await self._client.chat(
-                base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-            )
-
-        completion = await model.send(send)
+        completion = await model.send(chat_call(self._client, request))
         choice = completion.choices[0]
         message = choice.message
         calls = tuple(
@@ -249,13 +242,7 @@ class ResponsesWire:
             temperature=self._temperature,
         )
 
-        async def send(t: InferenceTarget) -> ModelResponse:
-            req = msgspec.structs.replace(request, ttl=t.ttl)
-            return await self._client.respond(
-                base_url=t.base_url, headers=t.headers, model=t.identifier, request=req
-            )
-
-        response = await model.send(send)
+        response = await model.send(respond_call(self._client, request))
         self.previous_id = response.id
         calls = tuple(
             Call(
