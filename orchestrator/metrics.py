@@ -88,6 +88,8 @@ class Metrics:
         )
         self._states: dict[str, State] = {}
         r.register(_StateCollector(self._states))
+        # Derived from the current states when scraped, so it cannot drift from them.
+        self.loaded_models.set_function(lambda: list(self._states.values()).count(State.READY))
         self.transitions = Counter(
             "lmsorch_transitions_total",
             "Lifecycle transitions by source, destination and input.",
@@ -154,7 +156,6 @@ class Metrics:
         )
 
         self._models: set[str] = set()
-        self._ready: set[str] = set()
 
     def register_model(self, model: str) -> None:
         """Allow ``model`` as a label value (called when its actor starts) and mark it UNLOADED."""
@@ -168,17 +169,10 @@ class Metrics:
     def set_state(self, model: str, state: State) -> None:
         """Record ``state`` as the one current state of ``model``."""
         self._states[model] = state
-        if state is State.READY:
-            self._ready.add(model)
-        else:
-            self._ready.discard(model)
-        self.loaded_models.set(len(self._ready))
 
     def actor_stopped(self, model: str) -> None:
         """Drop ``model``'s state series: no actor manages it any more (until a new one starts)."""
         self._states.pop(model, None)
-        self._ready.discard(model)
-        self.loaded_models.set(len(self._ready))
 
     def transition(self, model: str, src: State, dst: State, inp: Input) -> None:
         """Count one transition and update the per-model state gauges."""
