@@ -74,13 +74,34 @@ async def test_truncated_model_is_rejected_by_llama_cpp_with_its_reason(
     assert await backend.list_loaded() == []
 
 
+def _listen_below_ephemeral_range() -> socket.socket:
+    """Listen on a port P whose neighbour P + 1 is free, both below the ephemeral range.
+
+    The kernel hands out ephemeral ports to any process's outgoing connection or
+    ``bind(0)`` at any moment, so P + 1 there can be taken between this check and the
+    worker's bind (this test once failed so in CI); below the range only an explicit
+    bind takes a port.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(low - 2000, low - 1):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            continue
+        if llamacpp._port_is_free(port + 1):
+            sock.listen()
+            return sock
+        sock.close()
+    raise AssertionError(f"no two adjacent free ports in {low - 2000}-{low - 1}")
+
+
 async def test_port_taken_after_the_check_is_retried_on_the_next_port(
     make_settings: MakeSettings, procs: Procs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with _listen_below_ephemeral_range() as taken:
         port = taken.getsockname()[1]
         # Pretend every port looks free, as when another process grabs one
         # between our check and the worker's bind.
