@@ -7,6 +7,10 @@ way: an ``is_error`` result naming the unknown arguments and the accepted ones.
 Like every argument error it is a tool result the model can read and correct,
 not a JSON-RPC error (the MCP spec's advice for input validation since
 2025-11-25).
+
+It also bounds the text of every tool error: the SDK's validation error lists
+each bad item, so a 50 000-item ``messages`` list of the wrong type would come
+back as an 11 MB error that helps no one.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from mcp.types import CallToolResult, TextContent
 __all__ = ["UnknownArgumentGuard"]
 
 _SHOWN = 5
+MAX_ERROR_CHARS = 2000
+"""A tool error's text is cut to this many characters, with a note saying so."""
 
 
 class UnknownArgumentGuard:
     """Server middleware: answer a ``tools/call`` naming unknown arguments with a tool error.
 
-    Bind it to its server with :meth:`bind` once every tool is registered.
+    Bind it to its server with :meth:`bind` once every tool is registered. Every
+    tool error that passes through it is cut to :data:`MAX_ERROR_CHARS`.
     """
 
     def __init__(self) -> None:
@@ -64,4 +71,17 @@ class UnknownArgumentGuard:
                     return CallToolResult(
                         content=[TextContent(type="text", text=text)], is_error=True
                     )
-        return await call_next(ctx)
+        result = await call_next(ctx)
+        # The SDK hands the result on already serialised (wire field names).
+        if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+            result["content"] = [_bounded(block) for block in result.get("content", [])]
+        return result
+
+
+def _bounded(block: Any) -> Any:
+    """A serialised content ``block`` with its text cut to :data:`MAX_ERROR_CHARS`."""
+    text = block.get("text") if isinstance(block, dict) else None
+    if not isinstance(text, str) or len(text) <= MAX_ERROR_CHARS:
+        return block
+    note = f" ... [error cut: {len(text) - MAX_ERROR_CHARS} more characters]"
+    return block | {"text": text[:MAX_ERROR_CHARS] + note}

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from mcp_support import Fake, error, fake_stack
 
+from mcp_frontend.arguments import MAX_ERROR_CHARS
+
 
 @pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
@@ -67,6 +69,17 @@ async def test_an_unknown_argument_is_rejected_with_the_accepted_ones(fake: Fake
 
     assert "unknown argument(s) 'temprature'" in msg
     assert "temperature" in msg.split("accepted:")[1]
+    assert fake.backend.count("load") == 0
+
+
+async def test_a_huge_validation_error_is_cut_with_a_note(fake: Fake) -> None:
+    # The SDK's validation error lists every bad item: 5 000 of them is ~1 MB of text.
+    msg = error(await fake.client.call_tool("chat_completion", {"messages": ["x"] * 5000}))
+
+    assert msg.startswith("Error executing tool chat_completion: 5000 validation errors")
+    assert len(msg) <= MAX_ERROR_CHARS + 60
+    assert msg.endswith("more characters]")
+    assert "[error cut: " in msg
     assert fake.backend.count("load") == 0
 
 
