@@ -55,6 +55,9 @@ class Case:
             ``trio.run`` afresh for every repetition.
         runs: repetitions in full mode and in quick mode.
         notes: what the figures mean, for the report.
+        zero_when_absent: key prefixes of counts and rates a run reports only when
+            they occurred (e.g. one error rate per exception class); a run without
+            such a key counts as 0 (see :func:`summarise`).
     """
 
     name: str
@@ -63,6 +66,7 @@ class Case:
     run: Callable[[bool], Awaitable[dict[str, float]]]
     runs: tuple[int, int] = (5, 1)
     notes: str = ""
+    zero_when_absent: tuple[str, ...] = ()
 
 
 @dataclass
@@ -102,15 +106,29 @@ class Figure:
         }
 
 
-def summarise(metrics: Sequence[Metric], runs: Sequence[dict[str, float]]) -> list[Figure]:
-    """Return one figure per key seen in ``runs``: declared ones first, in order."""
+def summarise(
+    metrics: Sequence[Metric],
+    runs: Sequence[dict[str, float]],
+    zero_when_absent: tuple[str, ...] = (),
+) -> list[Figure]:
+    """Return one figure per key seen in ``runs``: declared ones first, in order.
+
+    A key starting with one of ``zero_when_absent`` is 0 in a run that lacks it,
+    so its median, min and max are over every run: taken only over the runs where
+    it occurred, a rare error would look as frequent as where it happened. Other
+    keys are summarised over the runs that have them (a figure only full mode
+    produces is in every full run and in no quick one).
+    """
     declared = {m.key: m for m in metrics}
     keys = [m.key for m in metrics if any(m.key in r for r in runs)]
     keys += sorted({k for r in runs for k in r} - set(keys))
     figures = []
     for key in keys:
         meta = declared.get(key, Metric(key, key))
-        samples = [r[key] for r in runs if key in r]
+        if key.startswith(zero_when_absent):
+            samples = [r.get(key, 0.0) for r in runs]
+        else:
+            samples = [r[key] for r in runs if key in r]
         figures.append(Figure(key, meta.label, meta.unit, samples, meta.target))
     return figures
 

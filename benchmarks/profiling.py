@@ -2,15 +2,18 @@
 
 ``cpu_profile`` runs one extra repetition of a case under ``cProfile`` and
 returns the top functions by own time (coroutine resumptions count as calls,
-so ``ncalls`` overstates async functions). ``actor_allocations`` builds N idle
+so ``ncalls`` overstates async functions) and that repetition's garbage
+collections by generation. ``actor_allocations`` builds N idle
 actors under ``tracemalloc`` and returns the top allocation sites per actor.
 """
 
 from __future__ import annotations
 
 import cProfile
+import gc
 import io
 import pstats
+import time
 import tracemalloc
 from functools import partial
 
@@ -22,17 +25,47 @@ from orchestrator.testing import FakeBackend
 
 
 def cpu_profile(case: Case, *, quick: bool, top: int = 25) -> str:
-    """Run ``case`` once under cProfile; return the ``top`` functions by own time."""
+    """Run ``case`` once under cProfile; return the ``top`` functions by own time.
+
+    The garbage collections of that run come after the table: cProfile charges a
+    collection's pause to whichever function happened to allocate when it triggered.
+    """
     profiler = cProfile.Profile()
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     profiler.enable()
     try:
         trio.run(partial(case.run, quick))
     finally:
         profiler.disable()
+        gc.callbacks.remove(pauses)
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(top)
-    return _trim(out.getvalue())
+    return f"{_trim(out.getvalue())}\n{pauses}"
+
+
+class _GcPauses:
+    """A ``gc.callbacks`` entry: how many collections of each generation, and their time."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.count[info["generation"]] += 1
+        self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def __str__(self) -> str:
+        parts = (
+            f"generation {g}: {n} ({s * 1e3:.1f} ms)"
+            for g, (n, s) in enumerate(zip(self.count, self.seconds, strict=True))
+        )
+        return f"garbage collections: {', '.join(parts)}"
 
 
 def _trim(text: str) -> str:

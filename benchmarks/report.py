@@ -58,9 +58,11 @@ _HEADER = ("case", "figure", "median", "min", "max", "unit", "target")
 
 def _summary(result: dict[str, Any]) -> str:
     m = result["machine"]
+    # Results saved before the runner recorded its wall time have none.
+    wall = f"; {result['seconds']:g} s in all" if "seconds" in result else ""
     return (
-        f"{result['mode']} run {result['started_at']}; {m['nproc']} CPUs ({m['cpu_model']}), "
-        f"{m['ram_gib']} GiB, {m['python']}; load average before "
+        f"{result['mode']} run {result['started_at']}{wall}; {m['nproc']} CPUs "
+        f"({m['cpu_model']}), {m['ram_gib']} GiB, {m['python']}; load average before "
         f"{result['load_average_before']}, after {result['load_average_after']}"
     )
 

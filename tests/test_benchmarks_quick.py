@@ -1,7 +1,8 @@
 """The benchmark runner works: ``python -m benchmarks --quick`` yields every case's figures.
 
-A smoke test of the runner, not of speed: it asserts nothing about how fast
-anything is (the figures are in ``docs/performance.md``).
+A smoke test of the runner, not of speed: it asserts that the figures are
+consistent (counts add up, rates are rates, one load per burst), nothing about
+how fast anything is (the figures are in ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from benchmarks.runner import CASE_NAMES
+from benchmarks.case_storm import ERROR_RATE_OF
+from benchmarks.core import Metric, summarise
+from benchmarks.runner import CASE_NAMES, DOC_END, DOC_START
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,11 +56,117 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
     # The figures a case must produce even in quick mode (its targets, mostly).
     figures = {name: set(entry["figures"]) for name, entry in result["cases"].items()}
     assert {"loads", "refused", "loads_default", "refused_default"} <= figures["coalescing"]
+    assert {"to_load_ms", "fanout_ms", "overhead_ms"} <= figures["coalescing"]
     assert {"p50_us", "p99_us", "leases_per_s"} <= figures["hot_path"]
-    assert {"lag_0ms_ms", "lag_0ms_ratio"} <= figures["verification"]
+    assert {"bridge_sleep_s", "lag_0ms_ms", "lag_0ms_bridge_ms", "lag_0ms_ratio"} <= figures[
+        "verification"
+    ]
     assert {"kb_per_actor_10", "leases_per_s_100"} <= figures["scale"]
     assert {"memory_added_p50_ms", "stdio_added_p50_ms"} <= figures["mcp"]
     assert {"orch_cold_first_token_s", "tokens_per_s_ratio"} <= figures["real_model"]
     assert {"requests", "answered", "error_rate", "wait_p99_ms", "loads_total"} <= figures["storm"]
-    # The one-load-per-burst property holds whatever the machine's speed.
-    assert result["cases"]["coalescing"]["figures"]["loads"]["median"] == 1
+    _assert_sane(result)
+
+    # The run's wall time is recorded, covers every case, and heads the table.
+    assert sum(e["seconds"] for e in result["cases"].values()) <= result["seconds"] + 0.1
+    wall = f"{result['seconds']:g} s in all"
+    assert wall in done.stdout
+
+    # --update-doc writes the same table, wall time included, between the markers.
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# before\n\n{DOC_START}\nold table\n{DOC_END}\n\nafter\n", encoding="utf-8")
+    rendered = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--from-json", str(out), "--update-doc", str(doc)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr[-4000:]
+    text = doc.read_text(encoding="utf-8")
+    assert "old table" not in text
+    assert text.startswith("# before\n")
+    assert text.endswith("after\n")
+    assert wall in text.split(DOC_START, 1)[1].split(DOC_END, 1)[0]
+
+
+POSITIVE = {
+    "coalescing": ("answered", "answered_default"),
+    "hot_path": ("p50_us", "leases_per_s", "leases_per_cpu_s"),
+    "verification": ("lag_0ms_ms", "lag_0ms_ratio"),
+    "scale": ("kb_metrics_per_actor_10", "leases_per_s_10", "leases_per_s_100"),
+    "mcp": ("memory_direct_p50_ms", "stdio_direct_p50_ms", "memory_mcp_p50_ms", "stdio_mcp_p50_ms"),
+    "real_model": ("orch_cold_first_token_s", "direct_tokens_per_s", "orch_tokens_per_s"),
+    "storm": ("answered", "answered_per_s"),
+}
+"""Figures that are above 0 in any working run (something was answered, measured, streamed)."""
+
+NON_NEGATIVE = {
+    "coalescing": ("refused", "refused_default", "to_load_ms", "fanout_ms"),
+    "storm": ("faults_injected", "loads_min_per_model", "wait_p50_ms"),
+}
+
+ORDERED = [
+    ("hot_path", ("p50_us", "p99_us")),
+    ("mcp", ("memory_mcp_p50_ms", "memory_mcp_p99_ms")),
+    ("mcp", ("stdio_mcp_p50_ms", "stdio_mcp_p99_ms")),
+    ("scale", ("kb_metrics_per_actor_10", "kb_per_actor_10")),
+    ("storm", ("answered", "requests")),
+    ("storm", ("wait_p50_ms", "wait_p99_ms")),
+    ("storm", ("loads_min_per_model", "loads_max_per_model", "loads_total")),
+]
+"""Figures that cannot decrease left to right (a part and its whole, a p50 and its p99)."""
+
+
+def _assert_sane(result: dict[str, Any]) -> None:
+    """Whatever the machine's speed: counts add up, rates are rates, one load per burst."""
+
+    def get(case: str, key: str) -> float:
+        value: float = result["cases"][case]["figures"][key]["median"]
+        return value
+
+    for case, keys in POSITIVE.items():
+        for key in keys:
+            assert get(case, key) > 0, (case, key)
+    for case, keys in NON_NEGATIVE.items():
+        for key in keys:
+            assert get(case, key) >= 0, (case, key)
+    for case, keys in ORDERED:
+        values = [get(case, key) for key in keys]
+        assert values == sorted(values), (case, keys, values)
+
+    # Coalescing: one load per burst, and the overhead is exactly its two parts.
+    assert get("coalescing", "loads") == get("coalescing", "loads_default") == 1
+    parts = get("coalescing", "to_load_ms") + get("coalescing", "fanout_ms")
+    assert math.isclose(get("coalescing", "overhead_ms"), parts, rel_tol=1e-6, abs_tol=1e-6)
+
+    # Verification: the fixed-sleep verifier was run (not computed): it waited out its sleep.
+    sleep_ms = get("verification", "bridge_sleep_s") * 1e3
+    for key in result["cases"]["verification"]["figures"]:
+        if key.endswith("_bridge_ms"):
+            lag_ms = float(key.removeprefix("lag_").removesuffix("ms_bridge_ms"))
+            # 1 ms of slack: trio's clock and perf_counter may round a sleep's end differently.
+            assert get("verification", key) >= sleep_ms - lag_ms - 1, key
+
+    assert get("real_model", "tokens_per_answer") >= 1
+
+    # Storm: every request answered or failed by kind; rates in [0, 1] that add up.
+    kinds = [k for k in result["cases"]["storm"]["figures"] if k.startswith(ERROR_RATE_OF)]
+    for key in ["error_rate", *kinds]:
+        assert 0 <= get("storm", key) <= 1, key
+    failed = get("storm", "requests") - get("storm", "answered")
+    assert math.isclose(get("storm", "error_rate") * get("storm", "requests"), failed)
+    assert math.isclose(sum(get("storm", k) for k in kinds), get("storm", "error_rate"))
+
+
+def test_a_kind_absent_from_a_run_counts_as_zero() -> None:
+    # A rare error (one run in three) must not get the median of the run where it occurred.
+    kind = f"{ERROR_RATE_OF}X"
+    runs = [{"rate": 0.5, kind: 0.3}, {"rate": 0.4}, {"rate": 0.6}]
+    rate, x = summarise([Metric("rate", "rate")], runs, (ERROR_RATE_OF,))
+    assert (rate.median, rate.samples) == (0.5, [0.5, 0.4, 0.6])
+    assert (x.median, x.min, x.max, x.samples) == (0.0, 0.0, 0.3, [0.3, 0.0, 0.0])
+    # Without the prefix a figure is summarised over the runs that have it (mode-dependent ones).
+    plain = {f.key: f for f in summarise([], runs)}
+    assert plain[kind].samples == [0.3]
