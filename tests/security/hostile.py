@@ -30,6 +30,8 @@ __all__ = [
     "hostile_names",
     "hostile_numbers",
     "hostile_text",
+    "nested_dicts",
+    "nested_lists",
 ]
 
 KNOWN_MODELS = (
@@ -113,19 +115,21 @@ def hostile_json(max_leaves: int = 20) -> st.SearchStrategy[Any]:
             ),
             max_leaves=max_leaves,
         ),
-        st.integers(1, 60).map(_nested_lists),
-        st.integers(1, 60).map(_nested_dicts),
+        st.integers(1, 60).map(nested_lists),
+        st.integers(1, 60).map(nested_dicts),
     )
 
 
-def _nested_lists(depth: int) -> Any:
+def nested_lists(depth: int) -> Any:
+    """``[[...[]...]]``, ``depth`` levels deep."""
     value: Any = []
     for _ in range(depth):
         value = [value]
     return value
 
 
-def _nested_dicts(depth: int) -> Any:
+def nested_dicts(depth: int) -> Any:
+    """``{"a": {"a": ...}}``, ``depth`` levels deep."""
     value: Any = {}
     for _ in range(depth):
         value = {"a": value}
@@ -199,8 +203,8 @@ _schemas = st.one_of(
             {"type": ["object", "null"]},
             {"properties": {f"p{i}": {"type": "string"} for i in range(3000)}},
             {"enum": list(range(20_000))},
-            _nested_dicts(200),
-            {"items": _nested_lists(100)},
+            nested_dicts(200),
+            {"items": nested_lists(100)},
         ]
     ),
     hostile_json().filter(lambda v: isinstance(v, dict)),

@@ -191,6 +191,11 @@ class ServerThread:
 
         return trio.from_thread.run(bounded, trio_token=self._token)
 
+    def registered_tool_names(self) -> set[str]:
+        """Every tool registered on the running server, listed or not."""
+        assert self._server is not None, "not started"
+        return {t.name for t in self._server._tool_manager.list_tools()}
+
     def read(self, uri: str) -> str:
         """Read resource ``uri``; returns its text, or ``error: <message>`` for an MCP error."""
         assert self._token is not None, "not started"

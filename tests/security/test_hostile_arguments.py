@@ -26,7 +26,15 @@ from mcp_frontend.server import build_server
 from orchestrator import open_orchestrator
 from orchestrator.testing import FakeBackend
 
-from .hostile import BASELINE, FIELD_POOLS, VALID_VALUES, arguments_for, hostile_names
+from .hostile import (
+    BASELINE,
+    FIELD_POOLS,
+    VALID_VALUES,
+    arguments_for,
+    hostile_names,
+    nested_dicts,
+    nested_lists,
+)
 from .server_thread import CrashLog, ServerThread, serve_in_thread
 
 EXAMPLES_PER_TOOL = 60
@@ -51,6 +59,8 @@ def _listed_tools() -> list[Tool]:
 
 
 TOOLS = {t.name: t for t in _listed_tools()}
+FUZZED_TOOLS = sorted(TOOLS)
+"""The tools every fuzzing test below is parametrized over."""
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +106,27 @@ def test_the_server_lists_tools() -> None:
     assert {"load_model", "chat_completion", "analyze_image", "validate_json_schema"} <= set(TOOLS)
 
 
-@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_the_fuzzed_tools_are_every_tool_the_running_server_registers(
+    server: ServerThread,
+) -> None:
+    # The fuzzed set is read at collection time from a bare server; the stack under
+    # test is configured differently (agent config, image roots, remote fetch). Any
+    # tool it registers, listed or not, must be in the fuzzed set, and vice versa.
+    registered = server.registered_tool_names()
+    listed = {t.name for t in server.tools}
+
+    assert registered == listed == set(FUZZED_TOOLS)
+    assert len(FUZZED_TOOLS) >= 16
+
+
+@pytest.mark.parametrize("tool", FUZZED_TOOLS)
 def test_every_tool_argument_has_a_hostile_pool(tool: str) -> None:
     missing = sorted(set(TOOLS[tool].input_schema.get("properties", {})) - set(FIELD_POOLS))
 
     assert not missing, f"add hostile values for {tool}'s {missing} to security.hostile.FIELD_POOLS"
 
 
-@pytest.mark.parametrize("tool", sorted(TOOLS))
+@pytest.mark.parametrize("tool", FUZZED_TOOLS)
 @settings(
     max_examples=EXAMPLES_PER_TOOL,
     deadline=None,
@@ -222,3 +245,65 @@ def test_hostile_resource_uris_get_contents_or_a_clear_error(
     for leak in _LEAKS:
         assert leak not in text
     assert not crashes.crashes[before:], crashes.crashes[before].getMessage()
+
+
+WIRE_DEPTH = 200
+"""About the deepest JSON the SDK's parser takes (pydantic stops at ~250 levels)."""
+SERVER_DEPTH = 2000
+"""Deeper than the wire carries: handed to the server object directly."""
+_SHAPES: dict[str, Any] = {
+    "deep-list": nested_lists(WIRE_DEPTH),
+    "deep-dict": nested_dicts(WIRE_DEPTH),
+    "wide-list": ["a" * 64] * 50_000,
+    "wide-dict": {f"k{i}": i for i in range(20_000)},
+}
+"""Huge and deeply nested values, beyond what the strategies draw (depth 60, a few leaves)."""
+_UNENCODED: dict[str, Any] = {
+    "deeper-list": nested_lists(SERVER_DEPTH),
+    "deeper-dict": nested_dicts(SERVER_DEPTH),
+}
+_FIELDS = [
+    (name, field)
+    for name in FUZZED_TOOLS
+    # A tool without arguments gets the value as an argument it does not take.
+    for field in sorted(TOOLS[name].input_schema.get("properties", {})) or ["unexpected"]
+]
+
+
+def _with(tool: str, field: str, value: Any) -> dict[str, Any]:
+    schema = TOOLS[tool].input_schema
+    arguments = {n: VALID_VALUES[n] for n in schema.get("required", [])}
+    return arguments | BASELINE.get(tool, {}) | {field: value}
+
+
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+@pytest.mark.parametrize(("tool", "field"), _FIELDS)
+def test_huge_and_deeply_nested_values_get_a_clear_answer_in_every_argument(
+    server: ServerThread,
+    crashes: CrashLog,
+    tool: str,
+    field: str,
+    shape: str,
+) -> None:
+    before = len(crashes.crashes)
+
+    result = server.call(tool, _with(tool, field, _SHAPES[shape]))
+
+    outcomes[(tool, shape)] += 1
+    check_outcome(tool, result)
+    new = crashes.crashes[before:]
+    assert not new, f"{tool}.{field}={shape} logged an unexpected exception: {new[0].getMessage()}"
+
+
+@pytest.mark.parametrize("shape", sorted(_UNENCODED))
+@pytest.mark.parametrize(("tool", "field"), _FIELDS)
+def test_nesting_deeper_than_the_wire_carries_does_not_crash_a_tool(
+    server: ServerThread, tool: str, field: str, shape: str
+) -> None:
+    message = server.call_unencoded(tool, _with(tool, field, _UNENCODED[shape]))  # raises on crash
+
+    outcomes[(tool, shape)] += 1
+    if message is not None:
+        assert len(message) <= MAX_ERROR_CHARS
+        for leak in _LEAKS:
+            assert leak not in message

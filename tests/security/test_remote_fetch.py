@@ -54,6 +54,14 @@ INTERNAL_HOSTS = [
     "0x7f.0.0.1",
     "127.1",
     "0",
+    "0177.1",  # octal
+    "017700000001",  # 127.0.0.1 as one octal number
+    "0x7f.1",
+    "127.0.1",
+    "2852039166",  # 169.254.169.254 as one decimal number
+    "0xa9fea9fe",
+    "[0:0:0:0:0:0:0:1]",  # ::1 written out
+    "[0:0:0:0:0:ffff:7f00:1]",  # ::ffff:127.0.0.1 written out
 ]
 NAMES = {
     "images.example": [PUBLIC],
@@ -113,6 +121,23 @@ async def test_internal_addresses_in_any_spelling_are_refused_without_a_request(
     assert recorder.requests == []
 
 
+# Four-part dotted octal: httpx's URL parser refuses these before our address check
+# sees them (inet_aton would read 0177.0.0.1 as 127.0.0.1), so no request is made.
+UNPARSED_INTERNAL_HOSTS = ["0177.0.0.1", "0177.0.0.01", "0251.0376.0251.0376", "0x7f.0.0.0x1"]
+
+
+@pytest.mark.parametrize("host", UNPARSED_INTERNAL_HOSTS)
+async def test_dotted_octal_internal_addresses_are_refused_without_a_request(host: str) -> None:
+    recorder = Recorder({})
+
+    message = await refused(recorder, f"http://{host}/x.png")
+
+    assert message.startswith(f"not a valid URL: 'http://{host}/x.png'") or (
+        "is not a public address" in message
+    )
+    assert recorder.requests == []
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -141,6 +166,9 @@ async def test_names_resolving_inward_are_refused_without_a_request(name: str) -
         ("http://169.254.169.254/latest/meta-data/iam/", "not a public address"),
         ("http://loopback.example/x.png", "not a public address"),
         ("http://2130706433/", "not a public address"),
+        ("http://0177.0.0.1/", "Invalid URL in location header"),
+        ("http://0251.0376.0251.0376/", "Invalid URL in location header"),
+        ("http://[::ffff:127.0.0.1]/", "not a public address"),
         ("file:///etc/passwd", "only http(s) image URLs are allowed"),
         ("gopher://images.example:70/", "only http(s) image URLs are allowed"),
         ("https://user:pw@images.example/x.png", "must not carry credentials"),
