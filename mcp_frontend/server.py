@@ -24,11 +24,11 @@ from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.tools import agents, inference, lifecycle, schema, vision
 from orchestrator import Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
+from orchestrator.identity import SERVER_NAME
 from orchestrator.inference import InferenceClient
 
 __all__ = ["SERVER_NAME", "build_server"]
 
-SERVER_NAME = "lmstudio-orchestrator"
 
 INSTRUCTIONS = """\
 Local models (LM Studio or embedded llama.cpp), each managed by a lifecycle

@@ -27,8 +27,10 @@ and the variable. A relative ``cwd`` is relative to the file's directory.
 
 An entry that runs this orchestrator itself (``lmsorch``, ``python -m
 mcp_frontend``) is never offered: an agent must not spawn the server it runs in.
-The allow-list and deny-list of :class:`AgentSettings` apply by name, deny
-winning. The file is re-read whenever its modification time or size changes.
+An entry with ``"disabled": true`` is never offered either (and its
+variables are not expanded). The allow-list and deny-list of
+:class:`AgentSettings` apply by name, deny winning. The file is re-read
+whenever its modification time or size changes.
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ import msgspec
 from orchestrator.agent.errors import AgentError, McpConfigError, UnknownMcpServer
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.errors import excerpt
+from orchestrator.identity import SERVER_NAME
 
 __all__ = ["McpRegistry", "ServerSpec", "expand_vars", "parse_entry", "probe"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HTTP_TYPES = {"http", "streamable-http", "streamable_http", "streamableHttp"}
 _STDIO_TYPES = {"stdio"}
-_SELF_NAMES = {"lmsorch", "lmstudio-orchestrator", "mcp_frontend"}
+_SELF_NAMES = {"lmsorch", SERVER_NAME, "mcp_frontend"}
 _MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -239,7 +242,7 @@ class McpRegistry:
 
     Cheap to call repeatedly: :meth:`servers` stats the file and re-reads it only
     when its modification time or size changed. Entries that cannot be used (a bad
-    shape, an undefined variable, this server itself, denied) are left out of
+    shape, an undefined variable, this server itself, disabled, denied) are left out of
     :meth:`servers` and reported by :meth:`invalid`; :meth:`get` on one raises
     an error saying why.
     """
@@ -322,6 +325,15 @@ class McpRegistry:
         invalid: dict[str, str] = {}
         refused: dict[str, str] = {}
         for name, entry in entries.items():
+            disabled = entry.get("disabled", False) if isinstance(entry, dict) else False
+            if not isinstance(disabled, bool):
+                invalid[name] = str(
+                    _shape_error(path, f"server {name!r}: disabled must be true or false")
+                )
+                continue
+            if disabled:  # switched off by the user: never spawned, whatever else it says
+                refused[name] = f"MCP server {name!r} is disabled in {path}"
+                continue
             try:
                 spec = parse_entry(name, entry, path=path, environ=environ)
             except McpConfigError as exc:
@@ -353,7 +365,7 @@ class McpRegistry:
     def invalid(self) -> dict[str, str]:
         """Broken entries (bad shape, undefined variable, this server itself) with the reason.
 
-        Entries left out by the allow-list or deny-list are not reported.
+        Entries left out as disabled or by the allow-list or deny-list are not reported.
         """
         loaded = self._load()
         return {} if loaded is None else dict(loaded.invalid)
@@ -362,7 +374,7 @@ class McpRegistry:
         """The server called ``name``.
 
         Raises:
-            UnknownMcpServer: no entry has that name, or it is denied or not allowed.
+            UnknownMcpServer: no entry has that name, or it is disabled, denied or not allowed.
             McpConfigError: the entry exists but is malformed, uses an undefined
                 variable or runs this orchestrator; or the file itself is broken.
         """

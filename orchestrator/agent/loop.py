@@ -221,10 +221,12 @@ async def run_agent(
 
 def _record(orch: Orchestrator, trace: AgentTrace, finished: bool) -> None:
     success = finished and trace.success
-    server = ",".join(trace.servers) or "none"
-    orch.metrics.agent_runs.labels(server=server, success=str(success).lower()).observe(
-        trace.elapsed_s
-    )
+    # One observation per server (names come from the configuration: a bounded set),
+    # not one per combination of servers.
+    for server in trace.servers or ("none",):
+        orch.metrics.agent_runs.labels(server=server, success=str(success).lower()).observe(
+            trace.elapsed_s
+        )
     # No task, answer, arguments or tool output here: they may hold anything.
     _log.info(
         "agent_run",
@@ -320,6 +322,11 @@ class _Run:
                 text, is_error, truncated = result.text, result.is_error, result.truncated
             except OrchestratorError as exc:  # e.g. the server process died
                 text, is_error, truncated = str(exc), True, False
+            except Exception as exc:  # noqa: BLE001 (a bug must not end the run; Cancelled is not one)
+                # The type only: the message may quote the arguments.
+                _log.warning("agent_tool_call_crashed", tool=call.name, error=type(exc).__name__)
+                text = f"the call failed unexpectedly ({type(exc).__name__}: {excerpt(str(exc))})"
+                is_error, truncated = True, False
             outputs[i] = TOOL_ERROR_PREFIX + text if is_error else text
             records[i] = ToolCallTrace(
                 round=round_,

@@ -27,6 +27,8 @@ __all__ = ["BridgedTool", "exposed_names", "parse_arguments", "schema_errors", "
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 MAX_SCHEMA_IN_MESSAGE = 2000
+MAX_ARGUMENT_DEPTH = 64
+"""Deepest nesting of objects and lists accepted in a model's arguments."""
 _MAX_ERRORS = 5
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 # Meta keywords some APIs reject and no model needs.
@@ -71,19 +73,44 @@ def exposed_names(pairs: Iterable[tuple[str, str]], *, namespaced: bool) -> list
     return out
 
 
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests objects and lists deeper than :data:`MAX_ARGUMENT_DEPTH`."""
+    level: list[Any] = [value]
+    for _ in range(MAX_ARGUMENT_DEPTH):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
+
+
 def parse_arguments(arguments: str) -> tuple[dict[str, Any] | None, str | None]:
     """Decode the model's argument string: ``(arguments, None)`` or ``(None, problem)``.
 
-    An empty string means no arguments (``{}``); anything but a JSON object is a problem.
+    An empty string means no arguments (``{}``); anything but a JSON object is a
+    problem, and so is nesting deeper than :data:`MAX_ARGUMENT_DEPTH` (which
+    would exhaust the recursion of the decoder, the validator or the SDK).
     """
     if not arguments.strip():
         return {}, None
+    too_deep = (
+        f"the arguments nest objects or lists deeper than {MAX_ARGUMENT_DEPTH} levels; "
+        "send a flatter JSON object"
+    )
     try:
         value = json.loads(arguments)
+    except RecursionError:
+        return None, too_deep
     except ValueError as exc:
         return None, f"the arguments are not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, f"the arguments must be a JSON object, not {type(value).__name__}"
+    if _too_deep(value):
+        return None, too_deep
     return value, None
 
 

@@ -50,16 +50,22 @@ from orchestrator.agent.schema_bridge import (
 )
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.errors import excerpt
+from orchestrator.identity import SERVER_NAME
 from orchestrator.inference.responses_types import ResponsesTool
 from orchestrator.inference.types import Tool
+from orchestrator.logs import REDACTED, register_secret
 
 __all__ = ["ToolResult", "Toolbox", "open_toolbox"]
 
 STDERR_TAIL_BYTES = 8192
 MAX_TOOLS_PER_SERVER = 512
+HTTP_CLOSE_TIMEOUT_S = 3.0
+"""How long closing an HTTP session (its DELETE request) may take before it is abandoned."""
 _LIST_PAGES = 32
 _STDERR_IN_MESSAGE = 600
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_MIN_SECRET_CHARS = 4
+_MIN_LOGGED_SECRET_CHARS = 8
 
 
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,11 +83,40 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     truncated: bool = False
 
 
+def _secrets_of(spec: ServerSpec) -> tuple[str, ...]:
+    """The values of ``spec.env`` and ``spec.headers`` (4+ characters), longest first.
+
+    A header's credential after its scheme (``Bearer <token>``) counts on its own
+    too. Those of 8+ characters are also registered with
+    :func:`orchestrator.logs.register_secret`, so log lines never show them; the
+    registration is process-wide, and shorter values (``true``, ``1``, ``info``)
+    would blank the same words in every log line.
+    """
+    found = set(spec.env.values())
+    for value in spec.headers.values():
+        found.add(value)
+        found.update(value.split()[1:])
+    secrets = sorted((s for s in found if len(s) >= _MIN_SECRET_CHARS), key=len, reverse=True)
+    for secret in secrets:
+        if len(secret) >= _MIN_LOGGED_SECRET_CHARS:
+            register_secret(secret)
+    return tuple(secrets)
+
+
+def _scrubbed(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret replaced by the logs' ``[REDACTED]`` marker."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 class _StderrTail:
     """Drain a child's stderr pipe, keeping the last :data:`STDERR_TAIL_BYTES` bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
         self.data = bytearray()
+        self.trimmed = False
+        self._secrets = tuple(secrets)
         read_fd, write_fd = os.pipe()
         self._read = trio.lowlevel.FdStream(read_fd)
         # A text file object because the SDK types errlog as TextIO; only its fd is used.
@@ -93,7 +128,9 @@ class _StderrTail:
             async with self._read:
                 while chunk := await self._read.receive_some(65536):
                     self.data.extend(chunk)
-                    del self.data[:-STDERR_TAIL_BYTES]
+                    if len(self.data) > STDERR_TAIL_BYTES:
+                        self.trimmed = True
+                        del self.data[:-STDERR_TAIL_BYTES]
         except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
             pass
         finally:
@@ -105,7 +142,11 @@ class _StderrTail:
             self.child_end.close()
 
     def text(self) -> str:
-        lines = self.data.decode("utf-8", errors="replace").strip().splitlines()
+        """The last lines, secrets scrubbed (before any cut, so no part of one is left)."""
+        text = _scrubbed(self.data.decode("utf-8", errors="replace"), self._secrets)
+        lines = text.strip().splitlines()
+        if self.trimmed:
+            lines = lines[1:]  # may start inside a secret the scrub could not recognise
         tail = " | ".join(line.strip() for line in lines[-8:] if line.strip())
         return tail[-_STDERR_IN_MESSAGE:]
 
@@ -117,13 +158,13 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
-def _describe(exc: BaseException) -> str:
-    """One line for an exception, looking inside exception groups for the first real cause."""
+def _describe(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """One line for an exception (secrets scrubbed), looking inside exception groups."""
     exc = _first(exc)
     if isinstance(exc, MCPError):
-        return excerpt(exc.message or "MCP error", 300)
+        return excerpt(_scrubbed(exc.message or "MCP error", secrets), 300)
     text = str(exc) or type(exc).__name__
-    return excerpt(f"{type(exc).__name__}: {text}", 300)
+    return excerpt(_scrubbed(f"{type(exc).__name__}: {text}", secrets), 300)
 
 
 def _leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -187,6 +228,7 @@ class _Session:
     cwd: Path
     tools: list[types.Tool]
     stderr: _StderrTail | None
+    secrets: tuple[str, ...] = ()
     dead: str | None = None
 
 
@@ -272,13 +314,14 @@ class Toolbox:
                 if exc.code == types.CONNECTION_CLOSED:
                     session.dead = self._gone_reason(session)
                     raise McpServerFailed(tool.server, session.dead) from exc
-                return _bounded(f"Tool {name} failed: {_describe(exc)}", limit, is_error=True)
+                failed = _describe(exc, session.secrets)
+                return _bounded(f"Tool {name} failed: {failed}", limit, is_error=True)
             except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
                 session.dead = self._gone_reason(session)
                 raise McpServerFailed(tool.server, session.dead) from exc
             except Exception as exc:  # noqa: BLE001 (a foreign server's malformed answer)
                 return _bounded(
-                    f"Tool {name} returned a malformed result: {_describe(exc)}",
+                    f"Tool {name} returned a malformed result: {_describe(exc, session.secrets)}",
                     limit,
                     is_error=True,
                 )
@@ -290,7 +333,9 @@ class Toolbox:
             )
         text = _result_text(result)
         if result.is_error:
-            text = f"Tool {name} reported an error: {text or 'no details'}"
+            text = _scrubbed(
+                f"Tool {name} reported an error: {text or 'no details'}", session.secrets
+            )
         return _bounded(text, limit, is_error=bool(result.is_error))
 
     @staticmethod
@@ -342,7 +387,8 @@ async def _run_server(
 ) -> None:
     """Open one server, report its session, and keep it open until ``stop`` is set."""
     cwd = _server_cwd(spec, roots) if spec.transport == "stdio" else roots[0]
-    stderr = _StderrTail() if spec.transport == "stdio" else None
+    secrets = _secrets_of(spec)
+    stderr = _StderrTail(secrets) if spec.transport == "stdio" else None
     http_errors: list[str] = []
     started = False
     try:
@@ -355,17 +401,18 @@ async def _run_server(
                     async with _connect(spec, cwd, roots, stderr, http_errors) as client:
                         if stderr is not None:
                             stderr.release()  # the child holds its own copy now
+                        _refuse_self(spec, client)
                         tools = await _list_tools(client)
                         start_scope.deadline = math.inf
                         started = True
-                        task_status.started(_Session(spec, client, cwd, tools, stderr))
+                        task_status.started(_Session(spec, client, cwd, tools, stderr, secrets))
                         await stop.wait()
                 except AgentError:
                     raise
                 except Exception as exc:
                     if started:
                         return  # the connection broke at close; the process is stopped anyway
-                    reason = _describe(exc)
+                    reason = _describe(exc, secrets)
                     cause = _first(exc)
                     if isinstance(cause, MCPError) and cause.code == types.CONNECTION_CLOSED:
                         reason = "it exited or closed the connection before it was ready"
@@ -391,6 +438,20 @@ async def _run_server(
         # Our tasks raise only McpServerFailed: give it (or the caller's own error) back bare.
         leaf = _leaf(group)
         raise leaf from leaf.__cause__
+
+
+def _refuse_self(spec: ServerSpec, client: Client) -> None:
+    """Refuse a server that says it is this orchestrator (discovery catches only known commands).
+
+    Raises:
+        McpServerFailed: its ``serverInfo`` name is ours; the session is then closed.
+    """
+    info = client.server_info
+    if info is not None and info.name == SERVER_NAME:
+        raise McpServerFailed(
+            spec.name,
+            f"it is this orchestrator ({SERVER_NAME}); an agent never uses the server it runs in",
+        )
 
 
 def _with_stderr(reason: str, stderr: _StderrTail | None, http_errors: Sequence[str]) -> str:
@@ -440,8 +501,20 @@ async def _connect(
         async with create_mcp_http_client(headers=dict(spec.headers)) as http:
             http.event_hooks["response"].append(note_status)
             transport = streamable_http_client(spec.url, http_client=http)
-            async with Client(transport, mode="auto", list_roots_callback=callback) as client:
-                yield client
+            failure: BaseException | None = None
+            with trio.CancelScope() as closing:
+                async with Client(transport, mode="auto", list_roots_callback=callback) as client:
+                    try:
+                        yield client
+                    except BaseException as exc:
+                        failure = exc
+                        raise
+                    finally:
+                        # Closing sends a DELETE; a server that never answers it must
+                        # not hold up the exit (the HTTP read timeout is minutes).
+                        closing.deadline = trio.current_time() + HTTP_CLOSE_TIMEOUT_S
+            if closing.cancelled_caught and failure is not None:
+                raise failure  # the cut-short close must not swallow the block's own error
 
 
 @asynccontextmanager

@@ -22,6 +22,7 @@ __all__ = [
     "TOY_SERVER",
     "child_pids",
     "gone",
+    "leaky_spec",
     "open_fds",
     "toy_entry",
     "toy_settings",
@@ -53,6 +54,34 @@ def toy_spec(name: str = "toy", mode: str = "serve", *, cwd: Path | None = None)
         command=entry["command"],
         args=tuple(entry["args"]),
         cwd=None if cwd is None else str(cwd),
+    )
+
+
+_LEAKY = """\
+import os, runpy, sys
+print("leaky: my token is", os.environ["LEAKY_TOKEN"], file=sys.stderr, flush=True)
+if sys.argv[1] == "exit":
+    sys.exit(3)
+runpy.run_path(sys.argv[2], run_name="__main__")
+"""
+
+
+def leaky_spec(
+    tmp_path: Path, token: str, mode: str = "exit", *, name: str = "leaky"
+) -> ServerSpec:
+    """A stdio server that prints its ``LEAKY_TOKEN`` env value to stderr first.
+
+    ``mode="exit"`` then exits at once; ``serve`` goes on as the toy server (whose
+    ``crash`` tool makes the stderr tail show up in the "connection closed" reason).
+    """
+    script = tmp_path / "leaky_server.py"
+    script.write_text(_LEAKY)
+    return ServerSpec(
+        name=name,
+        transport="stdio",
+        command=sys.executable,
+        args=(str(script), mode, str(TOY_SERVER)),
+        env={"LEAKY_TOKEN": token},
     )
 
 

@@ -216,6 +216,25 @@ def test_allow_and_deny_lists_with_deny_winning(tmp_path: Path) -> None:
         reg.get("fs")
 
 
+def test_disabled_entries_are_refused_and_never_parsed(tmp_path: Path) -> None:
+    servers = {
+        "on": toy_entry(disabled=False),
+        "off": toy_entry(disabled=True),
+        "off_broken": {"disabled": True, "command": "x", "env": {"K": "${UNSET_VAR_XYZ}"}},
+        "odd": toy_entry(disabled="yes"),
+    }
+    reg = registry(tmp_path, servers, environ={})
+    path = reg.candidates()[0]
+    assert list(reg.servers()) == ["on"]
+    assert set(reg.invalid()) == {"odd"}
+    assert "disabled must be true or false" in reg.invalid()["odd"]
+    for name in ("off", "off_broken"):
+        with pytest.raises(UnknownMcpServer) as info:
+            reg.get(name)
+        assert f"MCP server {name!r} is disabled in {path}" in str(info.value)
+        assert info.value.available == ("on",)
+
+
 def test_the_file_is_re_read_when_it_changes(tmp_path: Path) -> None:
     reg = registry(tmp_path, {"one": toy_entry()})
     path = reg.candidates()[0]

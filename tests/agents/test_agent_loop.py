@@ -141,6 +141,49 @@ async def test_a_dead_server_is_a_tool_error_not_a_crash(stack: Stack) -> None:
     assert tool["content"].startswith(TOOL_ERROR_PREFIX)
 
 
+async def test_an_unexpected_exception_in_a_call_is_a_tool_error_and_logged(
+    stack: Stack,
+) -> None:
+    async def buggy(_args: dict[str, Any]) -> Result:
+        raise RuntimeError("bug-8a1f")
+
+    deep = '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"  # FakeTools' json.loads recurses
+    stack.sim.script(
+        QWEN,
+        Reply(
+            tool_calls=(
+                call("buggy", "1"),
+                ScriptedCall(name="add", arguments=deep, id="2"),
+                call("add", "3", a=1, b=2),
+            )
+        ),
+        Reply(content="survived"),
+    )
+    out = io.StringIO()
+    configure_logging("debug", stream=out, json=True)
+    try:
+        roomy = AgentSettings(deadline_s=20.0, context_budget_chars=1_000_000)
+        result = await run(stack, tools(buggy=buggy), settings=roomy)
+    finally:
+        configure_logging("warning", stream=io.StringIO(), json=True)  # as tests/conftest.py
+    assert (result.answer, result.trace.stop_reason) == ("survived", "answer")
+    assert [(c.name, c.ok) for c in result.trace.tool_calls] == [
+        ("buggy", False),
+        ("add", False),
+        ("add", True),
+    ]
+    outputs = [m["content"] for m in bodies(stack.sim, CHAT)[1]["messages"] if m["role"] == "tool"]
+    assert outputs[0] == TOOL_ERROR_PREFIX + (
+        "the call failed unexpectedly (RuntimeError: bug-8a1f)"
+    )
+    assert outputs[1].startswith(TOOL_ERROR_PREFIX + "the call failed unexpectedly (RecursionError")
+    assert outputs[2] == "3"
+    events = list(map(json.loads, out.getvalue().splitlines()))
+    crashed = [(e["tool"], e["error"]) for e in events if e["event"] == "agent_tool_call_crashed"]
+    assert sorted(crashed) == [("add", "RecursionError"), ("buggy", "RuntimeError")]
+    assert "bug-8a1f" not in out.getvalue()  # the message may quote arguments: not logged
+
+
 async def test_parallel_calls_run_concurrently_and_answer_in_call_order(stack: Stack) -> None:
     # "first" can only finish once "second" has started: run one after the other, it would hang.
     second_started = trio.Event()
@@ -448,6 +491,23 @@ async def test_every_run_is_measured_and_the_trace_encodes(stack: Stack) -> None
     assert (ok, failed) == (1.0, 1.0)
     decoded = msgspec.json.decode(msgspec.json.encode(result.trace), type=AgentTrace)
     assert decoded == result.trace
+
+
+async def test_a_run_over_several_servers_is_measured_once_per_server(stack: Stack) -> None:
+    stack.sim.script(QWEN, Reply(content="a"), Reply(content="b"))
+    box = tools()
+    box.servers = ("git", "fs")
+    await run(stack, box)
+    box.servers = ("git",)
+    await run(stack, box)
+    registry = stack.orch.metrics.registry
+
+    def count(server: str) -> float | None:
+        return registry.get_sample_value(
+            "lmsorch_agent_run_duration_seconds_count", {"server": server, "success": "true"}
+        )
+
+    assert (count("git"), count("fs"), count("git,fs"), count("fs,git")) == (2.0, 1.0, None, None)
 
 
 # -- the context budget, as a property --

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from fakes import Reply, ScriptedCall
 
-from agents.agent_support import child_pids, gone, toy_settings, toy_spec
+from agents.agent_support import child_pids, gone, leaky_spec, toy_settings, toy_spec
 from agents.loop_support import QWEN, Stack, bodies, sim_stack
 from orchestrator.agent import AgentSettings, ServerSpec
 from orchestrator.agent.loop import TOOL_ERROR_PREFIX, run_agent
@@ -112,6 +112,25 @@ async def test_failing_tool_and_malformed_arguments_get_answers_the_model_can_us
         assert outputs[key].startswith(TOOL_ERROR_PREFIX)
         assert "add" in outputs[key]
         assert '"b"' in outputs[key] or "'b'" in outputs[key]
+
+
+async def test_a_dying_server_s_env_secret_stays_out_of_the_trace_and_the_model(
+    stack: Stack, tmp_path: Path
+) -> None:
+    token = "loop-leaky-s3cret"
+    stack.sim.script(
+        QWEN,
+        Reply(tool_calls=(call("crash", "1"),)),
+        Reply(tool_calls=(call("add", "2", {"a": 1, "b": 2}),)),
+        Reply(content="gone"),
+    )
+    result = await run(stack, toy_settings(tmp_path), [leaky_spec(tmp_path, token, "serve")])
+    assert result.trace.stop_reason == "answer"
+    assert [c.ok for c in result.trace.tool_calls] == [False, False]
+    assert any("my token is [REDACTED]" in e for e in result.trace.errors)
+    sent = bodies(stack.sim, CHAT)
+    assert "my token is [REDACTED]" in tool_outputs(sent[1])[0][1]
+    assert token not in repr(result.trace.errors) + repr(result.trace.tool_calls) + repr(sent)
 
 
 async def test_parallel_calls_to_two_servers_are_namespaced_and_ordered(

@@ -14,12 +14,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
 from agents.agent_support import (
     child_pids,
     gone,
+    leaky_spec,
     open_fds,
     toy_entry,
     toy_settings,
@@ -27,7 +29,8 @@ from agents.agent_support import (
     write_mcp_json,
 )
 from agents.servers.toy_server import app as toy_app
-from mcp_frontend.http_app import serve_http
+from mcp_frontend.app import TOKEN_ENV as HTTP_TOKEN_ENV
+from mcp_frontend.http_app import _serve_asgi, build_http_app, serve_http
 from orchestrator.agent import (
     McpRegistry,
     McpServerFailed,
@@ -36,9 +39,18 @@ from orchestrator.agent import (
     Toolbox,
     open_toolbox,
     probe,
+    toolbox,
 )
-from orchestrator.agent.schema_bridge import BridgedTool, exposed_names, schema_errors
+from orchestrator.agent.schema_bridge import (
+    MAX_ARGUMENT_DEPTH,
+    BridgedTool,
+    exposed_names,
+    parse_arguments,
+    schema_errors,
+)
+from orchestrator.identity import SERVER_NAME
 from orchestrator.inference.responses_types import FunctionTool
+from orchestrator.logs import REDACTED, redact
 
 GIT_SERVER = Path(sys.executable).parent / "mcp-server-git"
 
@@ -78,6 +90,25 @@ async def test_tools_are_bridged_and_called(tmp_path: Path) -> None:
     assert pid not in child_pids()
 
 
+async def test_the_orchestrator_s_own_tokens_are_not_passed_to_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = {"LMSTUDIO_API_TOKEN": "lms-own-s3cret", HTTP_TOKEN_ENV: "http-own-s3cret"}
+    for name, value in own.items():
+        monkeypatch.setenv(name, value)
+    spec = msgspec.structs.replace(toy_spec(), env={"GIVEN_ON_PURPOSE": "yes-this-one"})
+    with trio.fail_after(30):
+        async with open_toolbox([spec], toy_settings(tmp_path)) as box:
+            pid = await server_pid(box)
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+    await gone(pid)
+    names = {entry.split(b"=", 1)[0].decode() for entry in environ.split(b"\0") if entry}
+    assert "GIVEN_ON_PURPOSE" in names  # the child's environment was read
+    assert not names & set(own)
+    for value in own.values():
+        assert value.encode() not in environ
+
+
 async def test_malformed_calls_get_a_correction_request(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
@@ -100,6 +131,26 @@ async def test_malformed_calls_get_a_correction_request(tmp_path: Path) -> None:
     assert unknown.is_error
     assert unknown.text.startswith("Unknown tool 'subtract'. Available tools: add, echo")
     assert not empty.is_error
+
+
+async def test_deeply_nested_arguments_get_a_correction_request(tmp_path: Path) -> None:
+    deep = '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"  # beyond the decoder's recursion
+    parseable = '{"text": ' + "[" * 100 + "]" * 100 + "}"  # decodes, but too deep to pass on
+    with trio.fail_after(30):
+        async with open_toolbox([toy_spec()], toy_settings(tmp_path)) as box:
+            results = [await box.call("echo", deep), await box.call("echo", parseable)]
+            fine = await box.call("echo", json.dumps({"text": "still here"}))
+            pid = await server_pid(box)
+    await gone(pid)
+    for result in results:
+        assert result.is_error
+        assert "Invalid arguments for tool 'echo'" in result.text
+        assert f"deeper than {MAX_ARGUMENT_DEPTH} levels" in result.text
+    assert fine.text == "still here"
+    nested: Any = "leaf"
+    for _ in range(MAX_ARGUMENT_DEPTH - 1):
+        nested = [nested]
+    assert parse_arguments(json.dumps({"a": nested})) == ({"a": nested}, None)  # the limit itself
 
 
 async def test_results_are_bounded_and_errors_survived(tmp_path: Path) -> None:
@@ -245,6 +296,67 @@ async def test_a_server_that_exits_at_once_fails_with_its_stderr(
     assert "refusing to start" not in out + err  # the child's stderr went to the capture only
 
 
+async def test_a_child_echoing_its_env_secret_never_shows_it(tmp_path: Path) -> None:
+    token = "leaky-s3cret-value"
+    spec = leaky_spec(tmp_path, token)
+    settings = toy_settings(tmp_path)
+    with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
+        async with open_toolbox([spec], settings):
+            pytest.fail("the toolbox must not open")
+    assert f"leaky: my token is {REDACTED}" in info.value.reason  # the stderr tail, scrubbed
+    assert token not in str(info.value)
+    with trio.fail_after(30):
+        reason = await probe(spec, settings)  # what list_available_mcps reports
+    assert reason is not None
+    assert REDACTED in reason
+    assert token not in reason
+    # And the value is registered with the log redaction.
+    event = redact(None, "info", {"event": "mcp_failed", "detail": f"said {token}"})
+    assert event["detail"] == f"said {REDACTED}"
+
+
+async def test_the_stderr_of_a_server_that_died_mid_call_is_scrubbed(tmp_path: Path) -> None:
+    token = "leaky-dying-s3cret"
+    with trio.fail_after(30):
+        async with open_toolbox(
+            [leaky_spec(tmp_path, token, "serve")], toy_settings(tmp_path)
+        ) as box:
+            pid = await server_pid(box)
+            with pytest.raises(McpServerFailed, match="the connection closed") as info:
+                await box.call("crash", "{}")
+            with pytest.raises(McpServerFailed) as again:
+                await box.call("add", '{"a": 1, "b": 2}')
+    await gone(pid)
+    for exc in (info.value, again.value):
+        assert f"leaky: my token is {REDACTED}" in str(exc)
+        assert token not in str(exc)
+
+
+async def test_a_server_that_says_it_is_this_orchestrator_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "impostor.py"
+    script.write_text(
+        "import sys, anyio\n"
+        "from mcp.server.mcpserver import MCPServer\n"
+        "app = MCPServer(sys.argv[1])\n"
+        "app.tool(name='hidden')(lambda: 'never listed')\n"
+        "anyio.run(app.run_stdio_async, backend='trio')\n"
+    )
+    spec = ServerSpec(
+        name="innocent",
+        transport="stdio",
+        command=sys.executable,
+        args=(str(script), SERVER_NAME),
+    )
+    before, fds = set(child_pids()), open_fds()
+    with trio.fail_after(30), pytest.raises(McpServerFailed) as info:
+        async with open_toolbox([spec], toy_settings(tmp_path)):
+            pytest.fail("the toolbox must not open")
+    assert info.value.server == "innocent"
+    assert f"it is this orchestrator ({SERVER_NAME})" in info.value.reason
+    assert set(child_pids()) <= before  # the session was closed and the process stopped
+    assert open_fds() <= fds
+
+
 async def test_skip_failed_opens_the_servers_that_start_and_says_why_the_others_did_not(
     tmp_path: Path,
 ) -> None:
@@ -348,6 +460,69 @@ async def test_streamable_http_server_with_headers(tmp_path: Path) -> None:
             assert "HTTP 401 - check the headers in mcp.json" in reason
             assert token not in reason
             nursery.cancel_scope.cancel()
+
+
+# The SDK's pre-2026 HTTP path leaves its response streams unclosed (see _connect):
+# the garbage-collected generators are its, not this test's.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_closing_an_http_session_is_bounded_when_the_delete_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(toolbox, "HTTP_CLOSE_TIMEOUT_S", 0.5)
+    app = build_http_app(toy_app, host="127.0.0.1", token=None)
+    deletes: list[str] = []
+
+    async def legacy_hanging_on_delete(scope: Any, receive: Any, send: Any) -> None:
+        """The toy server as a pre-2026 one (sessions, closed by DELETE) that never closes."""
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        if scope["method"] == "DELETE":
+            deletes.append(scope["path"])
+            await trio.sleep_forever()  # the server never answers the session's close
+        messages = [await receive()]
+        while messages[-1].get("more_body"):
+            messages.append(await receive())
+        if b"server/discover" in b"".join(m.get("body", b"") for m in messages):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        replay = iter(messages)
+
+        async def receive_again() -> Any:
+            return next(replay, None) or await receive()
+
+        await app(scope, receive_again, send)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serve = partial(
+                _serve_asgi,
+                legacy_hanging_on_delete,
+                host="127.0.0.1",
+                port=0,
+                shutdown_trigger=None,
+            )
+            [base] = await nursery.start(serve)
+            spec = ServerSpec(name="remote", transport="http", url=f"{base}/mcp")
+
+            async def failing_block() -> None:
+                async with open_toolbox([spec], toy_settings(tmp_path)) as box:
+                    assert (await box.call("add", '{"a": 1, "b": 2}')).text == "3"
+                    raise KeyError("from the block")
+
+            with pytest.raises(KeyError, match="from the block"):  # and the error survives
+                await failing_block()
+            closing = trio.current_time()
+            async with open_toolbox([spec], toy_settings(tmp_path)) as box:
+                assert (await box.call("add", '{"a": 2, "b": 2}')).text == "4"
+                closing = trio.current_time()
+            elapsed = trio.current_time() - closing
+            nursery.cancel_scope.cancel()
+    # The normal exit tried to close its session, and gave up; the exit by an error
+    # is a cancellation, which abandons the close at once (no DELETE is sent).
+    assert deletes == ["/mcp"]
+    assert 0.4 <= elapsed < 5
 
 
 @pytest.fixture
