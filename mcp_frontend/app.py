@@ -14,7 +14,6 @@ shutdown are answered (they show the models unloading).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -96,16 +95,6 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
             return
 
 
-def _configure_logs(level: str, secrets: tuple[str | None, ...]) -> None:
-    configure_logging(level, secrets=secrets)
-    # Library loggers (the SDK, transitions, hypercorn) also go to stderr; ours are structlog.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if level == "debug" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 async def serve(options: ServeOptions) -> None:
     """Serve until stdin closes (stdio), or SIGINT/SIGTERM arrives.
 
@@ -114,7 +103,8 @@ async def serve(options: ServeOptions) -> None:
     """
     config = Config.load(options.config_file, log_level=options.log_level)
     settings = FrontendSettings.from_env()
-    _configure_logs(config.log_level, (options.token, config.lmstudio.api_token))
+    # Ours and the libraries' (the SDK, transitions, hypercorn): redacted, on stderr.
+    configure_logging(config.log_level, secrets=(options.token, config.lmstudio.api_token))
     backend = make_backend(config, options.backend)
     metrics = Metrics()
     source = StatusSource(metrics)

@@ -9,7 +9,8 @@ goes through :func:`hold_model`, so these rules hold for all of them:
   UNLOADED, and the request is retried once under a fresh lease, which reloads it;
 - every request, and a lease that could not be taken, is counted in the
   inference metrics (a model the orchestrator does not manage is counted as
-  ``(other)``) and every failure is logged.
+  ``(other)``) and every failure is logged; a request or lease wait cancelled
+  by its caller is counted as ``cancelled``, not as an error, and not logged.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class InferenceTarget:
     base_url: str
     headers: Mapping[str, str]
     ttl: int
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Whether ``exc`` is a cancellation: ``Cancelled``, or a nursery's group of only those."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 async def _direct(enter: Callable[[], Awaitable[Lease]]) -> Lease:
@@ -124,8 +132,11 @@ class HeldModel:
                 if attempt == 2:
                     self._log_error(attempt, exc)
                     raise
-            except Exception as exc:
-                self._log_error(attempt, exc)
+            except BaseException as exc:
+                if _cancelled(exc):
+                    outcome = "cancelled"  # the caller gave up (a timeout, a closed session)
+                elif isinstance(exc, Exception):
+                    self._log_error(attempt, exc)
                 raise
             finally:
                 self._count(outcome, started)
@@ -167,9 +178,12 @@ async def hold_model(
     started = trio.current_time()
     try:
         await held._acquire()
-    except Exception as exc:
-        held._count("error", started)
-        held._log_error(1, exc)
+    except BaseException as exc:
+        if _cancelled(exc):
+            held._count("cancelled", started)
+        elif isinstance(exc, Exception):
+            held._count("error", started)
+            held._log_error(1, exc)
         raise
     try:
         yield held

@@ -136,7 +136,7 @@ class Metrics:
         )
         self.inference_requests = Counter(
             "lmsorch_inference_requests_total",
-            "Inference requests by model, endpoint and outcome.",
+            "Inference requests by model, endpoint and outcome (ok, lost, error, cancelled).",
             ["model", "endpoint", "outcome"],
             registry=r,
         )
@@ -149,7 +149,7 @@ class Metrics:
         )
         self.agent_runs = Histogram(
             "lmsorch_agent_run_duration_seconds",
-            "Autonomous agent run duration by MCP server set and success.",
+            "Autonomous agent run duration by MCP server (once per server used) and success.",
             ["server", "success"],
             buckets=_SECONDS,
             registry=r,

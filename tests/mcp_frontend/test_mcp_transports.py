@@ -110,7 +110,7 @@ async def test_stdio_carries_json_rpc_only(tmp_path: Path) -> None:
     assert (
         "unknown model 'nope'; available models: none" in replies[3]["result"]["content"][0]["text"]
     )
-    assert b"DEBUG mcp.server" in stderr  # the logs went to stderr
+    assert b'"logger": "mcp.server' in stderr  # the logs went to stderr
     assert proc.returncode == 0
 
 

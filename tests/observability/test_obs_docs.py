@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import Metrics
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+_LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+_LOGGERS = {"_log", "log"}  # what every module calls its structlog logger
 _SUFFIXES = {
     "counter": ("_total", "_created"),
     "gauge": ("",),
@@ -87,6 +91,56 @@ def test_the_metrics_reference_lists_every_metric_and_label() -> None:
         assert f"| {kind} |" in row, name
         for label in labels:
             assert f"`{label}`" in row, f"{name}: label {label} is not documented"
+
+
+def _logger_name(node: ast.expr) -> str | None:
+    """``_log`` for ``_log``, ``_log.bind(...)``, ``log.bind(...).bind(...)``; else None."""
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr != "bind":
+            return None
+        node = node.func.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _emitted_events() -> dict[str, list[str]]:
+    """Every event logged in orchestrator/ and mcp_frontend/ -> where (file:line)."""
+    events: dict[str, list[str]] = {}
+    for package in ("orchestrator", "mcp_frontend"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in _LOG_METHODS
+                    and _logger_name(node.func.value) in _LOGGERS
+                ):
+                    continue
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                args = node.args[1:] if node.func.attr == "log" else node.args  # log(level, ev)
+                event = args[0] if args else None
+                literal = event.value if isinstance(event, ast.Constant) else None
+                assert isinstance(literal, str), f"{where}: the event must be a string literal"
+                events.setdefault(literal, []).append(where)
+    return events
+
+
+def _documented_events() -> set[str]:
+    """The events of the table under "## Log events" in docs/metrics.md."""
+    reference = (DOCS / "metrics.md").read_text(encoding="utf-8")
+    section = reference.split("\n## Log events\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+
+
+def test_the_log_events_reference_matches_the_code_both_ways() -> None:
+    emitted = _emitted_events()
+    documented = _documented_events()
+    assert {"transition", "load", "lmstudio_load", "inference_error"} <= emitted.keys()
+    undocumented = {event: emitted[event] for event in emitted.keys() - documented}
+    assert not undocumented, f"not in docs/metrics.md: {undocumented}"
+    assert not documented - emitted.keys(), (
+        f"documented, never logged: {documented - emitted.keys()}"
+    )
 
 
 def test_the_prometheus_example_scrapes_metrics_without_inlining_a_token() -> None:

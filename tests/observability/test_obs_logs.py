@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -119,6 +121,115 @@ def test_secrets_are_redacted_at_any_depth_and_in_text(logs: LogCapture) -> None
     assert f"Bearer {REDACTED}" in line["exception"]
 
 
+def test_stdlib_records_are_redacted_json_lines_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("debug", secrets=("registered-secret-456",))  # stderr, not a tty: JSON
+    library = logging.getLogger("hypercorn.error")  # hypercorn's; the MCP SDK's are alike
+    try:
+        try:
+            raise ValueError("upstream said api_key='k-in-exc'")
+        except ValueError:
+            library.warning(
+                "rejected %s with Authorization: Bearer sk-live-789",
+                "registered-secret-456",
+                exc_info=True,
+            )
+        library.debug("token_count=%d", 12)
+    finally:
+        restore_test_logging()
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout is the MCP wire in stdio mode
+    lines = [json.loads(text) for text in captured.err.splitlines()]  # every line is JSON
+    [line, debug] = [line for line in lines if line.get("logger") == "hypercorn.error"]
+    assert line["level"] == "warning"
+    assert line["timestamp"]
+    assert line["event"] == f"rejected {REDACTED} with Authorization: Bearer {REDACTED}"
+    assert "ValueError" in line["exception"]
+    assert f"api_key='{REDACTED}'" in line["exception"]
+    text = json.dumps(line)
+    for secret in ("registered-secret-456", "sk-live-789", "k-in-exc"):
+        assert secret not in text, secret
+    assert (debug["event"], debug["level"]) == ("token_count=12", "debug")
+
+
+def test_library_info_lines_are_dropped_unless_debugging() -> None:
+    capture = LogCapture()
+    configure_logging("info", stream=capture.stream, json=True)
+    try:
+        library = logging.getLogger("tests.library")
+        library.info("chatter")
+        library.warning("worth seeing")
+        structlog.get_logger("test").info("ours")
+    finally:
+        restore_test_logging()
+    assert [line["event"] for line in capture.lines()] == ["worth seeing", "ours"]
+
+
+@dataclass
+class _Settings:
+    api_key: str
+    retries: int
+
+
+class _Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque password=hunter4 token='t-opaque'>"
+
+
+def test_values_of_other_types_are_logged_as_their_redacted_repr(logs: LogCapture) -> None:
+    deep: Any = "Bearer sk-deep"
+    for _ in range(12):
+        deep = {"level": deep}
+    structlog.get_logger("test").warning(
+        "objects",
+        settings=_Settings("sk-dataclass", 3),
+        tags={"password=hunter3"},
+        opaque=_Opaque(),
+        deep=deep,
+        count=3,
+        ratio=0.5,
+        flag=True,
+        missing=None,
+    )
+    [line] = logs.events("objects")
+    assert line["settings"] == f"_Settings(api_key='{REDACTED}', retries=3)"
+    assert line["tags"] == f"{{'password={REDACTED}'}}"
+    assert line["opaque"] == f"<Opaque password={REDACTED} token='{REDACTED}'>"
+    assert "sk-deep" not in json.dumps(line["deep"])
+    assert (line["count"], line["ratio"], line["flag"], line["missing"]) == (3, 0.5, True, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"api_key": "abc def"}', f'{{"api_key": "{REDACTED}"}}'),
+        ("token='abc'", f"token='{REDACTED}'"),
+        ("authorization=xyz", f"authorization={REDACTED}"),
+        ("Authorization: Basic dXNlcg", f"Authorization: Basic {REDACTED}"),
+        ("cookie: sess-1; x=1", f"cookie: {REDACTED}; x=1"),
+        ("Set-Cookie=sess-2", f"Set-Cookie={REDACTED}"),
+        ("private_key='-----BEGIN'", f"private_key='{REDACTED}'"),
+        ("auth: p4ss", f"auth: {REDACTED}"),
+        ("X-Api-Key: k1 accessToken=k2", f"X-Api-Key: {REDACTED} accessToken={REDACTED}"),
+        ('{\\"client_secret\\": \\"s1\\"}', f'{{\\"client_secret\\": \\"{REDACTED}\\"}}'),
+        ("token_count=12 prompt_tokens=5", "token_count=12 prompt_tokens=5"),
+        ('"max_tokens": 128, "total_tokens": 9', '"max_tokens": 128, "total_tokens": 9'),
+        ("tokenizer=bpe author=ann auth_type=bearer", "tokenizer=bpe author=ann auth_type=bearer"),
+        ("http://host.example:8080/v1", "http://host.example:8080/v1"),
+        ("url=https://h.example/?token=t1&q=1", f"url=https://h.example/?token={REDACTED}&q=1"),
+        ('"note": "api_key=k9"', f'"note": "api_key={REDACTED}"'),
+    ],
+)
+def test_secret_pairs_in_text_are_redacted_and_counts_are_not(
+    logs: LogCapture, text: str, expected: str
+) -> None:
+    structlog.get_logger("test").warning("text", note=text, prompt_tokens=5, token_count=7)
+    [line] = logs.events("text")
+    assert line["note"] == expected
+    assert (line["prompt_tokens"], line["token_count"]) == (5, 7)  # keys decide the same way
+
+
 class _Broken(io.TextIOBase):
     def __init__(self, error: type[Exception]) -> None:
         self.error = error
@@ -150,6 +261,9 @@ async def test_a_broken_log_sink_never_fails_a_request(sink: str) -> None:
                 await orch.unload("a")
         assert status.state.value == "READY"
         assert dropped_lines() > before  # transitions, the retry, load and unload were lost
+        before = dropped_lines()
+        logging.getLogger("tests.library").warning("a library line")  # does not raise
+        assert dropped_lines() == before + 1
     finally:
         restore_test_logging()
 
