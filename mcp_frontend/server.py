@@ -22,9 +22,8 @@ from mcp_frontend.deps import Deps, InferenceHolder
 from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.tools import agents, inference, lifecycle, schema, vision
-from orchestrator import Orchestrator
+from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
-from orchestrator.identity import SERVER_NAME
 from orchestrator.inference import InferenceClient
 
 __all__ = ["SERVER_NAME", "build_server"]

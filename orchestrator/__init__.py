@@ -40,6 +40,7 @@ from orchestrator.errors import (
 )
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
 from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
+from orchestrator.identity import SERVER_NAME
 from orchestrator.inference_calls import (
     InferenceCall,
     chat_call,
@@ -53,6 +54,7 @@ from orchestrator.paths import implicit_root
 from orchestrator.status import ModelStatus
 
 __all__ = [
+    "SERVER_NAME",
     "ActorStopped",
     "Backend",
     "BackendAuthError",
