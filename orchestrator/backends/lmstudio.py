@@ -162,7 +162,7 @@ class LMStudioBackend:
             async with self._probe_lock:
                 if self._api_level is None:
                     self._api_level = await self._detect_api()
-                    _log.info("lmstudio_api", base_url=self._root, level=self._api_level.value)
+                    _log.info("lmstudio_api", base_url=self._root, api_level=self._api_level.value)
         return self._api_level
 
     async def _detect_api(self) -> ApiLevel:
