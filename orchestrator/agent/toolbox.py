@@ -200,23 +200,66 @@ def _content_text(block: Any) -> str:
     return f"[{getattr(block, 'type', type(block).__name__)} content, not shown]"
 
 
-def _result_text(result: types.CallToolResult) -> str:
-    parts = [_content_text(b) for b in result.content]
-    text = "\n".join(p for p in parts if p)
-    if not text and result.structured_content is not None:
-        text = json.dumps(result.structured_content, ensure_ascii=False, default=str)
-    # Control characters (NUL, ESC ...) help no model and break some templates.
-    return _CONTROL.sub("", text)
+def _result_parts(result: types.CallToolResult) -> list[str]:
+    """The result's content blocks as text, or its structured content when it has no text."""
+    parts = [p for p in map(_content_text, result.content) if p]
+    if not parts and result.structured_content is not None:
+        parts = [json.dumps(result.structured_content, ensure_ascii=False, default=str)]
+    return parts
 
 
-def _bounded(text: str, limit: int, *, is_error: bool = False) -> ToolResult:
-    if len(text) <= limit:
+def _without_partial_secret(text: str, secrets: Sequence[str]) -> str:
+    """``text`` less any start of a secret it ends with (a cut may have split one)."""
+    cut = 0
+    for secret in secrets:
+        for k in range(len(secret) - 1, cut, -1):  # only a longer start than found so far
+            if text.endswith(secret[:k]):
+                cut = k
+                break
+    return text[: len(text) - cut]
+
+
+def _bounded(
+    parts: Sequence[str],
+    limit: int,
+    *,
+    lead: str = "",
+    is_error: bool = False,
+    secrets: Sequence[str] = (),
+) -> ToolResult:
+    """``lead`` and ``parts`` (joined by newlines) as a result of at most ``limit`` characters.
+
+    Only what is kept is copied: the pieces are sliced before they are joined, so
+    a 20 MB result costs microseconds here, not a join and a scan of all of it.
+    Then control characters (NUL, ESC ...: they help no model and break some
+    templates) are dropped, and an error is scrubbed of ``secrets``, a cut never
+    leaving the start of one behind. A cut result ends with a note giving the
+    full length.
+    """
+    total = len(lead) + sum(map(len, parts)) + max(len(parts) - 1, 0)
+    truncated = total > limit
+    if truncated:
+        kept, room = [], limit - len(lead)
+        for part in parts:
+            if room <= 0:
+                break
+            kept.append(part[:room])
+            room -= len(kept[-1]) + 1
+        text = (lead + "\n".join(kept))[:limit]
+    else:
+        text = lead + "\n".join(parts)
+    text = _CONTROL.sub("", text)
+    if is_error:
+        text = _scrubbed(text, secrets)
+        if truncated:
+            text = _without_partial_secret(text, secrets)
+    if not truncated:
         return ToolResult(text=text, is_error=is_error)
     note = (
-        f"\n[result cut: showing {limit} of {len(text)} characters; "
+        f"\n[result cut: showing {limit} of {total} characters; "
         "ask for a smaller part if you need the rest]"
     )
-    return ToolResult(text=text[:limit] + note, is_error=is_error, truncated=True)
+    return ToolResult(text=text + note, is_error=is_error, truncated=True)
 
 
 @dataclass
@@ -315,13 +358,13 @@ class Toolbox:
                     session.dead = self._gone_reason(session)
                     raise McpServerFailed(tool.server, session.dead) from exc
                 failed = _describe(exc, session.secrets)
-                return _bounded(f"Tool {name} failed: {failed}", limit, is_error=True)
+                return _bounded([f"Tool {name} failed: {failed}"], limit, is_error=True)
             except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
                 session.dead = self._gone_reason(session)
                 raise McpServerFailed(tool.server, session.dead) from exc
             except Exception as exc:  # noqa: BLE001 (a foreign server's malformed answer)
                 return _bounded(
-                    f"Tool {name} returned a malformed result: {_describe(exc, session.secrets)}",
+                    [f"Tool {name} returned a malformed result: {_describe(exc, session.secrets)}"],
                     limit,
                     is_error=True,
                 )
@@ -331,12 +374,16 @@ class Toolbox:
                 "and was cancelled; try smaller input or another approach",
                 is_error=True,
             )
-        text = _result_text(result)
+        parts = _result_parts(result)
         if result.is_error:
-            text = _scrubbed(
-                f"Tool {name} reported an error: {text or 'no details'}", session.secrets
+            return _bounded(
+                parts or ["no details"],
+                limit,
+                lead=f"Tool {name} reported an error: ",
+                is_error=True,
+                secrets=session.secrets,
             )
-        return _bounded(text, limit, is_error=bool(result.is_error))
+        return _bounded(parts, limit)
 
     @staticmethod
     def _gone_reason(session: _Session) -> str:

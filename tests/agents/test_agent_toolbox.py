@@ -606,3 +606,36 @@ def test_odd_server_schemas_never_break_a_call(
     assert "$schema" not in tool.parameters
     assert tool.description == "The t tool of MCP server s."
     assert schema_errors(tool.validator, arguments) == errors
+
+
+# -- the result bound, without a server --
+
+
+def test_a_result_is_cut_before_its_pieces_are_joined() -> None:
+    result = toolbox._bounded(["a" * 10, "\x00b" * 10, "never copied" * 1000], 15)
+    assert result.truncated
+    assert not result.is_error
+    # 10 a's, the newline, then 4 of the second block's characters with the NULs dropped.
+    assert result.text == "a" * 10 + "\nbb\n[result cut: showing 15 of 12032 characters; " + (
+        "ask for a smaller part if you need the rest]"
+    )
+    whole = toolbox._bounded(["one", "two"], 7)
+    assert (whole.text, whole.truncated) == ("one\ntwo", False)
+
+
+def test_a_cut_error_is_scrubbed_and_never_ends_in_part_of_a_secret() -> None:
+    secret = "s3cret-value"
+    cut = toolbox._bounded(
+        [f"{secret} and then {secret}"],
+        len(f"Tool t: {secret} and then s3cr"),
+        lead="Tool t: ",
+        is_error=True,
+        secrets=(secret,),
+    )
+    assert cut.truncated
+    assert cut.text.startswith(f"Tool t: {REDACTED} and then \n[result cut: showing")
+    assert "s3cr" not in cut.text
+    whole = toolbox._bounded([secret], 100, lead="Tool t: ", is_error=True, secrets=(secret,))
+    assert whole.text == f"Tool t: {REDACTED}"
+    # Success results are data for the model: not scrubbed.
+    assert toolbox._bounded([secret], 100, secrets=(secret,)).text == secret
