@@ -256,9 +256,13 @@ async def read_bounded(response: httpx.Response, limit: int, *, what: str) -> by
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
+            start = excerpt(b"".join(chunks)[:400] or chunk[:400])
+            # The error's traceback keeps this frame alive for as long as anyone holds
+            # the error (an idle actor's last message does): drop the buffer first.
+            chunks.clear()
             raise BackendProtocolError(
                 f"{what}: answer larger than {limit} bytes (HTTP {response.status_code}); "
-                f"starts: {excerpt(b''.join(chunks)[:400] or chunk[:400])}"
+                f"starts: {start}"
             )
         chunks.append(chunk)
     return b"".join(chunks)

@@ -8,6 +8,9 @@ caller gets, what LM Studio was asked to do, and what is left behind.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from fakes.fixtures import install_fake_lms, remove_lms
 from mcp.types import CallToolResult
 
 from orchestrator import (
+    BackendProtocolError,
     BackendRejected,
     BackendTimeout,
     BackendUnreachable,
@@ -31,7 +35,7 @@ from orchestrator import (
 )
 from orchestrator.agent import AgentSettings
 
-from .probes import child_pids, open_fds, pid_alive, task_names
+from .probes import child_pids, counting_unraisable, open_fds, pid_alive, task_names
 from .stack import GEMMA, GPT, QWEN, chat_request, open_stack, tool_text
 
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -301,3 +305,66 @@ async def test_server_restart_mid_load_fails_cleanly_then_loads_again(
     assert status.state is State.READY
     assert len(sim.cli_runs("load")) == 2
     assert [r.identifier for r in sim.state.loads] == [QWEN]
+
+
+async def _refuse_an_oversized_answer(sim: Simulator, lms: str, tmp_path: Path, route: str) -> int:
+    """Make ``route`` answer 10 MiB without a Content-Length, check the refusal and the
+    recovery, and return how many traced bytes were still held once the caller had its error.
+    """
+    unexpected: list[str] = []
+    async with open_stack(sim, tmp_path, lms_cli=lms) as stack:
+        with trio.fail_after(30), counting_unraisable(Counter(), unexpected):
+            await stack.orch.ensure_loaded(QWEN)
+            # An unload of QWEN, or a load of GEMMA (its catalogue read), meets the body.
+            call = stack.orch.unload if route.endswith("unload") else stack.orch.ensure_loaded
+            model = QWEN if route.endswith("unload") else GEMMA
+            tracemalloc.start()
+            try:
+                before = _traced()
+                sim.faults.route_chunked[route] = (b" " * 65536, 160)
+                with pytest.raises(BackendProtocolError, match="larger than 8388608 bytes"):
+                    await call(model)
+                sim.faults.route_chunked.clear()
+                await trio.testing.wait_all_tasks_blocked()
+                retained = _traced() - before
+            finally:
+                tracemalloc.stop()
+            # The refusal is not retried and leaves nothing stuck: the model loads again.
+            assert (await stack.orch.ensure_loaded(model)).state is State.READY
+    assert unexpected == []
+    return retained
+
+
+def _traced() -> int:
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (
+            tracemalloc.Filter(False, "*/tests/fakes/*"),
+            tracemalloc.Filter(False, "*/hypercorn/*"),
+            tracemalloc.Filter(False, tracemalloc.__file__),
+        )
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+ROUTES_READ_BOUNDED = ["/api/v1/models/unload", "/api/v1/models"]
+
+
+@pytest.mark.parametrize("route", ROUTES_READ_BOUNDED)
+async def test_an_oversized_answer_is_a_bounded_protocol_error_and_the_model_loads_again(
+    sim: Simulator, lms: str, tmp_path: Path, route: str
+) -> None:
+    # The assertions are in the helper: the refusal names the limit, nothing is retried
+    # into a stuck state, the model loads again, and no unexpected unraisable exception.
+    await _refuse_an_oversized_answer(sim, lms, tmp_path, route)
+
+
+# Found by the soak's huge_body fault: an idle actor's last message keeps the error,
+# whose traceback keeps read_bounded's frame; the 8 MiB it had buffered must not stay.
+@pytest.mark.parametrize("route", ROUTES_READ_BOUNDED)
+async def test_an_oversized_answer_is_refused_and_not_kept_once_the_caller_has_its_error(
+    sim: Simulator, lms: str, tmp_path: Path, route: str
+) -> None:
+    retained = await _refuse_an_oversized_answer(sim, lms, tmp_path, route)
+
+    assert retained < 1024 * 1024, f"{retained} bytes still held after the error"
