@@ -5,8 +5,9 @@ by hand, at most ``max_redirects``) is checked before it is requested: the
 scheme must be http(s), the URL must carry no credentials, and every address
 the host resolves to must be a public (global) one, so loopback, private,
 link-local and metadata addresses are refused, also when written in another
-form (``2130706433``, ``0x7f000001``, ``127.1``, IPv4-mapped, NAT64, 6to4 or
-IPv4-compatible IPv6). The connection then goes to the address that was
+form (``2130706433``, ``0x7f000001``, ``127.1``, IPv4-mapped or -translated,
+NAT64, 6to4 or IPv4-compatible IPv6); local-use NAT64 and site-local IPv6 are
+never public. The connection then goes to the address that was
 checked (the ``Host`` header and TLS server name keep the original host), so a
 DNS answer that changes between the check and the connection (rebinding)
 cannot redirect it. The body is asked for and accepted uncompressed only (a
@@ -33,6 +34,11 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT, RFC 6145
+# Python 3.11's is_global calls these global; they only ever lead inward: the
+# local-use NAT64 prefix (RFC 8215, a translator inside the network) and the
+# deprecated site-local range (RFC 3879).
+_NEVER_PUBLIC = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("fec0::/10"))
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -42,12 +48,12 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries to (mapped, 6to4, NAT64, IPv4-compatible)."""
+    """The IPv4 address an IPv6 one carries to (mapped, translated, 6to4, NAT64, compatible)."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -58,6 +64,8 @@ def is_public_address(address: str) -> bool:
         address.split("%", 1)[0]
     )
     if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _NEVER_PUBLIC):
+            return False
         embedded = _embedded_ipv4(ip)
         if embedded is not None and not is_public_address(str(embedded)):
             return False

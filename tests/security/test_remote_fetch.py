@@ -10,6 +10,7 @@ bodies stop at the limit whatever Content-Length says.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ import trio
 from mcp_frontend.errors import ToolError
 from mcp_frontend.remote import RemoteFetcher, is_public_address
 
-from .server_thread import PNG_1PX
+from .server_thread import PNG_1PX, message, serve_in_thread
 
 PUBLIC = "93.184.216.34"
 LIMIT = 4096
@@ -62,6 +63,12 @@ INTERNAL_HOSTS = [
     "0xa9fea9fe",
     "[0:0:0:0:0:0:0:1]",  # ::1 written out
     "[0:0:0:0:0:ffff:7f00:1]",  # ::ffff:127.0.0.1 written out
+    "[::ffff:a9fe:a9fe]",  # IPv4-mapped metadata, in hex
+    "0xa9.0xfe.0xa9.0xfe",  # metadata, each part in hex
+    "169.254.43518",  # metadata, last two parts as one number
+    "[::ffff:0:a9fe:a9fe]",  # IPv4-translated (SIIT) metadata
+    "[64:ff9b:1::a00:7]",  # local-use NAT64 prefix, to 10.0.0.7 through a local translator
+    "[fec0::1]",  # deprecated site-local
 ]
 NAMES = {
     "images.example": [PUBLIC],
@@ -336,8 +343,31 @@ async def test_malformed_urls_are_refused_cleanly(url: str) -> None:
         ("2606:4700::1111", True),
         ("::ffff:93.184.216.34", True),
         ("64:ff9b::5db8:d822", True),
+        ("::ffff:0:5db8:d822", True),  # IPv4-translated public address
     ]
     + [(a, False) for a in ("127.0.0.1", "::1", "fe80::1%eth0", "2002:a00:1::", "::ffff:10.0.0.1")],
 )
 def test_public_means_globally_routed_whatever_the_spelling(address: str, public: bool) -> None:
     assert is_public_address(address) is public
+
+
+SSRF_TARGETS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::1]/x.png",
+    "http://[::ffff:127.0.0.1]/x.png",
+    "http://2130706433/x.png",
+    "http://localhost:1234/v1/models",
+    "https://images.example/cat.png",  # public, and still not fetched
+]
+
+
+def test_with_remote_images_off_nothing_is_fetched_from_any_url(tmp_path: Path) -> None:
+    # The default: remote images are opt-in, so no URL, inward or public, is requested.
+    with serve_in_thread(tmp_path) as server:
+        answers = [server.call("analyze_image", {"images": url}) for url in SSRF_TARGETS]
+        fetched = list(server.fetched)
+
+    for url, answer in zip(SSRF_TARGETS, answers, strict=True):
+        assert answer.is_error, url
+        assert "remote images are disabled" in message(answer), url
+    assert fetched == []
