@@ -22,7 +22,7 @@ from fakes import GUARDRAIL_MESSAGE, Simulator
 
 from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
 
-__all__ = ["FAULT_KINDS", "Chaos", "RecordingBackend"]
+__all__ = ["FAULT_KINDS", "NOT_INJECTED", "SIM_FAULTS", "Chaos", "RecordingBackend"]
 
 FAULT_KINDS = (
     "slow_load",
@@ -30,14 +30,46 @@ FAULT_KINDS = (
     "transient_load_failure",
     "absent_after_load",
     "eviction",
+    "ttl_expiry",
     "unload_mid_inference",
+    "slow_first_token",
     "http_500",
     "error_body_200",
     "malformed_json",
+    "huge_body",
+    "hung_route",
     "hung_cli",
     "server_restart",
 )
 """Every fault the simulator offers that the soak injects (``docs/reliability.md``)."""
+
+SIM_FAULTS: dict[str, str] = {
+    # fakes.sim_faults.Faults switches
+    "load_gates": "slow_load",
+    "load_errors": "failing_load",
+    "cli_fail": "transient_load_failure",
+    "load_absent": "absent_after_load",
+    "unload_during_inference": "unload_mid_inference",
+    "first_token_gates": "slow_first_token",
+    "route_status": "http_500",
+    "route_error_200": "error_body_200",
+    "route_raw": "malformed_json",
+    "route_chunked": "huge_body",
+    "route_gates": "hung_route",
+    "cli_hang": "hung_cli",
+    # fakes.Simulator and its state
+    "Simulator.evict": "eviction",
+    "SimState.advance": "ttl_expiry",
+    "Simulator.stop": "server_restart",
+}
+"""Each of the simulator's fault switches -> the soak fault kind that throws it."""
+
+NOT_INJECTED: dict[str, str] = {
+    "load_error_status": "the HTTP status of a refused REST load; the soak loads with `lms`",
+    "cli_stdout": "replaces `lms ps`/`ls` output, which the soak's backend never reads (it "
+    "lists over REST); tests/backends/test_lmstudio_cli.py feeds it malformed output",
+}
+"""Switches the soak leaves alone, and why (a new switch must land in one of the two)."""
 
 # Routes the control plane and inference use; HTTP faults pick among them.
 _ROUTES = ("/api/v1/models", "/api/v1/models/unload", "/v1/chat/completions")
@@ -117,7 +149,10 @@ class Chaos:
         models: the model keys load faults pick from.
         rng: the random source (seeded by the test, printed with the figures).
         spell_s: (shortest, longest) time one fault stays on.
+        hang_s: (shortest, longest) time a hung route or a held first token stays
+            on: long enough, some of the time, to outlast the client's deadline.
         gap_s: (shortest, longest) pause between two injections.
+        max_ttl_s: how far LM Studio's clock jumps for ``ttl_expiry`` (every TTL runs out).
     """
 
     def __init__(
@@ -127,13 +162,17 @@ class Chaos:
         rng: random.Random,
         *,
         spell_s: tuple[float, float] = (0.05, 0.8),
+        hang_s: tuple[float, float] = (0.5, 3.0),
         gap_s: tuple[float, float] = (0.0, 0.15),
+        max_ttl_s: float = 3600.0,
     ) -> None:
         self.sim = sim
         self.models = models
         self.rng = rng
         self.spell_s = spell_s
+        self.hang_s = hang_s
         self.gap_s = gap_s
+        self.max_ttl_s = max_ttl_s
         self.injected: Counter[str] = Counter()
         self._restarting = False
         self.calmed_at = 0.0
@@ -143,12 +182,17 @@ class Chaos:
             "transient_load_failure": self._transient_load_failure,
             "absent_after_load": self._absent_after_load,
             "eviction": self._eviction,
+            "ttl_expiry": self._ttl_expiry,
             "unload_mid_inference": self._unload_mid_inference,
+            "slow_first_token": self._slow_first_token,
             "http_500": self._http_500,
             "error_body_200": self._error_body_200,
             "malformed_json": self._malformed_json,
+            "huge_body": self._huge_body,
+            "hung_route": self._hung_route,
             "hung_cli": self._hung_cli,
         }
+        self._long = {"slow_first_token", "hung_route"}
 
     async def run(self, until: float) -> None:
         """Inject faults until trio time ``until``, then :meth:`calm` at once.
@@ -169,7 +213,10 @@ class Chaos:
                     undo = self._actions[kind]()
                     if undo is not None:
                         self.injected[kind] += 1
-                        nursery.start_soon(self._revert_after, undo, self._spell())
+                        spell = (
+                            self.rng.uniform(*self.hang_s) if kind in self._long else self._spell()
+                        )
+                        nursery.start_soon(self._revert_after, undo, spell)
                 # A soak runs on the wall clock (the fake lms is a real process):
                 # the pauses between faults are the point, not a synchronisation.
                 await trio.sleep(self.rng.uniform(*self.gap_s))
@@ -236,10 +283,27 @@ class Chaos:
         self.sim.evict(self.rng.choice(loaded))
         return lambda: None
 
+    def _ttl_expiry(self) -> Callable[[], None] | None:
+        # LM Studio's clock jumps past every TTL: what is idle unloads by itself.
+        if not self.sim.loaded():
+            return None
+        self.sim.state.advance(self.max_ttl_s)
+        return lambda: None
+
     def _unload_mid_inference(self) -> Callable[[], None]:
         key = self._model()
         self.sim.faults.unload_during_inference.add(key)
         return lambda: self.sim.faults.unload_during_inference.discard(key)
+
+    def _slow_first_token(self) -> Callable[[], None]:
+        gate = self.sim.faults.hold_first_token(key := self._model())
+
+        def undo() -> None:
+            gate.set()
+            if self.sim.faults.first_token_gates.get(key) is gate:
+                del self.sim.faults.first_token_gates[key]
+
+        return undo
 
     def _http_500(self) -> Callable[[], None]:
         path = self.rng.choice(_ROUTES)
@@ -255,6 +319,23 @@ class Chaos:
         path = self.rng.choice(_ROUTES)
         self.sim.faults.route_raw[path] = (200, "application/json", b'{"models": [trunc')
         return _drop(self.sim.faults.route_raw, path)
+
+    def _huge_body(self) -> Callable[[], None]:
+        # 10 MiB of JSON whitespace with no Content-Length: past every body limit (8 MiB).
+        path = self.rng.choice(_ROUTES)
+        self.sim.faults.route_chunked[path] = (b" " * 65536, 160)
+        return _drop(self.sim.faults.route_chunked, path)
+
+    def _hung_route(self) -> Callable[[], None]:
+        path = self.rng.choice(_ROUTES)
+        gate = self.sim.faults.hold_route(path)
+
+        def undo() -> None:
+            gate.set()
+            if self.sim.faults.route_gates.get(path) is gate:
+                del self.sim.faults.route_gates[path]
+
+        return undo
 
     def _hung_cli(self) -> Callable[[], None]:
         # Runs hung meanwhile stay hung: the backend must kill them at its load deadline.

@@ -14,9 +14,12 @@ the fake ``lms``:
 The soak runs in rounds. In each: faults and clients run together; then the
 faults stop, the clients finish, every actor must settle (READY, UNLOADED or
 BREAKER_OPEN) within a bound, no actor child task may remain, every model must
-load again, and memory is measured. Invariants sampled throughout: at most one
-load in flight per model and every load with a TTL (the recording backend),
-and no more models holding room than ``max_loaded_models``.
+load again, no ``lms`` run or other child process may be alive, and memory is
+measured (no round may exceed the first by more than the tolerance). Invariants
+sampled throughout: at most one load in flight per model and every load with a
+TTL (the recording backend), and no more models holding room than
+``max_loaded_models``. An unraisable exception other than the expected httpx
+ones (:data:`~reliability.probes.EXPECTED_UNRAISABLE`) is a violation too.
 """
 
 from __future__ import annotations
@@ -49,7 +52,14 @@ from orchestrator import (
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
 
 from .chaos import Chaos, RecordingBackend
-from .probes import actor_child_tasks, child_pids, open_fds, pid_alive, task_names
+from .probes import (
+    actor_child_tasks,
+    child_pids,
+    counting_unraisable,
+    open_fds,
+    pid_alive,
+    task_names,
+)
 
 __all__ = ["LLMS", "SOAK_CONFIG", "Figures", "run_soak"]
 
@@ -79,6 +89,10 @@ SOAK_CONFIG = Config(
 
 LOAD_TIMEOUT_S = 1.0
 """The backend's deadline for one ``lms load`` (a hung one is killed then)."""
+HTTP_TIMEOUT_S = 2.0
+"""The backend's deadline for one control-plane request."""
+INFERENCE_TIMEOUT_S = 2.0
+"""The inference client's deadline (chaos holds a route or a first token for up to 3 s)."""
 ANSWER_BOUND_S = 15.0
 """Longest any one call may take before it counts as unanswered (a violation)."""
 SETTLE_BOUND_S = (
@@ -89,7 +103,7 @@ SETTLE_BOUND_S = (
 """Longest actors may take to settle once the faults stop: a load attempt under way
 may run out its attempts, then verify; an expiry may still be unloading."""
 MEMORY_TOLERANCE_BYTES = 3 * 1024 * 1024
-"""Allowed growth of traced memory between the first and the last round."""
+"""Allowed growth of traced memory over the first round's, at the end of any later round."""
 
 # Allocations of the rig, not the product: the simulator's records and the
 # in-memory log sink of tests/conftest.py grow with the number of requests.
@@ -119,13 +133,15 @@ class Figures:
     lms_runs: int = 0
     settle_s: list[float] = field(default_factory=list)
     traced_bytes_per_round: list[int] = field(default_factory=list)
+    fds_per_round: list[int] = field(default_factory=list)
+    unraisable: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     leaks: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         """A JSON-ready dict (counters sorted, floats rounded)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for key in ("outcomes", "faults_injected", "backend_loads"):
+        for key in ("outcomes", "faults_injected", "backend_loads", "unraisable"):
             out[key] = dict(sorted(out[key].items()))
         out["wall_s"] = round(self.wall_s, 2)
         out["settle_s"] = [round(s, 3) for s in self.settle_s]
@@ -155,6 +171,7 @@ class _Run:
         self.mcp = mcp
         self.rng = rng
         self.pids: set[int] = set()
+        self.all_pids: set[int] = set()
 
     def violation(self, text: str) -> None:
         self.figures.violations.append(text)
@@ -295,6 +312,19 @@ class _Run:
             sum(stat.size for stat in snapshot.statistics("filename"))
         )
 
+    def check_processes(self, children: set[int]) -> None:
+        """Once settled, no ``lms`` run may be alive and no child process left."""
+        self.pids.update(c.pid for c in self.sim.cli_calls)
+        alive = sorted(p for p in self.pids if pid_alive(p))
+        if alive:
+            self.violation(f"lms processes alive after the round: {alive}")
+        extra = sorted(child_pids() - children)
+        if extra:
+            self.violation(f"child processes left after the round: {extra}")
+        self.all_pids |= self.pids
+        self.pids = set(alive)  # checked again next round
+        self.figures.fds_per_round.append(open_fds())
+
     def forget_records(self) -> None:
         """Drop the simulator's per-request records (the rig's memory, not the product's)."""
         self.pids.update(c.pid for c in self.sim.cli_calls)
@@ -306,7 +336,7 @@ class _Run:
         self.sim.state.evictions.clear()
 
 
-async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int) -> None:
+async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int, children: set[int]) -> None:
     until = trio.current_time() + seconds
     async with trio.open_nursery() as nursery:
         nursery.start_soon(chaos.run, until)
@@ -319,6 +349,7 @@ async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int) -> None:
                 nursery.start_soon(run.orchestrator_client, until, rng)
     await run.settle(since=chaos.calmed_at)
     await run.recover()
+    run.check_processes(children)
     run.forget_records()
 
 
@@ -334,59 +365,79 @@ async def run_soak(
     settings = FrontendSettings(allowed_image_roots=(str(tmp_path),), progress_interval_s=0.05)
     tracemalloc.start()
     try:
-        async with (
-            open_simulator(jit=False) as sim,
-            InferenceClient(timeout_s=5) as inference,
-        ):
-            # lms_cli is the fake on PATH (install_fake_lms, done by the test).
-            inner = make_backend(
-                sim, http_timeout_s=2.0, cli_timeout_s=2.0, load_timeout_s=LOAD_TIMEOUT_S
+        with counting_unraisable(figures.unraisable, figures.violations):
+            pids = await _soak(
+                figures, rng, settings, seconds=seconds, rounds=rounds, clients=clients
             )
-            backend = RecordingBackend(inner, max_ttl_s=SOAK_CONFIG.max_ttl_s)
-            chaos = Chaos(sim, LLMS, rng)
-            try:
-                async with (
-                    open_orchestrator(backend, SOAK_CONFIG) as orch,
-                    Client(
-                        build_server(orch, settings=settings, inference_client=inference)
-                    ) as mcp,
-                ):
-                    run = _Run(figures, sim, orch, backend, inference, mcp, rng)
-                    baseline_tasks: Counter[str] | None = None
-                    for _ in range(rounds):
-                        await _round(run, chaos, seconds / rounds, clients)
-                        figures.rounds += 1
-                        run.measure_memory()
-                        steady = task_names()
-                        if baseline_tasks is None:
-                            baseline_tasks = steady
-                        elif steady != baseline_tasks:
-                            figures.violations.append(
-                                f"task tree changed between rounds: +{steady - baseline_tasks} "
-                                f"-{baseline_tasks - steady}"
-                            )
-            finally:
-                await backend.aclose()
-            figures.faults_injected = chaos.injected
-            figures.restarts = len(sim.restarts)
-            figures.backend_loads = backend.loads
-            figures.max_loads_in_flight_per_model = dict(backend.max_in_flight)
-            figures.violations += backend.violations
-            # What shutdown left loaded must still carry a TTL (it unloads by itself).
-            untimed = [i.identifier for i in sim.state.instances.values() if i.ttl_s is None]
-            if untimed:
-                figures.violations.append(f"left loaded without a TTL: {untimed}")
-            pids = run.pids | {c.pid for c in sim.cli_calls}
     finally:
         tracemalloc.stop()
     gc.collect()
     traced = figures.traced_bytes_per_round
+    peak = max(traced) - traced[0] if traced else 0
+    if peak > MEMORY_TOLERANCE_BYTES:
+        figures.violations.append(f"traced memory grew by {peak} bytes: {traced}")
     figures.leaks = {
         "tasks": sum(task_names(include_rig=True).values()) - tasks,
         "fds": open_fds() - fds,
         "child_processes": sorted(child_pids() - children),
         "lms_processes_alive": sorted(p for p in pids if pid_alive(p)),
         "traced_growth_bytes": traced[-1] - traced[0] if len(traced) > 1 else 0,
+        "traced_peak_growth_bytes": peak,
     }
     figures.wall_s = time.monotonic() - started
     return figures
+
+
+async def _soak(
+    figures: Figures,
+    rng: random.Random,
+    settings: FrontendSettings,
+    *,
+    seconds: float,
+    rounds: int,
+    clients: int,
+) -> set[int]:
+    """The rounds; returns the pid of every ``lms`` run."""
+    children = child_pids()
+    async with (
+        open_simulator(jit=False) as sim,
+        # Shorter than the longest hung route or held first token, so some of those time out.
+        InferenceClient(timeout_s=INFERENCE_TIMEOUT_S) as inference,
+    ):
+        # lms_cli is the fake on PATH (install_fake_lms, done by the test).
+        inner = make_backend(
+            sim, http_timeout_s=HTTP_TIMEOUT_S, cli_timeout_s=2.0, load_timeout_s=LOAD_TIMEOUT_S
+        )
+        backend = RecordingBackend(inner, max_ttl_s=SOAK_CONFIG.max_ttl_s)
+        chaos = Chaos(sim, LLMS, rng, max_ttl_s=SOAK_CONFIG.max_ttl_s)
+        try:
+            async with (
+                open_orchestrator(backend, SOAK_CONFIG) as orch,
+                Client(build_server(orch, settings=settings, inference_client=inference)) as mcp,
+            ):
+                run = _Run(figures, sim, orch, backend, inference, mcp, rng)
+                baseline_tasks: Counter[str] | None = None
+                for _ in range(rounds):
+                    await _round(run, chaos, seconds / rounds, clients, children)
+                    figures.rounds += 1
+                    run.measure_memory()
+                    steady = task_names()
+                    if baseline_tasks is None:
+                        baseline_tasks = steady
+                    elif steady != baseline_tasks:
+                        figures.violations.append(
+                            f"task tree changed between rounds: +{steady - baseline_tasks} "
+                            f"-{baseline_tasks - steady}"
+                        )
+        finally:
+            await backend.aclose()
+        figures.faults_injected = chaos.injected
+        figures.restarts = len(sim.restarts)
+        figures.backend_loads = backend.loads
+        figures.max_loads_in_flight_per_model = dict(backend.max_in_flight)
+        figures.violations += backend.violations
+        # What shutdown left loaded must still carry a TTL (it unloads by itself).
+        untimed = [i.identifier for i in sim.state.instances.values() if i.ttl_s is None]
+        if untimed:
+            figures.violations.append(f"left loaded without a TTL: {untimed}")
+        return run.all_pids | {c.pid for c in sim.cli_calls}

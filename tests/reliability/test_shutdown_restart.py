@@ -59,7 +59,7 @@ async def stop(server: ServerProcess, sig: signal.Signals) -> None:
     await server.proc.wait()
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "stdin EOF"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "stdin EOF"])
 async def test_stop_mid_load_leaves_no_lms_and_nothing_untimed(
     sim: Simulator, env: dict[str, str], tmp_path: Path, how: str
 ) -> None:
@@ -68,8 +68,8 @@ async def test_stop_mid_load_leaves_no_lms_and_nothing_untimed(
         async with lmsorch_serve(env, tmp_path / "server.log") as server:
             await server.call_tool("load_model", {"model": QWEN})
             await sim.wait_for(lambda: bool(sim.cli_runs("load")))
-            if how == "SIGTERM":
-                await stop(server, signal.SIGTERM)
+            if how.startswith("SIG"):
+                await stop(server, signal.Signals[how])
             else:
                 assert server.proc.stdin is not None
                 await server.proc.stdin.aclose()  # the client went away
