@@ -63,6 +63,9 @@ _PAIR = re.compile(
     r"""(?:"(?P<dq>[^"\\]*(?:\\.[^"\\]*)*)"|'(?P<sq>[^'\\]*(?:\\.[^'\\]*)*)'"""
     r"""|(?P<open>\\*["']?)(?P<scheme>(?:Bearer|Basic|Token|Digest)\s+)?(?P<bare>[^\s"'\\,;}&)]+))"""
 )
+# A bare Cookie header value is a list of pairs whose names say nothing ("theme=dark;
+# sid=s3cret"): everything to the end of the line or the enclosing quote is secret.
+_COOKIE_REST = re.compile(r"""\s*;[^\n\r"'}]*""")
 REDACTED = "[REDACTED]"
 
 _secrets: set[str] = set()
@@ -109,6 +112,9 @@ def _redact_pairs(text: str) -> str:
             out.append(f"'{REDACTED}'")
         else:
             out.append(f"{match['open']}{match['scheme'] or ''}{REDACTED}")
+            if "cookie" in match["key"].lower() and (rest := _COOKIE_REST.match(text, match.end())):
+                pos = rest.end()
+                continue
         pos = match.end()
     out.append(text[pos:])
     return "".join(out)
