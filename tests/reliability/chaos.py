@@ -253,14 +253,8 @@ class Chaos:
         return self.rng.choice(self.models)
 
     def _slow_load(self) -> Callable[[], None]:
-        gate = self.sim.faults.hold_load(key := self._model())
-
-        def undo() -> None:
-            gate.set()
-            if self.sim.faults.load_gates.get(key) is gate:
-                del self.sim.faults.load_gates[key]
-
-        return undo
+        key = self._model()
+        return _release(self.sim.faults.load_gates, key, self.sim.faults.hold_load(key))
 
     def _failing_load(self) -> Callable[[], None]:
         key = self._model()
@@ -296,14 +290,10 @@ class Chaos:
         return lambda: self.sim.faults.unload_during_inference.discard(key)
 
     def _slow_first_token(self) -> Callable[[], None]:
-        gate = self.sim.faults.hold_first_token(key := self._model())
-
-        def undo() -> None:
-            gate.set()
-            if self.sim.faults.first_token_gates.get(key) is gate:
-                del self.sim.faults.first_token_gates[key]
-
-        return undo
+        key = self._model()
+        return _release(
+            self.sim.faults.first_token_gates, key, self.sim.faults.hold_first_token(key)
+        )
 
     def _http_500(self) -> Callable[[], None]:
         path = self.rng.choice(_ROUTES)
@@ -328,14 +318,7 @@ class Chaos:
 
     def _hung_route(self) -> Callable[[], None]:
         path = self.rng.choice(_ROUTES)
-        gate = self.sim.faults.hold_route(path)
-
-        def undo() -> None:
-            gate.set()
-            if self.sim.faults.route_gates.get(path) is gate:
-                del self.sim.faults.route_gates[path]
-
-        return undo
+        return _release(self.sim.faults.route_gates, path, self.sim.faults.hold_route(path))
 
     def _hung_cli(self) -> Callable[[], None]:
         # Runs hung meanwhile stay hung: the backend must kill them at its load deadline.
@@ -346,5 +329,16 @@ class Chaos:
 def _drop(mapping: dict[str, Any], key: str) -> Callable[[], None]:
     def undo() -> None:
         mapping.pop(key, None)
+
+    return undo
+
+
+def _release(gates: dict[str, trio.Event], key: str, gate: trio.Event) -> Callable[[], None]:
+    """Set ``gate`` and forget it, unless another spell has put its own gate there since."""
+
+    def undo() -> None:
+        gate.set()
+        if gates.get(key) is gate:
+            del gates[key]
 
     return undo
