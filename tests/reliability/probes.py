@@ -9,8 +9,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "open_fds",
     "pid_alive",
     "task_names",
+    "traced_bytes",
 ]
 
 ACTOR_CHILD_TASKS = ("ModelActor._load", "ModelActor._verify", "ModelActor._unload")
@@ -124,3 +126,17 @@ def counting_unraisable(counts: Counter[str], unexpected: list[str]) -> Iterator
     finally:
         gc.collect()  # what was left to the collector is reported here, not later
         sys.unraisablehook = previous
+
+
+def traced_bytes(exclude: Sequence[str]) -> int:
+    """Bytes ``tracemalloc`` traces after a full collection, less files matching ``exclude``.
+
+    Each pattern is an :mod:`fnmatch` pattern over file names (the rig's own
+    allocations, such as ``*/tests/fakes/*``); tracemalloc's own are always left out.
+    """
+    gc.collect()
+    filters = [tracemalloc.Filter(False, pattern) for pattern in exclude]
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [*filters, tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    return sum(stat.size for stat in snapshot.statistics("filename"))

@@ -59,6 +59,7 @@ from .probes import (
     open_fds,
     pid_alive,
     task_names,
+    traced_bytes,
 )
 
 __all__ = ["LLMS", "SOAK_CONFIG", "Figures", "run_soak"]
@@ -107,12 +108,7 @@ MEMORY_TOLERANCE_BYTES = 3 * 1024 * 1024
 
 # Allocations of the rig, not the product: the simulator's records and the
 # in-memory log sink of tests/conftest.py grow with the number of requests.
-_MEMORY_FILTERS = (
-    tracemalloc.Filter(False, "*/tests/fakes/*"),
-    tracemalloc.Filter(False, "*/structlog/*"),
-    tracemalloc.Filter(False, "*/hypercorn/*"),
-    tracemalloc.Filter(False, tracemalloc.__file__),
-)
+_RIG_FILES = ("*/tests/fakes/*", "*/structlog/*", "*/hypercorn/*")
 
 
 @dataclass
@@ -306,11 +302,7 @@ class _Run:
             self.violation(f"a model was loaded twice: {doubles}")
 
     def measure_memory(self) -> None:
-        gc.collect()
-        snapshot = tracemalloc.take_snapshot().filter_traces(_MEMORY_FILTERS)
-        self.figures.traced_bytes_per_round.append(
-            sum(stat.size for stat in snapshot.statistics("filename"))
-        )
+        self.figures.traced_bytes_per_round.append(traced_bytes(_RIG_FILES))
 
     def check_processes(self, children: set[int]) -> None:
         """Once settled, no ``lms`` run may be alive and no child process left."""
@@ -326,8 +318,7 @@ class _Run:
         self.figures.fds_per_round.append(open_fds())
 
     def forget_records(self) -> None:
-        """Drop the simulator's per-request records (the rig's memory, not the product's)."""
-        self.pids.update(c.pid for c in self.sim.cli_calls)
+        """Drop the simulator's per-request records (check_processes has taken the pids)."""
         self.figures.lms_runs += len(self.sim.cli_calls)
         self.sim.calls.clear()
         self.sim.cli_calls.clear()

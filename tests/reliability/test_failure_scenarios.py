@@ -8,7 +8,6 @@ caller gets, what LM Studio was asked to do, and what is left behind.
 
 from __future__ import annotations
 
-import gc
 import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -35,7 +34,14 @@ from orchestrator import (
 )
 from orchestrator.agent import AgentSettings
 
-from .probes import child_pids, counting_unraisable, open_fds, pid_alive, task_names
+from .probes import (
+    child_pids,
+    counting_unraisable,
+    open_fds,
+    pid_alive,
+    task_names,
+    traced_bytes,
+)
 from .stack import GEMMA, GPT, QWEN, chat_request, open_stack, tool_text
 
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -336,15 +342,7 @@ async def _refuse_an_oversized_answer(sim: Simulator, lms: str, tmp_path: Path, 
 
 
 def _traced() -> int:
-    gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces(
-        (
-            tracemalloc.Filter(False, "*/tests/fakes/*"),
-            tracemalloc.Filter(False, "*/hypercorn/*"),
-            tracemalloc.Filter(False, tracemalloc.__file__),
-        )
-    )
-    return sum(stat.size for stat in snapshot.statistics("filename"))
+    return traced_bytes(("*/tests/fakes/*", "*/hypercorn/*"))
 
 
 ROUTES_READ_BOUNDED = ["/api/v1/models/unload", "/api/v1/models"]
