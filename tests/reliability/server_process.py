@@ -17,9 +17,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
+from fakes import Simulator
+from fakes.fixtures import install_fake_lms
 
-__all__ = ["LMSORCH", "ServerProcess", "lmsorch_serve", "server_env"]
+__all__ = ["LMSORCH", "ServerProcess", "lmsorch_serve", "server_env", "simulator_server_env"]
 
 LMSORCH = str(Path(sys.executable).parent / "lmsorch")
 
@@ -28,6 +31,21 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """A clean environment for a server process: no inherited LMSORCH_* / LMSTUDIO_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
     return env | {"HOME": str(tmp_path), "LMSORCH_SHUTDOWN_TIMEOUT_S": "10"} | extra
+
+
+def simulator_server_env(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model: str, **extra: str
+) -> dict[str, str]:
+    """:func:`server_env` for a server on ``sim`` with the fake ``lms`` and ``model`` as default."""
+    lms = install_fake_lms(monkeypatch, tmp_path)
+    return server_env(
+        tmp_path,
+        PATH=str(Path(lms).parent),
+        LMSTUDIO_BASE_URL=sim.base_url,
+        LMS_CLI=lms,
+        LMSORCH_DEFAULT_MODEL=model,
+        **extra,
+    )
 
 
 class ServerProcess:

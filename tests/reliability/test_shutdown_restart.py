@@ -18,10 +18,9 @@ import pytest
 import trio
 from agents.agent_support import gone, toy_entry, write_mcp_json
 from fakes import Reply, ScriptedCall, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms
 
 from .probes import pid_alive
-from .server_process import ServerProcess, lmsorch_serve, server_env
+from .server_process import ServerProcess, lmsorch_serve, simulator_server_env
 from .stack import QWEN
 
 CHAT = "/v1/chat/completions"
@@ -35,14 +34,12 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 def env(sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    lms = install_fake_lms(monkeypatch, tmp_path)
     mcp_json = write_mcp_json(tmp_path / "mcp.json", {"toy": toy_entry()})
-    return server_env(
+    return simulator_server_env(
+        sim,
+        monkeypatch,
         tmp_path,
-        PATH=str(Path(lms).parent),
-        LMSTUDIO_BASE_URL=sim.base_url,
-        LMS_CLI=lms,
-        LMSORCH_DEFAULT_MODEL=QWEN,
+        QWEN,
         LMSORCH_AGENT_MCP_CONFIG=str(mcp_json),
         LMSORCH_AGENT_ROOTS=str(tmp_path),
     )

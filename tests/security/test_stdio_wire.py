@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 from fakes import Simulator, open_simulator
-from fakes.fixtures import install_fake_lms
-from reliability.server_process import lmsorch_serve, server_env
+from reliability.server_process import lmsorch_serve, simulator_server_env
 
 QWEN = "qwen/qwen3-4b"
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -46,14 +45,7 @@ async def sim() -> AsyncIterator[Simulator]:
 async def test_hostile_stdin_lines_leave_the_server_answering(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    lms = install_fake_lms(monkeypatch, tmp_path)
-    env = server_env(
-        tmp_path,
-        PATH=str(Path(lms).parent),
-        LMSTUDIO_BASE_URL=sim.base_url,
-        LMS_CLI=lms,
-        LMSORCH_DEFAULT_MODEL=QWEN,
-    )
+    env = simulator_server_env(sim, monkeypatch, tmp_path, QWEN)
     log = tmp_path / "server.log"
     with trio.fail_after(60):
         async with lmsorch_serve(env, log) as server:
