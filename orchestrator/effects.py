@@ -12,7 +12,10 @@ from orchestrator.messages import Reply, ReplyChannel
 
 __all__ = [
     "ArmTimer",
+    "BreakerChange",
+    "CapacityChanged",
     "Effect",
+    "ReleaseCapacity",
     "SendReply",
     "StartLoad",
     "StartUnload",
@@ -27,6 +30,15 @@ class Timer(enum.StrEnum):
 
     IDLE = "idle"
     COOLDOWN = "cooldown"
+
+
+class BreakerChange(enum.StrEnum):
+    """What a transition did to the circuit breaker (for its log events)."""
+
+    OPENED = "opened"
+    HALF_OPEN = "half_open"
+    CLOSED = "closed"  # READY again after the breaker had opened
+    RESET = "reset"  # closed by hand
 
 
 class _Effect(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -70,12 +82,30 @@ class SendReply(_Effect, frozen=True):
     lease: bool = False
 
 
+class ReleaseCapacity(_Effect, frozen=True):
+    """The model settled without holding memory: give its slot back to the capacity pool."""
+
+
+class CapacityChanged(_Effect, frozen=True):
+    """The model became idle: loads waiting for room may now evict it."""
+
+
 class Transitioned(_Effect, frozen=True):
     """The state changed (or an input was accepted); for logs and metrics."""
 
     src: State
     dst: State
     input: Input
+    breaker: BreakerChange | None = None
 
 
-Effect: TypeAlias = StartLoad | StartVerify | StartUnload | ArmTimer | SendReply | Transitioned
+Effect: TypeAlias = (
+    StartLoad
+    | StartVerify
+    | StartUnload
+    | ArmTimer
+    | SendReply
+    | ReleaseCapacity
+    | CapacityChanged
+    | Transitioned
+)

@@ -85,17 +85,17 @@ class Lost(_Msg, frozen=True):
 
 
 class LoadOk(_Msg, frozen=True):
-    """The load started as ``op`` finished."""
+    """The load started as ``op`` finished; ``adopted`` when the backend already held it."""
 
     op: int
+    adopted: bool = False
 
 
 class LoadFailed(_Msg, frozen=True):
-    """The load started as ``op`` failed; ``counts`` says whether it feeds the breaker."""
+    """The load started as ``op`` failed (the policy decides whether it feeds the breaker)."""
 
     op: int
     error: OrchestratorError
-    counts: bool = True
 
 
 class VerifyOk(_Msg, frozen=True):

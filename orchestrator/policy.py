@@ -12,16 +12,27 @@ waiter; idle TTL counts from the end of the last lease while nothing is in
 flight; a failure that reaches the threshold opens the breaker, and while open
 requests fail fast; after the cooldown the next load is the one probe (the
 failure count stays at the threshold, so a failed probe reopens at once).
+
+Everything the actor does follows from an effect: it keeps no decision of its
+own. Capacity is given back when the model settles without memory
+(:class:`ReleaseCapacity`), loads waiting for room are woken when it becomes
+idle (:class:`CapacityChanged`), a capacity failure never feeds the breaker, and
+whether stopping must unload the model is :func:`unload_on_stop`.
 """
 
 from __future__ import annotations
+
+from typing import assert_never
 
 from msgspec import Struct, structs
 
 from orchestrator import messages as m
 from orchestrator.effects import (
     ArmTimer,
+    BreakerChange,
+    CapacityChanged,
     Effect,
+    ReleaseCapacity,
     SendReply,
     StartLoad,
     StartUnload,
@@ -29,11 +40,14 @@ from orchestrator.effects import (
     Timer,
     Transitioned,
 )
-from orchestrator.errors import BreakerOpen, ModelBusy, OrchestratorError
+from orchestrator.errors import BreakerOpen, CapacityExhausted, ModelBusy, OrchestratorError
 from orchestrator.lifecycle import Input, State, next_state
 from orchestrator.status import ModelStatus
 
-__all__ = ["Core", "Limits", "decide", "new_core", "snapshot"]
+__all__ = ["Core", "Limits", "decide", "new_core", "snapshot", "unload_on_stop"]
+
+# States in which the model holds no memory on the backend, hence no capacity slot.
+_WITHOUT_ROOM = (State.UNLOADED, State.BREAKER_OPEN)
 
 
 class Limits(Struct, frozen=True, kw_only=True):
@@ -63,6 +77,10 @@ class Core(Struct, frozen=True, kw_only=True):
     op: int = 0
     timer_generation: int = 0
     last_error: str | None = None
+    # This server's load put the model on the backend (not adopted): stopping unloads it.
+    loaded_by_us: bool = False
+    # The breaker opened since the last success: reaching READY closes it (a log event).
+    breaker_opened: bool = False
 
 
 def new_core(model: str, limits: Limits, *, identifier: str | None = None) -> Core:
@@ -94,6 +112,17 @@ def snapshot(core: Core, now: float) -> ModelStatus:
     )
 
 
+def unload_on_stop(core: Core) -> bool:
+    """Whether stopping the actor must unload the model from the backend.
+
+    Only what this server loaded (or may be loading right now) is unloaded: a
+    model adopted at start belongs to whoever loaded it.
+    """
+    if core.state in _WITHOUT_ROOM:
+        return False
+    return core.loaded_by_us or core.state is State.LOADING
+
+
 def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
     """Apply one message to ``core``.
 
@@ -104,6 +133,7 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
         InvalidTransition: only on a bug (the policy fed an input the table lacks).
     """
     fx: list[Effect] = []
+    entered = core.state
     match msg:
         case m.EnsureLoaded():
             core = _ensure_loaded(core, msg, now, fx)
@@ -129,11 +159,14 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
                 fx.append(_disarm(Timer.IDLE, core))
         case m.LoadOk():
             if core.state is State.LOADING and msg.op == core.op:
-                core = _fire(core, Input.LOAD_OK, fx)
+                ours = core.loaded_by_us or not msg.adopted
+                core = _fire(core, Input.LOAD_OK, fx, loaded_by_us=ours)
                 fx.append(StartVerify(op=core.op))
         case m.LoadFailed():
             if core.state is State.LOADING and msg.op == core.op:
-                core = _fail(core, Input.LOAD_FAILED, msg.error, msg.counts, now, fx)
+                # No room is not the model's fault: it never opens the breaker.
+                counts = not isinstance(msg.error, CapacityExhausted)
+                core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:
                 core = _ready(core, now, fx)
@@ -153,15 +186,40 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
         case m.CooldownOver():
             if core.state is State.BREAKER_OPEN and msg.generation == core.timer_generation:
                 core = _fire(core, Input.COOLDOWN_OVER, fx, retry_at=None)
+        case _:
+            assert_never(msg)
+    # Settled without memory after this message (not merely passing through UNLOADED on
+    # the way to a reload, which keeps the slot): give the slot back.
+    if core.state is not entered and core.state in _WITHOUT_ROOM:
+        fx.append(ReleaseCapacity())
     return core, fx
 
 
 def _fire(
     core: Core, inp: Input, fx: list[Effect], *, tripped: bool = False, **changes: object
 ) -> Core:
-    dst = next_state(core.state, inp, tripped=tripped)
-    fx.append(Transitioned(src=core.state, dst=dst, input=inp))
+    src = core.state
+    dst = next_state(src, inp, tripped=tripped)
+    breaker = _breaker_change(core, dst, inp)
+    if breaker is not None and breaker is not BreakerChange.HALF_OPEN:
+        changes["breaker_opened"] = breaker is BreakerChange.OPENED
+    fx.append(Transitioned(src=src, dst=dst, input=inp, breaker=breaker))
     return structs.replace(core, state=dst, **changes)
+
+
+def _breaker_change(core: Core, dst: State, inp: Input) -> BreakerChange | None:
+    if inp is Input.RESET:
+        return BreakerChange.RESET
+    src = core.state
+    if src is dst:
+        return None
+    if dst is State.BREAKER_OPEN:
+        return BreakerChange.OPENED
+    if src is State.BREAKER_OPEN and inp is Input.COOLDOWN_OVER:
+        return BreakerChange.HALF_OPEN
+    if dst is State.READY and core.breaker_opened:
+        return BreakerChange.CLOSED
+    return None
 
 
 def _disarm(timer: Timer, core: Core) -> ArmTimer:
@@ -172,6 +230,7 @@ def _arm_idle(core: Core, now: float, fx: list[Effect]) -> Core:
     gen = core.timer_generation + 1
     deadline = now + core.ttl_s
     fx.append(ArmTimer(timer=Timer.IDLE, deadline=deadline, generation=gen))
+    fx.append(CapacityChanged())  # idle READY: a candidate for eviction
     return structs.replace(core, timer_generation=gen, idle_deadline=deadline, last_used_at=now)
 
 
@@ -301,7 +360,7 @@ def _fail(
 
 def _unloaded(core: Core, msg: m.UnloadDone, now: float, fx: list[Effect]) -> Core:
     unload_waiters = core.unload_waiters
-    core = _fire(core, Input.UNLOAD_DONE, fx, unload_waiters=())
+    core = _fire(core, Input.UNLOAD_DONE, fx, unload_waiters=(), loaded_by_us=False)
     result: ModelStatus | OrchestratorError = msg.error or snapshot(core, now)
     fx.extend(SendReply(reply=r, result=result) for r in unload_waiters)
     if core.waiters:  # requests that arrived while expiring: load again, not lost

@@ -30,7 +30,7 @@ __all__ = [
     "traced_bytes",
 ]
 
-ACTOR_CHILD_TASKS = ("ModelActor._load", "ModelActor._verify", "ModelActor._unload")
+ACTOR_CHILD_TASKS = ("operations.load", "operations.verify", "operations.unload")
 """The actor's per-operation child tasks: none may outlive a settled actor."""
 
 # The simulator's server and connection tasks come and go with client connections;

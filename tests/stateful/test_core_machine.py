@@ -6,7 +6,7 @@ request can be checked to get exactly one answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, assert_never
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -14,6 +14,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from orchestrator import messages as m
 from orchestrator.effects import (
     ArmTimer,
+    CapacityChanged,
+    ReleaseCapacity,
     SendReply,
     StartLoad,
     StartUnload,
@@ -28,6 +30,8 @@ from orchestrator.status import ModelStatus
 
 LIMITS = Limits(default_ttl_s=100.0, max_ttl_s=1000.0, breaker_threshold=5, breaker_cooldown_s=60.0)
 SETTLED = (State.READY, State.UNLOADED, State.BREAKER_OPEN)
+WITHOUT_ROOM = (State.UNLOADED, State.BREAKER_OPEN)
+HOLDING_ROOM = (State.VERIFYING, State.READY, State.EXPIRING)
 
 
 class CoreMachine(RuleBasedStateMachine):
@@ -48,6 +52,9 @@ class CoreMachine(RuleBasedStateMachine):
             Timer.COOLDOWN: None,
         }
         self.entered_ready_from: list[State] = []
+        # The capacity pool as the actor drives it: a slot is taken by a load that got
+        # room (or by adoption) and given back only on ReleaseCapacity.
+        self.holds_room = False
 
     def feed(self, msg: m.Message) -> None:
         self.core, effects = decide(self.core, msg, self.now)
@@ -74,6 +81,12 @@ class CoreMachine(RuleBasedStateMachine):
                 case Transitioned():
                     if fx.dst is State.READY and fx.src is not State.READY:
                         self.entered_ready_from.append(fx.src)
+                case ReleaseCapacity():
+                    self.holds_room = False
+                case CapacityChanged():
+                    assert self.core.state is State.READY and self.core.in_flight == 0
+                case _:
+                    assert_never(fx)
 
     def request(self, lease: bool, ttl: float | None) -> None:
         rid = self.next_id
@@ -111,6 +124,8 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule()
     def discovered(self) -> None:
+        if self.core.state is State.UNLOADED:
+            self.holds_room = True  # the supervisor records the adopted model's slot
         self.feed(m.Discovered())
 
     @rule(stale=st.booleans())
@@ -122,6 +137,7 @@ class CoreMachine(RuleBasedStateMachine):
     def load_ok(self) -> None:
         op, self.pending_load = self.pending_load, None
         assert op is not None
+        self.holds_room = True  # the load reserved its slot before loading
         self.feed(m.LoadOk(op=op))
 
     @precondition(lambda self: self.pending_load is not None)
@@ -134,7 +150,7 @@ class CoreMachine(RuleBasedStateMachine):
             "permanent": BackendRejected("no"),
             "capacity": CapacityExhausted("m", "full"),
         }[kind]
-        self.feed(m.LoadFailed(op=op, error=error, counts=kind != "capacity"))
+        self.feed(m.LoadFailed(op=op, error=error))
 
     @precondition(lambda self: self.pending_verify is not None)
     @rule(ok=st.booleans())
@@ -192,6 +208,13 @@ class CoreMachine(RuleBasedStateMachine):
     @invariant()
     def ttl_is_explicit_and_bounded(self) -> None:
         assert 0 < self.core.ttl_s <= LIMITS.max_ttl_s
+
+    @invariant()
+    def a_slot_is_held_exactly_while_the_backend_may_hold_the_model(self) -> None:
+        if self.core.state in WITHOUT_ROOM:
+            assert not self.holds_room, "settled without memory but the slot was kept"
+        if self.core.state in HOLDING_ROOM:
+            assert self.holds_room, "holds the model without a slot"
 
     @invariant()
     def ready_and_idle_always_has_an_expiry(self) -> None:

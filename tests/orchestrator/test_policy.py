@@ -1,0 +1,125 @@
+"""The decisions the actor used to make itself, now the policy's: capacity, ownership, breaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from orchestrator import messages as m
+from orchestrator.effects import (
+    BreakerChange,
+    CapacityChanged,
+    Effect,
+    ReleaseCapacity,
+    StartLoad,
+    StartUnload,
+    StartVerify,
+    Transitioned,
+)
+from orchestrator.errors import BackendRejected, CapacityExhausted
+from orchestrator.lifecycle import State
+from orchestrator.policy import Core, Limits, decide, new_core, unload_on_stop
+
+LIMITS = Limits(breaker_threshold=2, breaker_cooldown_s=10.0)
+
+
+def _reply() -> Any:
+    send, _ = trio.open_memory_channel[m.Reply](1)
+    return send
+
+
+def _feed(core: Core, msg: m.Message, now: float = 0.0) -> tuple[Core, list[Effect]]:
+    return decide(core, msg, now)
+
+
+def _op(effects: list[Effect], kind: type[StartLoad | StartVerify | StartUnload]) -> int:
+    return next(fx.op for fx in effects if isinstance(fx, kind))
+
+
+def _loading() -> tuple[Core, int]:
+    core, fx = _feed(new_core("m", LIMITS), m.EnsureLoaded(reply=_reply()))
+    return core, _op(fx, StartLoad)
+
+
+def _ready(*, adopted: bool) -> Core:
+    core, op = _loading()
+    core, fx = _feed(core, m.LoadOk(op=op, adopted=adopted))
+    core, fx = _feed(core, m.VerifyOk(op=_op(fx, StartVerify)))
+    assert core.state is State.READY
+    return core
+
+
+def _breakers(effects: list[Effect]) -> list[BreakerChange | None]:
+    return [fx.breaker for fx in effects if isinstance(fx, Transitioned)]
+
+
+def _fail_load(core: Core, error: Exception) -> tuple[Core, list[Effect]]:
+    """Request a load of an UNLOADED model and fail it with ``error``."""
+    core, fx = _feed(core, m.EnsureLoaded(reply=_reply()))
+    return _feed(core, m.LoadFailed(op=_op(fx, StartLoad), error=error))  # type: ignore[arg-type]
+
+
+def test_a_capacity_failure_never_feeds_the_breaker() -> None:
+    core = new_core("m", LIMITS)
+    for _ in range(LIMITS.breaker_threshold + 1):
+        core, _ = _fail_load(core, CapacityExhausted("m", "full"))
+    assert core.state is State.UNLOADED
+    assert core.failures == 0
+    core, _ = _fail_load(core, BackendRejected("no"))
+    assert core.failures == 1
+
+
+def test_only_a_load_of_ours_is_unloaded_on_stop() -> None:
+    assert unload_on_stop(_ready(adopted=False))
+    assert not unload_on_stop(_ready(adopted=True))
+    loading, _ = _loading()
+    assert unload_on_stop(loading)  # the load may land after we stop
+    core, fx = _feed(_ready(adopted=False), m.Unload(reply=_reply()))
+    core, fx = _feed(core, m.UnloadDone(op=_op(fx, StartUnload)))
+    assert core.state is State.UNLOADED
+    assert not core.loaded_by_us
+    assert not unload_on_stop(core)
+
+
+def test_the_slot_is_released_when_settled_without_memory_and_kept_across_a_reload() -> None:
+    failed, fx = _fail_load(new_core("m", LIMITS), BackendRejected("no"))
+    assert failed.state is State.UNLOADED
+    assert fx.count(ReleaseCapacity()) == 1
+    core, fx = _feed(_ready(adopted=False), m.Unload(reply=_reply()))
+    core, _ = _feed(core, m.EnsureLoaded(reply=_reply()))  # arrives while expiring
+    core, fx = _feed(core, m.UnloadDone(op=_op(fx, StartUnload)))
+    assert core.state is State.LOADING  # straight back to loading: the slot stays ours
+    assert ReleaseCapacity() not in fx
+
+
+def test_becoming_idle_wakes_loads_waiting_for_room() -> None:
+    core, op = _loading()
+    core, fx = _feed(core, m.LoadOk(op=op))
+    core, fx = _feed(core, m.VerifyOk(op=_op(fx, StartVerify)))
+    assert CapacityChanged() in fx  # READY with nothing in flight
+    core, fx = _feed(core, m.EnsureLoaded(reply=_reply(), lease=True))
+    assert CapacityChanged() not in fx  # leased: not a candidate
+    core, fx = _feed(core, m.Release())
+    assert CapacityChanged() in fx
+
+
+def test_the_breaker_events_follow_the_breaker() -> None:
+    core = new_core("m", LIMITS)
+    changes: list[BreakerChange | None] = []
+    for _ in range(LIMITS.breaker_threshold):
+        core, fx = _fail_load(core, BackendRejected("no"))
+        changes += _breakers(fx)
+    assert core.state is State.BREAKER_OPEN
+    assert changes[-1] is BreakerChange.OPENED
+    assert core.breaker_opened
+    core, fx = _feed(core, m.CooldownOver(generation=core.timer_generation), now=10.0)
+    assert _breakers(fx) == [BreakerChange.HALF_OPEN]
+    assert core.breaker_opened  # still: only a success closes it
+    core, fx = _feed(core, m.EnsureLoaded(reply=_reply()))
+    core, fx = _feed(core, m.LoadOk(op=_op(fx, StartLoad)))
+    core, fx = _feed(core, m.VerifyOk(op=_op(fx, StartVerify)))
+    assert _breakers(fx) == [BreakerChange.CLOSED]
+    assert not core.breaker_opened
+    core, fx = _feed(new_core("m", LIMITS), m.ResetBreaker(reply=_reply()))
+    assert _breakers(fx) == [BreakerChange.RESET]  # logged even with nothing to close
