@@ -19,20 +19,18 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
 
 import httpx
 from mcp import Client, StdioServerParameters
 
 from benchmarks.core import Case, Metric, at_most, percentile
-from benchmarks.support import REPO, fake_lms, use_test_fakes
+from benchmarks.support import REPO, fake_lms
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, open_orchestrator
 from orchestrator.inference import InferenceClient
-
-if TYPE_CHECKING:
-    from fakes import Simulator
+from tests.fakes import Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
 
 MODEL = "qwen/qwen3-4b"
 PROMPT = "Say hello."
@@ -62,8 +60,6 @@ def _tool(client: Client, name: str, arguments: dict[str, str]) -> Call:
 
 @asynccontextmanager
 async def _in_memory(sim: Simulator, lms: str) -> AsyncIterator[Client]:
-    from fakes.fixtures import make_backend  # after use_test_fakes()
-
     backend = make_backend(sim, lms_cli=lms)
     try:
         async with (
@@ -119,9 +115,6 @@ async def _paired(
 
 
 async def run(quick: bool) -> dict[str, float]:
-    use_test_fakes()
-    from fakes import open_simulator
-
     rounds = 20 if quick else 300
     result: dict[str, float] = {}
     with fake_lms() as lms:

@@ -28,9 +28,11 @@ from collections import Counter
 import trio
 
 from benchmarks.core import Case, Metric, percentile
-from benchmarks.support import fake_lms, use_test_fakes
+from benchmarks.support import fake_lms
 from orchestrator import Config, ModelNotLoaded, Orchestrator, OrchestratorError, open_orchestrator
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from tests.fakes import SimModel, Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
 
 MODELS = 10
 CHAT = "/v1/chat/completions"
@@ -96,10 +98,9 @@ async def _client(
         await trio.sleep(rng.uniform(0.0, 0.02))
 
 
-async def _chaos(sim: object, names: list[str], rng: random.Random, counts: Counter[str]) -> None:
-    from fakes import Simulator
-
-    assert isinstance(sim, Simulator)
+async def _chaos(
+    sim: Simulator, names: list[str], rng: random.Random, counts: Counter[str]
+) -> None:
     while True:
         await trio.sleep(rng.uniform(0.1, 0.3))
         fault = rng.choice(("evict", "chat_500", "load_error", "slow_load"))
@@ -125,10 +126,6 @@ async def _chaos(sim: object, names: list[str], rng: random.Random, counts: Coun
 
 
 async def run(quick: bool) -> dict[str, float]:
-    use_test_fakes()
-    from fakes import SimModel, open_simulator
-    from fakes.fixtures import make_backend
-
     clients, seconds = (50, 3.0) if quick else (200, 20.0)
     names = [f"bench/storm-{i}" for i in range(MODELS)]
     weights = [1 / (i + 1) for i in range(MODELS)]  # Zipf-like: model 0 is the hottest

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from fakes import Reply, ScriptedCall, Simulator, open_simulator
 
 from orchestrator.backends.http_errors import EndpointNotSupported
 from orchestrator.errors import (
@@ -47,6 +46,7 @@ from orchestrator.inference import (
     TextPart,
     Tool,
 )
+from tests.fakes import Reply, ScriptedCall, Simulator, open_simulator
 
 QWEN = "qwen/qwen3-4b"
 OSS = "openai/gpt-oss-20b"

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from backends.llamacpp_support import Procs
-
 from orchestrator.agent import AgentSettings, ServerSpec
+from tests.backends.llamacpp_support import Procs
 
 __all__ = [
     "BROKEN_SERVER",

@@ -16,8 +16,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from fakes import Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, make_backend
 
 from orchestrator import Config, Orchestrator, open_orchestrator
 from orchestrator.agent import AgentSettings
@@ -28,6 +26,8 @@ from orchestrator.inference import (
     ResponsesTool,
     Tool,
 )
+from tests.fakes import Simulator, open_simulator
+from tests.fakes.fixtures import install_fake_lms, make_backend
 
 QWEN = "qwen/qwen3-4b"
 

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.backends.provision import fetch_demo_model
 from orchestrator.config import Config, LlamaCppSettings
+from tests.fakes import Simulator, open_simulator
 
 from .llamacpp_support import FakeServer, Procs
 
@@ -74,3 +75,9 @@ def fake_server(tmp_path: Path) -> Callable[[str], FakeServer]:
     directory = tmp_path / "fake-servers"
     directory.mkdir()
     return lambda body: FakeServer(directory, body)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with open_simulator() as s:
+        yield s

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
-from fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, make_backend, remove_lms
 
 from orchestrator.backends import LoadedModel
 from orchestrator.errors import (
@@ -22,20 +19,11 @@ from orchestrator.errors import (
     InvalidRequest,
     UnknownModel,
 )
+from tests.fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
+from tests.fakes.fixtures import install_fake_lms, make_backend, remove_lms
 
 QWEN = "qwen/qwen3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
-
-
-@pytest.fixture
-def lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    return install_fake_lms(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator() as s:
-        yield s
 
 
 def alive(pid: int) -> bool:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
-from fakes.fixtures import make_backend, remove_lms
 
 from orchestrator.backends.lmstudio import INSTALL_HINT
 from orchestrator.errors import (
@@ -16,6 +13,8 @@ from orchestrator.errors import (
     BackendTimeout,
     UnknownModel,
 )
+from tests.fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
+from tests.fakes.fixtures import make_backend, remove_lms
 
 QWEN = "qwen/qwen3-4b"
 GEMMA = "google/gemma-3-4b"
@@ -25,12 +24,6 @@ EMBED = "text-embedding-nomic-embed-text-v1.5"
 @pytest.fixture(autouse=True)
 def _no_lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     remove_lms(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator() as s:
-        yield s
 
 
 @pytest.mark.parametrize("api", ["v1", "v0"])

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
-from fakes import SimModel, Simulator, open_simulator
-from fakes.fixtures import make_backend, remove_lms
 
 from orchestrator.backends import Backend, LoadedModel
 from orchestrator.backends.http_errors import EndpointNotSupported
@@ -24,6 +21,8 @@ from orchestrator.errors import (
     BackendUnreachable,
     ConfigError,
 )
+from tests.fakes import SimModel, Simulator, open_simulator
+from tests.fakes.fixtures import make_backend, remove_lms
 
 QWEN = "qwen/qwen3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -32,12 +31,6 @@ EMBED = "text-embedding-nomic-embed-text-v1.5"
 @pytest.fixture(autouse=True)
 def _no_lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     remove_lms(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator() as s:
-        yield s
 
 
 def free_port() -> int:

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from backends.llamacpp_support import Procs
 
 from orchestrator import Config
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.backends.provision import fetch_demo_model
 from orchestrator.config import LlamaCppSettings
+from tests.backends.llamacpp_support import Procs
 
 
 @pytest.fixture(scope="module")

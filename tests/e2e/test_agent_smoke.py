@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import get_args
 
 import trio
-from agents.agent_support import child_pids, toy_settings, toy_spec
 
 from orchestrator import Config, open_orchestrator
 from orchestrator.agent.loop import run_agent
@@ -19,6 +18,7 @@ from orchestrator.agent.toolbox import open_toolbox
 from orchestrator.agent.trace import AgentResult, Api, StopReason
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.inference import InferenceClient
+from tests.agents.agent_support import child_pids, toy_settings, toy_spec
 
 MODEL = "smollm2-135m-instruct.q4_1"
 

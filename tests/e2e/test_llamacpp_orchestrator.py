@@ -12,11 +12,11 @@ import signal
 import httpx
 import pytest
 import trio
-from backends.llamacpp_support import Procs
 
 from orchestrator import Config, State, open_orchestrator
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.errors import ModelNotLoaded
+from tests.backends.llamacpp_support import Procs
 
 MODEL = "smollm2-135m-instruct.q4_1"
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16, "temperature": 0}

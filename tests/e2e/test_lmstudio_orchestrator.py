@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, make_backend
 
 from orchestrator import (
     BackendRejected,
@@ -23,6 +20,8 @@ from orchestrator import (
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
 
 QWEN = "qwen/qwen3-4b"
 
@@ -38,11 +37,6 @@ FAST = Config(
     unload_timeout_s=5.0,
     shutdown_timeout_s=5.0,
 )
-
-
-@pytest.fixture
-def lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    return install_fake_lms(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Import from here::
 
-    from fakes import FAKE_LMS, Reply, ScriptedCall, open_simulator
+    from tests.fakes import FAKE_LMS, Reply, ScriptedCall, open_simulator
 
 See :mod:`fakes.lmstudio_sim` for the simulator's API and
 :mod:`fakes.sim_faults` for the fault switches.

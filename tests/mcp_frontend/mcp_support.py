@@ -13,8 +13,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from fakes import Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, make_backend
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
@@ -23,6 +21,8 @@ from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, Orchestrator, open_orchestrator
 from orchestrator.inference import InferenceClient
 from orchestrator.testing import FakeBackend
+from tests.fakes import Simulator, open_simulator
+from tests.fakes.fixtures import install_fake_lms, make_backend
 
 QWEN = "qwen/qwen3-4b"
 GEMMA = "google/gemma-3-4b"

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
-from fakes import GUARDRAIL_MESSAGE, Simulator
 
 from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
+from tests.fakes import GUARDRAIL_MESSAGE, Simulator
 
 __all__ = ["FAULT_KINDS", "NOT_INJECTED", "SIM_FAULTS", "Chaos", "RecordingBackend"]
 

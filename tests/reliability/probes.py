@@ -35,7 +35,7 @@ ACTOR_CHILD_TASKS = ("operations.load", "operations.verify", "operations.unload"
 
 # The simulator's server and connection tasks come and go with client connections;
 # they belong to the test rig, not to the product, so task counts leave them out.
-_RIG_PREFIXES = ("fakes.", "hypercorn.")
+_RIG_PREFIXES = ("tests.fakes.", "hypercorn.")
 
 
 def task_names(*, include_rig: bool = False) -> Counter[str]:

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 import trio
-from fakes import Simulator
-from fakes.fixtures import install_fake_lms
+
+from tests.fakes import Simulator
+from tests.fakes.fixtures import install_fake_lms
 
 __all__ = ["LMSORCH", "ServerProcess", "lmsorch_serve", "server_env", "simulator_server_env"]
 

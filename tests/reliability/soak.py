@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from fakes import Simulator, open_simulator
-from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.types import TextContent
 
@@ -50,6 +48,8 @@ from orchestrator import (
     open_orchestrator,
 )
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from tests.fakes import Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
 
 from .chaos import Chaos, RecordingBackend
 from .probes import (

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from fakes import Simulator
-from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
@@ -24,6 +22,8 @@ from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, Orchestrator, State, open_orchestrator
 from orchestrator.agent import AgentSettings
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from tests.fakes import Simulator
+from tests.fakes.fixtures import make_backend
 
 from .chaos import RecordingBackend
 

@@ -15,9 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
-from fakes import Faults, Simulator
-from fakes.fixtures import install_fake_lms
-from fakes.sim_state import SimState
+
+from tests.fakes import Faults, Simulator
+from tests.fakes.fixtures import install_fake_lms
+from tests.fakes.sim_state import SimState
 
 from .chaos import FAULT_KINDS, NOT_INJECTED, SIM_FAULTS
 from .soak import MEMORY_TOLERANCE_BYTES, run_soak

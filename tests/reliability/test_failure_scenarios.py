@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from agents.agent_support import child_pids as agent_child_pids
-from agents.agent_support import toy_entry, write_mcp_json
-from fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, remove_lms
 from mcp.types import CallToolResult
 
 from orchestrator import (
@@ -33,6 +28,10 @@ from orchestrator import (
     VerifyFailed,
 )
 from orchestrator.agent import AgentSettings
+from tests.agents.agent_support import child_pids as agent_child_pids
+from tests.agents.agent_support import toy_entry, write_mcp_json
+from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
+from tests.fakes.fixtures import remove_lms
 
 from .probes import (
     child_pids,
@@ -45,17 +44,6 @@ from .probes import (
 from .stack import GEMMA, GPT, QWEN, chat_request, open_stack, tool_text
 
 EMBED = "text-embedding-nomic-embed-text-v1.5"
-
-
-@pytest.fixture
-def lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    return install_fake_lms(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator(jit=False) as s:
-        yield s
 
 
 async def test_model_not_loaded_is_loaded_once_with_a_ttl_then_answers(

@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
-from agents.agent_support import gone, toy_entry, write_mcp_json
-from fakes import Reply, ScriptedCall, Simulator, open_simulator
+
+from tests.agents.agent_support import gone, toy_entry, write_mcp_json
+from tests.fakes import Reply, ScriptedCall, Simulator
 
 from .probes import pid_alive
 from .server_process import ServerProcess, lmsorch_serve, simulator_server_env
 from .stack import QWEN
 
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator(jit=False) as s:
-        yield s
 
 
 @pytest.fixture

@@ -26,8 +26,6 @@ import httpx
 import msgspec
 import pytest
 import trio
-from fakes import Reply, Simulator, open_simulator
-from fakes.fixtures import make_backend
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -39,6 +37,8 @@ from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, open_orchestrator
 from orchestrator.inference import InferenceClient
+from tests.fakes import Reply, Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
 
 __all__ = [
     "CALL_DEADLINE_S",

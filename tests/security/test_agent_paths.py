@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agents.agent_support import child_pids, toy_entry
-from fakes import Reply, ScriptedCall
+
+from tests.agents.agent_support import child_pids, toy_entry
+from tests.fakes import Reply, ScriptedCall
 
 from .server_thread import ServerThread, serve_in_thread
 

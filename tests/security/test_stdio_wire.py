@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from fakes import Simulator, open_simulator
-from reliability.server_process import lmsorch_serve, simulator_server_env
+
+from tests.fakes import Simulator, open_simulator
+from tests.reliability.server_process import lmsorch_serve, simulator_server_env
 
 QWEN = "qwen/qwen3-4b"
 DEEP = b"[" * 100_000 + b"]" * 100_000

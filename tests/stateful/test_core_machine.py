@@ -84,7 +84,8 @@ class CoreMachine(RuleBasedStateMachine):
                 case ReleaseCapacity():
                     self.holds_room = False
                 case CapacityChanged():
-                    assert self.core.state is State.READY and self.core.in_flight == 0
+                    assert self.core.state is State.READY
+                    assert self.core.in_flight == 0
                 case _:
                     assert_never(fx)
 

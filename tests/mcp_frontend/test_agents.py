@@ -14,16 +14,16 @@ from typing import Any
 import msgspec
 import pytest
 import trio
-from agents.agent_support import child_pids, toy_entry, write_mcp_json
-from fakes import Reply, ScriptedCall, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms, make_backend
 from mcp import Client
-from mcp_support import FAST, QWEN, error, make_settings, ok
 
 from mcp_frontend.server import build_server
 from orchestrator import open_orchestrator
 from orchestrator.agent import AgentSettings
 from orchestrator.inference import InferenceClient
+from tests.agents.agent_support import child_pids, toy_entry, write_mcp_json
+from tests.fakes import Reply, ScriptedCall, Simulator, open_simulator
+from tests.fakes.fixtures import install_fake_lms, make_backend
+from tests.mcp_frontend.mcp_support import FAST, QWEN, error, make_settings, ok
 
 SECRET = "s3cret-value-never-shown"
 CHAT = "/v1/chat/completions"

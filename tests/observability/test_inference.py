@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import trio
 import trio.testing
 
 from orchestrator import Orchestrator, open_orchestrator
 from orchestrator.held_model import InferenceTarget, hold_model
-from orchestrator.logs import configure_logging
 from orchestrator.testing import FakeBackend
 
-from .support import LogCapture, restore_test_logging
-
-
-@pytest.fixture
-def logs() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    configure_logging("debug", stream=capture.stream, json=True)
-    yield capture
-    restore_test_logging()
+from .support import LogCapture
 
 
 def _requests(orch: Orchestrator) -> dict[str, float]:

@@ -18,17 +18,6 @@ import msgspec
 import pytest
 import trio
 
-from agents.agent_support import (
-    child_pids,
-    gone,
-    leaky_spec,
-    open_fds,
-    toy_entry,
-    toy_settings,
-    toy_spec,
-    write_mcp_json,
-)
-from agents.servers.toy_server import app as toy_app
 from mcp_frontend.app import TOKEN_ENV as HTTP_TOKEN_ENV
 from mcp_frontend.http_app import _serve_asgi, build_http_app, serve_http
 from orchestrator.agent import (
@@ -51,6 +40,17 @@ from orchestrator.agent.schema_bridge import (
 from orchestrator.identity import SERVER_NAME
 from orchestrator.inference.responses_types import FunctionTool
 from orchestrator.logs import REDACTED, redact
+from tests.agents.agent_support import (
+    child_pids,
+    gone,
+    leaky_spec,
+    open_fds,
+    toy_entry,
+    toy_settings,
+    toy_spec,
+    write_mcp_json,
+)
+from tests.agents.servers.toy_server import app as toy_app
 
 GIT_SERVER = Path(sys.executable).parent / "mcp-server-git"
 

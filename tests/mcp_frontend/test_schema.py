@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp_support import Fake, fake_stack, ok
 
 from mcp_frontend.json_schema import answer_errors, check_schema
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
+from tests.mcp_frontend.mcp_support import Fake, ok
 
 
 def nested(levels: int) -> dict[str, Any]:

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio.testing
-from mcp_support import QWEN, Fake, LMStudio, fake_stack, lmstudio_stack, ok
 
 from orchestrator import State
+from tests.mcp_frontend.mcp_support import QWEN, Fake, LMStudio, ok
 
 CALLS = 50
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
-
-
-@pytest.fixture
-async def lm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LMStudio]:
-    async with lmstudio_stack(tmp_path, monkeypatch) as stack:
-        yield stack
 
 
 async def test_fifty_simultaneous_load_calls_for_a_cold_model_make_one_load(fake: Fake) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +22,6 @@ from orchestrator.logs import REDACTED, configure_logging, dropped_lines, regist
 from orchestrator.testing import FakeBackend
 
 from .support import QUICK, LogCapture, restore_test_logging
-
-
-@pytest.fixture
-def logs() -> Iterator[LogCapture]:
-    capture = LogCapture()
-    configure_logging("debug", stream=capture.stream, json=True)
-    yield capture
-    restore_test_logging()
 
 
 async def test_every_lifecycle_event_is_one_json_line_with_its_fields(

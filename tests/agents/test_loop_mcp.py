@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from fakes import Reply, ScriptedCall
 
-from agents.agent_support import child_pids, gone, leaky_spec, toy_settings, toy_spec
-from agents.loop_support import QWEN, Stack, bodies, sim_stack
 from orchestrator.agent import AgentSettings, ServerSpec
 from orchestrator.agent.loop import TOOL_ERROR_PREFIX, run_agent
 from orchestrator.agent.toolbox import open_toolbox
 from orchestrator.agent.trace import AgentResult
+from tests.agents.agent_support import child_pids, gone, leaky_spec, toy_settings, toy_spec
+from tests.agents.loop_support import QWEN, Stack, bodies, sim_stack
+from tests.fakes import Reply, ScriptedCall
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"

@@ -15,11 +15,9 @@ import msgspec
 import pytest
 import trio
 import trio.testing
-from fakes import Reply, ScriptedCall
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.loop_support import QWEN, SETTINGS, FakeTools, Result, Stack, bodies, sim_stack
 from orchestrator import InvalidRequest, UnknownModel
 from orchestrator.agent import AgentSettings, McpServerFailed
 from orchestrator.agent.loop import TOOL_ERROR_PREFIX, run_agent
@@ -27,6 +25,8 @@ from orchestrator.agent.trace import AgentResult, AgentTrace
 from orchestrator.agent.wire import DROPPED_NOTE, Call, ChatWire
 from orchestrator.inference import ChatMessage, InferenceClient
 from orchestrator.logs import configure_logging
+from tests.agents.loop_support import QWEN, SETTINGS, FakeTools, Result, Stack, bodies, sim_stack
+from tests.fakes import Reply, ScriptedCall
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"

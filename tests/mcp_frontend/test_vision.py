@@ -10,38 +10,24 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from fakes import Reply, Simulator
 from mcp import Client
-from mcp_support import (
+
+from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.settings import FrontendSettings
+from tests.fakes import Reply, Simulator
+from tests.mcp_frontend.mcp_support import (
     GEMMA,
     Fake,
     LMStudio,
     data_url,
     error,
-    fake_stack,
-    lmstudio_stack,
     make_settings,
     mcp_client,
     ok,
     png,
 )
 
-from mcp_frontend.remote import RemoteFetcher
-from mcp_frontend.settings import FrontendSettings
-
 PUBLIC = "93.184.216.34"
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
-
-
-@pytest.fixture
-async def lm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LMStudio]:
-    async with lmstudio_stack(tmp_path, monkeypatch) as stack:
-        yield stack
 
 
 @pytest.fixture

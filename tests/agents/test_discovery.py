@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from agents.agent_support import toy_entry, write_mcp_json
 from orchestrator import ConfigError
 from orchestrator.agent import AgentSettings, McpConfigError, McpRegistry, UnknownMcpServer
 from orchestrator.agent.discovery import expand_vars
+from tests.agents.agent_support import toy_entry, write_mcp_json
 
 
 def registry(

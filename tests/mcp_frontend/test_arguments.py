@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from mcp_support import Fake, error, fake_stack
 
 from mcp_frontend.arguments import MAX_ERROR_CHARS
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
+from tests.mcp_frontend.mcp_support import Fake, error
 
 
 @pytest.mark.parametrize(

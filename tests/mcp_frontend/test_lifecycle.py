@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import trio
 from mcp import Client
-from mcp_support import FAST, Fake, error, fake_stack, ok
 
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
@@ -18,12 +15,7 @@ from orchestrator import (
     LoadFailed,
     ModelInfo,
 )
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
+from tests.mcp_frontend.mcp_support import FAST, Fake, error, ok
 
 
 async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake: Fake) -> None:

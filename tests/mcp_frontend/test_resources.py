@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from mcp import Client, MCPError
 from mcp.types import TextResourceContents
-from mcp_support import Fake, fake_stack
 
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
+from tests.mcp_frontend.mcp_support import Fake
 
 
 async def read(client: Client, uri: str) -> str:

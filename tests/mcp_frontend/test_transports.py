@@ -14,36 +14,24 @@ import httpx
 import httpx2
 import pytest
 import trio
-from fakes import Reply, Simulator, open_simulator
-from fakes.fixtures import install_fake_lms
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import QWEN, Fake, error, fake_stack, ok
 
 from mcp_frontend.http_app import serve_http
 from mcp_frontend.server import build_server
 from orchestrator import Config
 from orchestrator.backends.provision import fetch_demo_model
+from tests.fakes import Reply, Simulator, open_simulator
+from tests.mcp_frontend.mcp_support import QWEN, Fake, error, ok
 
 DEMO = "smollm2-135m-instruct.q4_1"
 TOKEN = "s3cret-token"
 
 
 @pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with open_simulator(jit=False) as s:
         yield s
-
-
-@pytest.fixture
-def lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    return install_fake_lms(monkeypatch, tmp_path)
 
 
 def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:

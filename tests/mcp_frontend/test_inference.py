@@ -2,44 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
-from fakes import Reply, Simulator
-from mcp_support import (
+
+from orchestrator import Orchestrator, State
+from tests.fakes import Reply, Simulator
+from tests.mcp_frontend.mcp_support import (
     EMBED,
     QWEN,
     Fake,
     LMStudio,
     error,
-    fake_stack,
-    lmstudio_stack,
     mcp_client,
     ok,
 )
-
-from orchestrator import Orchestrator, State
 
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
     "required": ["name", "age"],
 }
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[Fake]:
-    async with fake_stack(tmp_path) as stack:
-        yield stack
-
-
-@pytest.fixture
-async def lm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LMStudio]:
-    async with lmstudio_stack(tmp_path, monkeypatch) as stack:
-        yield stack
 
 
 def requests_counted(orch: Orchestrator, outcome: str) -> float | None:
