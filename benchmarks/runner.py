@@ -56,7 +56,7 @@ def all_cases() -> list[Case]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the runner's options (shared with ``lmsorch bench``)."""
+    """Declare the runner's options."""
     names = CASE_NAMES
     parser.add_argument(
         "--quick", action="store_true", help="few repetitions and small sizes (a smoke test)"
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def execute(args: argparse.Namespace) -> int:
-    """Run with parsed arguments (``python -m benchmarks`` and ``lmsorch bench``)."""
+    """Run with parsed arguments (``python -m benchmarks``)."""
     from orchestrator.logs import configure_logging
 
     # Transition logs would interleave with the table and cost time the figures should not include.

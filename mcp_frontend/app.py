@@ -34,7 +34,7 @@ from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.status_app import ObservabilityApp, StatusSource
 from mcp_frontend.stdio import serve_stdio
-from orchestrator import Config, ConfigError, Metrics, open_orchestrator
+from orchestrator import Config, ConfigError, Metrics, open_orchestrator, unwrap_group
 from orchestrator.inference import InferenceClient
 from orchestrator.logs import configure_logging
 
@@ -146,9 +146,7 @@ async def serve(options: ServeOptions) -> None:
     except BaseExceptionGroup as group:
         # One failure (e.g. a port already in use, which hypercorn wraps in a group of
         # its own) is reported as itself, not as nested groups.
-        lone: BaseException = group
-        while isinstance(lone, BaseExceptionGroup) and len(lone.exceptions) == 1:
-            lone = lone.exceptions[0]
+        lone = unwrap_group(group, sole=True)
         if lone is group:
             raise
         raise lone from lone.__cause__

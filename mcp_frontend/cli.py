@@ -21,7 +21,6 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("models", "mcp_frontend.commands.models", "manage model files (fetch-demo)"),
     ("serve", "mcp_frontend.commands.serve", "run the MCP server (stdio, or HTTP with --http)"),
     ("demo", "mcp_frontend.commands.demo", "run the demo: real model, orchestrator and MCP"),
-    ("bench", "mcp_frontend.commands.bench", "run the benchmarks (from a source checkout)"),
 )
 
 

@@ -38,6 +38,7 @@ from orchestrator.errors import (
     VerifyFailed,
     WaitTimeout,
 )
+from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
 from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
 from orchestrator.identity import SERVER_NAME
@@ -103,4 +104,5 @@ __all__ = [
     "implicit_root",
     "open_orchestrator",
     "respond_call",
+    "unwrap_group",
 ]

@@ -21,6 +21,7 @@ from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.catalog import Catalog
 from orchestrator.config import Config
 from orchestrator.errors import ActorStopped, OrchestratorError
+from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import ChangeFeed
 from orchestrator.metrics import Metrics
 
@@ -184,10 +185,11 @@ async def open_supervisor(
             finally:
                 supervisor.close()
     except BaseExceptionGroup as group:
-        # Actors never raise, so a lone exception is the caller's own: give it back unwrapped.
-        if len(group.exceptions) == 1:
-            exc = group.exceptions[0]
-            raise exc from exc.__cause__
-        raise
+        # Actors never raise, so a lone exception is the caller's own: give it back unwrapped
+        # (one level only: a group the caller raised itself stays a group).
+        lone = unwrap_group(group, sole=True, depth=1)
+        if lone is group:
+            raise
+        raise lone from lone.__cause__
     finally:
         feed.close()

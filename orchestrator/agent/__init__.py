@@ -1,12 +1,13 @@
 """Autonomous agents: a local model works with the tools of other MCP servers.
 
 Discovery (:mod:`.discovery`) reads which servers exist, the toolbox
-(:mod:`.toolbox`) opens them and calls their tools safely (:mod:`.safety`), and
-the loop (:mod:`.loop`) drives a model through rounds of tool calls and returns
-the answer with a compact trace (:mod:`.trace`).
+(:mod:`.toolbox`) opens them, one child session each (:mod:`.sessions`), and
+calls their tools safely (:mod:`.safety`), shaping each result for the model
+(:mod:`.tool_results`); the loop (:mod:`.loop`) drives a model through rounds of
+tool calls and returns the answer with a compact trace (:mod:`.trace`).
 """
 
-from orchestrator.agent.discovery import McpRegistry, ServerSpec, probe
+from orchestrator.agent.discovery import McpRegistry, ServerSpec
 from orchestrator.agent.errors import (
     AgentError,
     McpConfigError,
@@ -24,7 +25,8 @@ from orchestrator.agent.loop import (
     run_agent,
 )
 from orchestrator.agent.settings import AgentSettings
-from orchestrator.agent.toolbox import Toolbox, ToolResult, open_toolbox
+from orchestrator.agent.tool_results import ToolResult
+from orchestrator.agent.toolbox import Toolbox, open_toolbox, probe
 from orchestrator.agent.trace import AgentResult, AgentTrace, Api, StopReason, ToolCallTrace
 
 __all__ = [

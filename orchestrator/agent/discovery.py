@@ -45,12 +45,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from orchestrator.agent.errors import AgentError, McpConfigError, UnknownMcpServer
+from orchestrator.agent.errors import McpConfigError, UnknownMcpServer
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.errors import excerpt
 from orchestrator.identity import SERVER_NAME
 
-__all__ = ["McpRegistry", "ServerSpec", "expand_vars", "parse_entry", "probe"]
+__all__ = ["McpRegistry", "ServerSpec", "expand_vars", "parse_entry"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HTTP_TYPES = {"http", "streamable-http", "streamable_http", "streamableHttp"}
@@ -394,19 +394,3 @@ class McpRegistry:
         if name in loaded.invalid:
             raise McpConfigError(loaded.invalid[name])
         raise UnknownMcpServer(name, loaded.servers, hint=f"configured in {loaded.path}")
-
-
-async def probe(spec: ServerSpec, settings: AgentSettings) -> str | None:
-    """Try to start ``spec`` and list its tools: ``None`` when that works, else the reason.
-
-    Bounded by ``settings.start_timeout_s`` (plus the few seconds stopping a hung
-    server takes); whatever was started is stopped again.
-    """
-    # Imported here: the toolbox imports this module for ServerSpec.
-    from orchestrator.agent.toolbox import open_toolbox
-
-    try:
-        async with open_toolbox([spec], settings):
-            return None
-    except AgentError as exc:
-        return str(exc)

@@ -68,7 +68,7 @@ Progress = Callable[[int, int, str], Awaitable[None]]
 
 
 class ToolOutcome(Protocol):
-    """A tool call's result, as :class:`~orchestrator.agent.toolbox.ToolResult` has it."""
+    """A tool call's result, as :class:`~orchestrator.agent.tool_results.ToolResult` has it."""
 
     @property
     def text(self) -> str:

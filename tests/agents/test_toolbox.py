@@ -28,7 +28,8 @@ from orchestrator.agent import (
     Toolbox,
     open_toolbox,
     probe,
-    toolbox,
+    sessions,
+    tool_results,
 )
 from orchestrator.agent.schema_bridge import (
     MAX_ARGUMENT_DEPTH,
@@ -462,13 +463,13 @@ async def test_streamable_http_server_with_headers(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-# The SDK's pre-2026 HTTP path leaves its response streams unclosed (see _connect):
+# The SDK's pre-2026 HTTP path leaves its response streams unclosed (see sessions._connect):
 # the garbage-collected generators are its, not this test's.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_closing_an_http_session_is_bounded_when_the_delete_hangs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(toolbox, "HTTP_CLOSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sessions, "HTTP_CLOSE_TIMEOUT_S", 0.5)
     app = build_http_app(toy_app, host="127.0.0.1", token=None)
     deletes: list[str] = []
 
@@ -612,20 +613,20 @@ def test_odd_server_schemas_never_break_a_call(
 
 
 def test_a_result_is_cut_before_its_pieces_are_joined() -> None:
-    result = toolbox._bounded(["a" * 10, "\x00b" * 10, "never copied" * 1000], 15)
+    result = tool_results.bounded(["a" * 10, "\x00b" * 10, "never copied" * 1000], 15)
     assert result.truncated
     assert not result.is_error
     # 10 a's, the newline, then 4 of the second block's characters with the NULs dropped.
     assert result.text == "a" * 10 + "\nbb\n[result cut: showing 15 of 12032 characters; " + (
         "ask for a smaller part if you need the rest]"
     )
-    whole = toolbox._bounded(["one", "two"], 7)
+    whole = tool_results.bounded(["one", "two"], 7)
     assert (whole.text, whole.truncated) == ("one\ntwo", False)
 
 
 def test_a_cut_error_is_scrubbed_and_never_ends_in_part_of_a_secret() -> None:
     secret = "s3cret-value"
-    cut = toolbox._bounded(
+    cut = tool_results.bounded(
         [f"{secret} and then {secret}"],
         len(f"Tool t: {secret} and then s3cr"),
         lead="Tool t: ",
@@ -635,7 +636,7 @@ def test_a_cut_error_is_scrubbed_and_never_ends_in_part_of_a_secret() -> None:
     assert cut.truncated
     assert cut.text.startswith(f"Tool t: {REDACTED} and then \n[result cut: showing")
     assert "s3cr" not in cut.text
-    whole = toolbox._bounded([secret], 100, lead="Tool t: ", is_error=True, secrets=(secret,))
+    whole = tool_results.bounded([secret], 100, lead="Tool t: ", is_error=True, secrets=(secret,))
     assert whole.text == f"Tool t: {REDACTED}"
     # Success results are data for the model: not scrubbed.
-    assert toolbox._bounded([secret], 100, secrets=(secret,)).text == secret
+    assert tool_results.bounded([secret], 100, secrets=(secret,)).text == secret

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from reliability.server_process import server_env
 
 from mcp_frontend import cli
 from mcp_frontend.backend_factory import make_backend
 from mcp_frontend.http_app import check_exposure, parse_bind
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_settings_come_from_lmsorch_mcp_variables(tmp_path: Path) -> None:
@@ -114,3 +118,33 @@ def test_the_cli_help_does_not_import_the_mcp_sdk() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=30
     )
     assert out.stdout.strip() == "False"
+
+
+# Run in a fresh interpreter from the checkout (where ``benchmarks`` is importable): the
+# whole ``lmsorch serve`` path, parser to server, until stdin's EOF stops it.
+_SERVE_AND_REPORT = """
+import json, sys
+before = list(sys.path)
+from mcp_frontend.cli import main
+code = main(["serve", "--backend", "llamacpp"])
+seen = sorted(m for m in sys.modules if m.split(".")[0] == "benchmarks")
+with open(sys.argv[1], "w") as out:
+    json.dump({"code": code, "benchmarks": seen, "path_kept": sys.path == before}, out)
+"""
+
+
+def test_lmsorch_serve_imports_nothing_from_benchmarks(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(tmp_path))
+
+    subprocess.run(
+        [sys.executable, "-c", _SERVE_AND_REPORT, str(report)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
+
+    assert json.loads(report.read_text()) == {"code": 0, "benchmarks": [], "path_kept": True}
