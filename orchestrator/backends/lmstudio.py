@@ -28,7 +28,7 @@ bearer header and never logged or shown in ``repr``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import msgspec
@@ -36,12 +36,9 @@ import structlog
 import trio
 
 from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
-from orchestrator.backends.http_errors import (
-    EndpointNotSupported,
-    convert,
-    request_json,
-)
+from orchestrator.backends.http_errors import EndpointNotSupported
 from orchestrator.backends.lmstudio_cli import LmsCli, resolve_cli
+from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
     ApiLevel,
@@ -72,7 +69,6 @@ from orchestrator.names import validate_model_name
 
 __all__ = ["INSTALL_HINT", "ApiLevel", "LMStudioBackend"]
 
-T = TypeVar("T")
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 _GREETING_TIMEOUT_S = 5.0
@@ -103,12 +99,8 @@ class LMStudioBackend:
     ) -> None:
         self._settings = settings or LMStudioSettings()
         self._root = normalize_base_url(self._settings.base_url)
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(self._settings.http_timeout_s),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
-            # A local model server: never route it through env proxies or .netrc.
-            trust_env=False,
+        self._rest = LMStudioRest(
+            self._root, self._settings, http=http, on_unsupported=self._forget_api_level
         )
         self._allow_untimed_rest_load = allow_untimed_rest_load
         self._api_level: ApiLevel | None = None
@@ -137,8 +129,7 @@ class LMStudioBackend:
 
     def http_headers(self) -> Mapping[str, str]:
         """Return the bearer header when an API token is configured."""
-        token = self._settings.api_token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return self._rest.headers()
 
     # -- discovery --
 
@@ -165,14 +156,18 @@ class LMStudioBackend:
                     _log.info("lmstudio_api", base_url=self._root, api_level=self._api_level.value)
         return self._api_level
 
+    def _forget_api_level(self) -> None:
+        # A route vanished: the server may have been replaced; probe again next time.
+        self._api_level = None
+
     async def _detect_api(self) -> ApiLevel:
         try:
-            await self._get("/api/v1/models", V1ModelList)
+            await self._rest.get("/api/v1/models", V1ModelList)
             return ApiLevel.REST_V1
         except EndpointNotSupported:
             pass
         try:
-            await self._get("/api/v0/models", V0ModelList)
+            await self._rest.get("/api/v0/models", V0ModelList)
             return ApiLevel.REST_V0
         except EndpointNotSupported:
             return ApiLevel.OPENAI_ONLY
@@ -186,12 +181,13 @@ class LMStudioBackend:
             return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
         level = await self.api_level()
         if level is ApiLevel.REST_V1:
-            return [m.info() for m in (await self._get("/api/v1/models", V1ModelList)).models]
+            return [m.info() for m in (await self._rest.get("/api/v1/models", V1ModelList)).models]
         if lms:
             return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
         if level is ApiLevel.REST_V0:
-            return (await self._get("/api/v0/models", V0ModelList)).available()
-        return [ModelInfo(key=m.id) for m in (await self._get("/v1/models", OpenAIModelList)).data]
+            return (await self._rest.get("/api/v0/models", V0ModelList)).available()
+        openai = await self._rest.get("/v1/models", OpenAIModelList)
+        return [ModelInfo(key=m.id) for m in openai.data]
 
     async def list_loaded(self) -> list[LoadedModel]:
         """Return the loaded instances (busy ones included: busy is still loaded)."""
@@ -200,11 +196,11 @@ class LMStudioBackend:
             return [m.loaded() for m in await lms.ps(timeout_s=self._settings.cli_timeout_s)]
         level = await self.api_level()
         if level is ApiLevel.REST_V1:
-            return (await self._get("/api/v1/models", V1ModelList)).loaded()
+            return (await self._rest.get("/api/v1/models", V1ModelList)).loaded()
         if lms:
             return [m.loaded() for m in await lms.ps(timeout_s=self._settings.cli_timeout_s)]
         if level is ApiLevel.REST_V0:
-            return (await self._get("/api/v0/models", V0ModelList)).loaded()
+            return (await self._rest.get("/api/v0/models", V0ModelList)).loaded()
         raise BackendRejected(
             f"cannot list loaded models: LM Studio at {self._root} has no REST API "
             f"(older than 0.3.6) and the lms CLI was not found; {INSTALL_HINT}"
@@ -271,7 +267,7 @@ class LMStudioBackend:
         if level is ApiLevel.REST_V1:
             body = msgspec.json.encode({"instance_id": identifier})
             try:
-                await self._post("/api/v1/models/unload", V1UnloadResult, body=body)
+                await self._rest.post("/api/v1/models/unload", V1UnloadResult, body=body)
             except (ModelNotLoaded, BackendRejected):
                 # An unknown instance id is an error to LM Studio but not to us.
                 if await self._is_loaded(identifier):
@@ -290,17 +286,10 @@ class LMStudioBackend:
 
     async def health(self) -> BackendHealth:
         """Probe ``GET /lmstudio-greeting``; report, never raise, when unreachable."""
-        what = f"LM Studio at {self._root}: GET /lmstudio-greeting"
+        what = self._rest.what("GET", "/lmstudio-greeting")
         timeout = min(self._settings.http_timeout_s, _GREETING_TIMEOUT_S)
         try:
-            body = await request_json(
-                self._http,
-                "GET",
-                f"{self._root}/lmstudio-greeting",
-                what=what,
-                headers=self.http_headers(),
-                timeout_s=timeout,
-            )
+            body = await self._rest.call("GET", "/lmstudio-greeting", None, timeout)
         except BackendAuthError as exc:
             return BackendHealth(reachable=True, backend=self.name, detail=str(exc))
         except BackendError as exc:
@@ -323,8 +312,7 @@ class LMStudioBackend:
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (only if this backend created it)."""
-        if self._owns_http:
-            await self._http.aclose()
+        await self._rest.aclose()
 
     # -- load paths --
 
@@ -347,7 +335,7 @@ class LMStudioBackend:
             _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
         path, payload = jit_request(info, ttl)
         try:
-            await self._call(
+            await self._rest.call(
                 "POST", path, msgspec.json.encode(payload), self._settings.load_timeout_s
             )
         except ModelNotLoaded as exc:
@@ -364,7 +352,7 @@ class LMStudioBackend:
         if context_length is not None:
             payload["context_length"] = context_length
         try:
-            result = await self._post(
+            result = await self._rest.post(
                 "/api/v1/models/load",
                 V1LoadResult,
                 body=msgspec.json.encode(payload),
@@ -384,32 +372,3 @@ class LMStudioBackend:
 
     async def _is_loaded(self, identifier: str) -> bool:
         return any(m.identifier == identifier for m in await self.list_loaded())
-
-    async def _get(self, path: str, type_: type[T]) -> T:
-        answer = await self._call("GET", path, None, self._settings.http_timeout_s)
-        return convert(answer, type_, what=self._what("GET", path))
-
-    async def _post(
-        self, path: str, type_: type[T], *, body: bytes, timeout_s: float | None = None
-    ) -> T:
-        answer = await self._call("POST", path, body, timeout_s or self._settings.http_timeout_s)
-        return convert(answer, type_, what=self._what("POST", path))
-
-    def _what(self, method: str, path: str) -> str:
-        return f"LM Studio at {self._root}: {method} {path}"
-
-    async def _call(self, method: str, path: str, body: bytes | None, timeout_s: float) -> Any:
-        try:
-            return await request_json(
-                self._http,
-                method,
-                f"{self._root}{path}",
-                what=self._what(method, path),
-                headers=self.http_headers(),
-                timeout_s=timeout_s,
-                body=body,
-            )
-        except EndpointNotSupported:
-            # The server may have been replaced by another version: probe again next time.
-            self._api_level = None
-            raise

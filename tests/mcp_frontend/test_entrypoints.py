@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability.server_process import server_env
 
 from mcp_frontend import cli
 from mcp_frontend.backend_factory import make_backend
 from mcp_frontend.http_app import check_exposure, parse_bind
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, ConfigError
+from tests.reliability.server_process import server_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
