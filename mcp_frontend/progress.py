@@ -1,28 +1,42 @@
-"""MCP progress for long waits: report a model's state transitions while a call waits on it.
+"""MCP progress while a call waits on a model: report its state changes until it is READY.
 
-The watcher follows the orchestrator's change feed (``Orchestrator.watch()``,
-ADR 0006), so every state the model passes through is reported once, in order,
-short ones included, and nothing polls. A call stays quiet for its first
-``interval_s``: one that finishes sooner (a READY model) reports nothing. After
-that the model's current state is reported, then each change as it happens, and
-the wait closes with where it ended (repeated only if the last report was cut
-short when the wait ended).
+:func:`model_progress` wraps the part of a tool that may wait on a model (the
+``hold_model`` block of an inference tool, ``ensure_loaded`` for ``load_model``).
+It follows the orchestrator's change feed (``Orchestrator.watch()``, ADR 0006),
+so every state the model passes through is reported once, in order, short ones
+included, and nothing polls.
+
+A wait is the time the model is not READY: from the start of the block if it
+is not READY then, and again if it leaves READY inside the block (the backend
+lost it and the held model re-leases it). A wait stays quiet for its first
+``interval_s``: one that ends sooner (a READY model) reports nothing. After that
+the model's current state is reported, then each change as it happens, until it
+is READY; a block that ends while a wait is reported closes it with where the
+model is (repeating the last report only if it was cut short). Requests to a
+READY model report nothing however long they take.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import trio
 from mcp.server.mcpserver import Context
 
-from orchestrator import ModelStatus, Orchestrator, Subscription, TransitionEvent
+from orchestrator import (
+    Dropped,
+    ModelStatus,
+    Orchestrator,
+    State,
+    Subscription,
+    TransitionEvent,
+)
 
-__all__ = ["describe", "with_progress"]
+__all__ = ["describe", "model_progress"]
 
-T = TypeVar("T")
 _BUFFER = 64  # transitions of one wait; a watcher this far behind re-reads the status
 
 
@@ -55,6 +69,10 @@ def _snapshot(orch: Orchestrator, model: str) -> ModelStatus | None:
     return next((s for s in orch.status() if s.model == model), None)
 
 
+def _ready(status: ModelStatus | None) -> bool:
+    return status is not None and status.state is State.READY
+
+
 def _describe_event(orch: Orchestrator, event: TransitionEvent) -> str:
     now = _snapshot(orch, event.model)  # the event has no deadline; the status does
     retry_after = now.retry_after_s if now is not None and now.state is event.dst else None
@@ -73,6 +91,7 @@ class _Reporter:
         self.sent = 0
         self._last: str | None = None
         self._gone = False
+        self.reporting = False  # a wait has been reported and has not reached READY yet
 
     async def send(self, line: str) -> None:
         if self._gone or line == self._last:
@@ -85,50 +104,84 @@ class _Reporter:
         # Only once sent: a report cancelled midway is repeated by the closing one.
         self._last = line
 
-    async def catch_up(self, feed: Subscription) -> None:
-        """Report what the feed holds for this model (the status itself after a drop)."""
-        while (item := feed.get_nowait()) is not None:
-            if isinstance(item, TransitionEvent):
-                if item.model == self._model:
-                    await self.send(_describe_event(self._orch, item))
-            else:
-                await self.send(describe(self._model, _snapshot(self._orch, self._model)))
+    def _readiness(self, item: TransitionEvent | Dropped) -> bool | None:
+        """Whether ``item`` says the model is READY now; None if it is about another model."""
+        if isinstance(item, Dropped):  # the events are gone: the status says where it is
+            return _ready(_snapshot(self._orch, self._model))
+        return item.dst is State.READY if item.model == self._model else None
 
-    async def follow(self, feed: Subscription, quiet_s: float) -> None:
-        await trio.sleep(quiet_s)
+    def _line(self, item: TransitionEvent | Dropped) -> str:
+        if isinstance(item, Dropped):
+            return describe(self._model, _snapshot(self._orch, self._model))
+        return _describe_event(self._orch, item)
+
+    async def _until(self, feed: Subscription, *, ready: bool) -> bool:
+        """Read the feed silently until the model is READY (or is not); False if it ended."""
+        async for item in feed:
+            if self._readiness(item) is ready:
+                return True
+        return False
+
+    async def _report_wait(self, feed: Subscription) -> bool:
+        """Report the model's state, then each change until it is READY; False if the feed ended."""
         while feed.get_nowait() is not None:
             pass  # what happened during the quiet period is in the snapshot
-        await self.send(describe(self._model, _snapshot(self._orch, self._model)))
-        async for item in feed:
-            if isinstance(item, TransitionEvent):
-                if item.model == self._model:
-                    await self.send(_describe_event(self._orch, item))
+        self.reporting = True
+        status = _snapshot(self._orch, self._model)
+        await self.send(describe(self._model, status))
+        if not _ready(status):
+            async for item in feed:
+                ready = self._readiness(item)
+                if ready is not None:
+                    await self.send(self._line(item))
+                if ready:
+                    break
             else:
-                await self.send(describe(self._model, _snapshot(self._orch, self._model)))
+                return False
+        self.reporting = False
+        return True
+
+    async def follow(self, feed: Subscription, quiet_s: float) -> None:
+        """Report each wait that outlasts ``quiet_s``, until the feed ends or we are cancelled."""
+        waiting = not _ready(_snapshot(self._orch, self._model))
+        while waiting or await self._until(feed, ready=False):
+            waiting = False
+            with trio.move_on_after(quiet_s) as quiet:
+                if not await self._until(feed, ready=True):
+                    return
+            if quiet.cancelled_caught and not await self._report_wait(feed):
+                return
+
+    async def close(self, feed: Subscription) -> None:
+        """Close a wait still being reported with where the model is now."""
+        if not self.reporting:
+            return
+        # The last transitions may have been published just before the block ended.
+        while (item := feed.get_nowait()) is not None:
+            if self._readiness(item) is not None:
+                await self.send(self._line(item))
+        await self.send(describe(self._model, _snapshot(self._orch, self._model)))
 
 
-async def with_progress(
-    ctx: Context[Any, Any] | None,
-    orch: Orchestrator,
-    model: str,
-    fn: Callable[[], Awaitable[T]],
-    *,
-    interval_s: float,
-) -> T:
-    """Await ``fn()`` while reporting ``model``'s state changes to the caller.
+@asynccontextmanager
+async def model_progress(
+    ctx: Context[Any, Any] | None, orch: Orchestrator, model: str, *, interval_s: float
+) -> AsyncIterator[None]:
+    """Report ``model``'s state changes to the caller while the block waits on it.
 
     Args:
         ctx: the tool's context; None reports nothing.
         orch: the orchestrator whose change feed to follow.
-        model: the model the call waits on.
-        fn: the wait itself.
-        interval_s: the quiet period: nothing is reported before it has passed.
+        model: the model the block waits on.
+        interval_s: the quiet period of each wait: nothing is reported before it has passed.
 
     Progress is sent only if the client asked for it (a progress token); the
-    SDK makes it a no-op otherwise. Cancelling the caller cancels both.
+    SDK makes it a no-op otherwise. Cancelling the caller cancels both; an
+    error of the block is raised as it is, not in an exception group.
     """
     if ctx is None:
-        return await fn()
+        yield
+        return
     reporter = _Reporter(ctx, orch, model)
     failure: Exception | None = None
     async with orch.watch(buffer=_BUFFER) as feed:
@@ -137,15 +190,10 @@ async def with_progress(
             # Raised inside the nursery, the error would reach the caller wrapped in an
             # ExceptionGroup; carry it out and raise it bare. Cancellation is not caught.
             try:
-                result = await fn()
+                yield
             except Exception as exc:  # noqa: BLE001 - not swallowed: re-raised below
                 failure = exc
             nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
-        if reporter.sent:
-            # Close the sequence with where the wait ended (usually READY): the last
-            # transitions may have been published just before fn() returned.
-            await reporter.catch_up(feed)
-            await reporter.send(describe(model, _snapshot(orch, model)))
-    return result
+        await reporter.close(feed)

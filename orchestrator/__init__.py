@@ -39,15 +39,9 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
-from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
+from orchestrator.held_model import HeldModel, InferenceCall, hold_model
 from orchestrator.identity import SERVER_NAME
-from orchestrator.inference_calls import (
-    InferenceCall,
-    chat_call,
-    complete_call,
-    embed_call,
-    respond_call,
-)
+from orchestrator.inference.target import InferenceTarget
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.paths import implicit_root
@@ -78,7 +72,6 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "Lease",
-    "LeaseWait",
     "LoadFailed",
     "LoadedModel",
     "Metrics",
@@ -96,11 +89,7 @@ __all__ = [
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
-    "chat_call",
-    "complete_call",
-    "embed_call",
     "hold_model",
     "implicit_root",
     "open_orchestrator",
-    "respond_call",
 ]

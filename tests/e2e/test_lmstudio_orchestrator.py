@@ -22,7 +22,7 @@ from orchestrator import (
     open_orchestrator,
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
-from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
 
 QWEN = "qwen/qwen3-4b"
 
@@ -68,11 +68,14 @@ async def chat_once_retrying(orch: Orchestrator, client: InferenceClient, text: 
     for attempt in range(2):
         async with orch.lease(QWEN) as lease:
             try:
-                answer = await client.chat(
+                target = InferenceTarget(
+                    model=QWEN,
+                    identifier=lease.identifier,
                     base_url=orch.backend.base_url(lease.identifier),
                     headers=orch.backend.http_headers(),
-                    model=lease.identifier,
-                    request=ChatRequest(messages=[ChatMessage(role="user", content=text)]),
+                )
+                answer = await client.chat(
+                    target, ChatRequest(messages=[ChatMessage(role="user", content=text)])
                 )
             except ModelNotLoaded:
                 if attempt:

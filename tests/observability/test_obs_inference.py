@@ -8,8 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator import Orchestrator, open_orchestrator
-from orchestrator.held_model import InferenceTarget, hold_model
+from orchestrator import InferenceTarget, Orchestrator, hold_model, open_orchestrator
 from orchestrator.logs import configure_logging
 from orchestrator.testing import FakeBackend
 

@@ -1,0 +1,1 @@
+"""Checks of tool inputs, run before any model is touched."""
