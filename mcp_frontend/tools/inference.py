@@ -6,7 +6,7 @@ model (the configured default when omitted), then sends one request through
 :func:`orchestrator.hold_model`, so the core's rules (a lease for the whole
 call, one retry under a fresh lease when the backend lost the model, every
 attempt counted and every failure logged) hold for all of them, while
-:func:`~mcp_frontend.progress.model_progress` reports the model's load and
+:func:`~mcp_frontend.tools.progress.model_progress` reports the model's load and
 failures become tool errors.
 """
 
@@ -19,12 +19,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from mcp_frontend import chat
 from mcp_frontend.checks.prompt_size import check_prompt_size
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
-from mcp_frontend.progress import model_progress
-from mcp_frontend.schemas import (
+from mcp_frontend.tools import chat
+from mcp_frontend.tools.io_types import (
     ChatMessageIn,
     ChatOut,
     EmbeddingsOut,
@@ -34,6 +33,7 @@ from mcp_frontend.schemas import (
     response_usage_out,
     usage_out,
 )
+from mcp_frontend.tools.progress import model_progress
 from orchestrator import InferenceCall, InferenceTarget, hold_model
 from orchestrator.inference import (
     ChatMessage,

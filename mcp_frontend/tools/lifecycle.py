@@ -12,8 +12,7 @@ from pydantic import Field
 
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, message_for, tool_errors
-from mcp_frontend.progress import model_progress
-from mcp_frontend.schemas import (
+from mcp_frontend.tools.io_types import (
     HealthOut,
     LoadOut,
     ModelListOut,
@@ -22,6 +21,7 @@ from mcp_frontend.schemas import (
     entry_out,
     status_out,
 )
+from mcp_frontend.tools.progress import model_progress
 from orchestrator import OrchestratorError, State, UnknownModel
 
 __all__ = ["model_list", "register", "status_list"]

@@ -12,12 +12,11 @@ from typing import Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
-from mcp_frontend import chat
+from mcp_frontend.checks.images import load_images
 from mcp_frontend.checks.prompt_size import check_prompt_size
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError
-from mcp_frontend.images import load_images
-from mcp_frontend.schemas import ImageOut, VisionOut
+from mcp_frontend.tools import chat
 from mcp_frontend.tools.inference import (
     MaxTokens,
     ModelOpt,
@@ -25,6 +24,7 @@ from mcp_frontend.tools.inference import (
     resolve_model,
     run_inference,
 )
+from mcp_frontend.tools.io_types import ImageOut, VisionOut
 from orchestrator.inference import ChatMessage, ChatRequest, ImagePart, ImageUrl, TextPart
 
 __all__ = ["instruction", "register"]

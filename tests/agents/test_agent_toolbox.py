@@ -29,8 +29,8 @@ from agents.agent_support import (
     write_mcp_json,
 )
 from agents.servers.toy_server import app as toy_app
-from mcp_frontend.app import TOKEN_ENV as HTTP_TOKEN_ENV
-from mcp_frontend.http_app import _serve_asgi, build_http_app, serve_http
+from mcp_frontend.transports.http import _serve_asgi, build_http_app, serve_http
+from mcp_frontend.transports.serve import TOKEN_ENV as HTTP_TOKEN_ENV
 from orchestrator.agent import (
     McpRegistry,
     McpServerFailed,

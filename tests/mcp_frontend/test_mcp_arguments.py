@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mcp_support import Fake, error, fake_stack
 
-from mcp_frontend.arguments import MAX_ERROR_CHARS
+from mcp_frontend.checks.unknown_arguments import MAX_ERROR_CHARS
 
 
 @pytest.fixture

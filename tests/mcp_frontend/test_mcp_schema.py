@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mcp_support import Fake, fake_stack, ok
 
-from mcp_frontend.json_schema import answer_errors, check_schema
+from mcp_frontend.checks.json_schema import answer_errors, check_schema
 
 
 @pytest.fixture

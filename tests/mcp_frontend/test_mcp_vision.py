@@ -26,7 +26,7 @@ from mcp_support import (
     png,
 )
 
-from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 
 PUBLIC = "93.184.216.34"
