@@ -29,7 +29,7 @@ import httpx
 from benchmarks.core import Case, Metric, Skipped, at_least
 from orchestrator import Config, Orchestrator, OrchestratorError, open_orchestrator
 from orchestrator.config import LlamaCppSettings
-from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
 
 MODEL = "smollm2-135m-instruct.q4_1"
 PROMPT = "Count from 1 to 100, separated by spaces."
@@ -112,12 +112,13 @@ async def _orch_stream(
     out = _Stream(started)
     async with orch.lease(MODEL) as lease:
         backend = orch.backend
-        async with client.stream_chat(
+        target = InferenceTarget(
+            model=MODEL,
+            identifier=lease.identifier,
             base_url=backend.base_url(lease.identifier),
             headers=backend.http_headers(),
-            model=lease.identifier,
-            request=request,
-        ) as events:
+        )
+        async with client.stream_chat(target, request) as events:
             async for chunk in events:
                 if any(c.delta.content for c in chunk.choices):
                     out.token()

@@ -30,7 +30,7 @@ import trio
 from benchmarks.core import Case, Metric, percentile
 from benchmarks.support import fake_lms
 from orchestrator import Config, ModelNotLoaded, Orchestrator, OrchestratorError, open_orchestrator
-from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
 from tests.fakes import SimModel, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
@@ -60,12 +60,13 @@ async def _request(
                 granted = time.perf_counter()
                 backend = orch.backend
                 try:
-                    await client.chat(
+                    target = InferenceTarget(
+                        model=model,
+                        identifier=lease.identifier,
                         base_url=backend.base_url(lease.identifier),
                         headers=backend.http_headers(),
-                        model=lease.identifier,
-                        request=REQUEST,
                     )
+                    await client.chat(target, REQUEST)
                 except ModelNotLoaded as exc:
                     lease.lost(f"inference said: {exc}")
                     if attempt == 2:

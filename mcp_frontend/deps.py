@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Orchestrator
 from orchestrator.inference import InferenceClient

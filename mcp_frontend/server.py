@@ -17,11 +17,11 @@ from typing import Any, Literal
 from mcp.server.mcpserver import MCPServer
 
 from mcp_frontend import resources
-from mcp_frontend.arguments import UnknownArgumentGuard
+from mcp_frontend.checks.remote_images import RemoteFetcher
+from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
-from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.tools import agents, inference, lifecycle, schema, vision
+from mcp_frontend.tools import agents, inference, lifecycle, schema_validation, vision
 from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
@@ -104,7 +104,7 @@ def build_server(
         middleware=[guard],
         log_level=_STDLIB_LEVELS[orch.config.log_level],
     )
-    for module in (lifecycle, inference, vision, schema, resources):
+    for module in (lifecycle, inference, vision, schema_validation, resources):
         module.register(server, deps)
     agents.register(server, deps, settings=agent_settings, registry=McpRegistry(agent_settings))
     guard.bind(server)

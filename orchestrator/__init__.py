@@ -40,15 +40,9 @@ from orchestrator.errors import (
 )
 from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import Dropped, Subscription, TransitionEvent
-from orchestrator.held_model import HeldModel, InferenceTarget, LeaseWait, hold_model
+from orchestrator.held_model import HeldModel, InferenceCall, hold_model
 from orchestrator.identity import SERVER_NAME
-from orchestrator.inference_calls import (
-    InferenceCall,
-    chat_call,
-    complete_call,
-    embed_call,
-    respond_call,
-)
+from orchestrator.inference.target import InferenceTarget
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.paths import implicit_root
@@ -79,7 +73,6 @@ __all__ = [
     "InvalidRequest",
     "InvalidTransition",
     "Lease",
-    "LeaseWait",
     "LoadFailed",
     "LoadedModel",
     "Metrics",
@@ -97,12 +90,8 @@ __all__ = [
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
-    "chat_call",
-    "complete_call",
-    "embed_call",
     "hold_model",
     "implicit_root",
     "open_orchestrator",
-    "respond_call",
     "unwrap_group",
 ]

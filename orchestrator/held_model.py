@@ -11,13 +11,18 @@ goes through :func:`hold_model`, so these rules hold for all of them:
   inference metrics (a model the orchestrator does not manage is counted as
   ``(other)``) and every failure is logged; a request or lease wait cancelled
   by its caller is counted as ``cancelled``, not as an error, and not logged.
+
+A request is an :class:`~orchestrator.inference.InferenceClient` method bound to
+its request; the held model supplies the target::
+
+    async with hold_model(orch, model, endpoint="chat") as held:
+        answer = await held.send(functools.partial(client.chat, request=request))
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
@@ -25,34 +30,16 @@ import trio
 
 from orchestrator.api import Lease, Orchestrator
 from orchestrator.errors import ModelNotLoaded
+from orchestrator.inference.target import InferenceTarget
 
-__all__ = ["HeldModel", "InferenceTarget", "LeaseWait", "hold_model"]
+__all__ = ["HeldModel", "InferenceCall", "hold_model"]
 
 T = TypeVar("T")
-LeaseWait = Callable[[Callable[[], Awaitable[Lease]]], Awaitable[Lease]]
-"""Awaits the lease-taking function it is given, e.g. while reporting progress."""
+InferenceCall = Callable[[InferenceTarget], Awaitable[T]]
+"""Sends one request to the instance a target names, e.g.
+``functools.partial(client.chat, request=request)``."""
 
 _log = structlog.get_logger("orchestrator.inference")
-
-
-@dataclass(frozen=True)
-class InferenceTarget:
-    """Where one inference request goes.
-
-    Attributes:
-        model: the model key the caller asked for.
-        identifier: the backend instance serving it (what requests name).
-        base_url: the OpenAI-compatible endpoint, ending in ``/v1``.
-        headers: headers the backend requires (e.g. its API token).
-        ttl: the model's TTL in whole seconds, sent with requests so that a
-            just-in-time reload by the server still unloads by itself.
-    """
-
-    model: str
-    identifier: str
-    base_url: str
-    headers: Mapping[str, str]
-    ttl: int
 
 
 def _cancelled(exc: BaseException) -> bool:
@@ -62,27 +49,20 @@ def _cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-async def _direct(enter: Callable[[], Awaitable[Lease]]) -> Lease:
-    return await enter()
-
-
 class HeldModel:
     """A leased model that requests go to. Obtain one with :func:`hold_model`."""
 
-    def __init__(self, orch: Orchestrator, model: str, endpoint: str, wait: LeaseWait) -> None:
+    def __init__(self, orch: Orchestrator, model: str, endpoint: str) -> None:
         self._orch = orch
         self._model = model
         self._endpoint = endpoint
-        self._wait = wait
         self._stack: AsyncExitStack | None = None
         self._lease: Lease | None = None
 
     async def _acquire(self) -> None:
         stack = AsyncExitStack()
         try:
-            self._lease = await self._wait(
-                lambda: stack.enter_async_context(self._orch.lease(self._model))
-            )
+            self._lease = await stack.enter_async_context(self._orch.lease(self._model))
         except BaseException:
             await stack.aclose()
             raise
@@ -95,7 +75,7 @@ class HeldModel:
 
     @property
     def target(self) -> InferenceTarget:
-        """Where requests go now (the instance under the current lease)."""
+        """Where requests go now: the instance under the current lease, with the model's TTL."""
         if self._lease is None:
             raise RuntimeError("the model is not held (its lease was released)")
         backend = self._orch.backend
@@ -108,8 +88,12 @@ class HeldModel:
             ttl=max(1, round(self._lease.status.ttl_s)),
         )
 
-    async def send(self, call: Callable[[InferenceTarget], Awaitable[T]]) -> T:
+    async def send(self, call: InferenceCall[T]) -> T:
         """Run ``call`` against the leased instance; retry once on a fresh lease if it was lost.
+
+        Args:
+            call: sends the request to the target it is given, e.g.
+                ``functools.partial(client.chat, request=request)``.
 
         Raises:
             ModelNotLoaded: the backend dropped the model twice in a row.
@@ -158,23 +142,19 @@ class HeldModel:
 
 
 @asynccontextmanager
-async def hold_model(
-    orch: Orchestrator, model: str, *, endpoint: str, wait: LeaseWait | None = None
-) -> AsyncIterator[HeldModel]:
+async def hold_model(orch: Orchestrator, model: str, *, endpoint: str) -> AsyncIterator[HeldModel]:
     """Lease ``model`` for the block (waiting for its load); release it on exit.
 
     Args:
         orch: the orchestrator that owns the model.
         model: the model key.
         endpoint: the inference metrics label of the requests, e.g. ``"chat"``.
-        wait: awaits each lease-taking (the first and a re-lease after a loss),
-            e.g. to report progress while the model loads; plain await if omitted.
 
     Raises:
         OrchestratorError: as :meth:`Orchestrator.lease` (unknown model, breaker
             open ...); the failure is counted and logged like a failed request.
     """
-    held = HeldModel(orch, model, endpoint, wait or _direct)
+    held = HeldModel(orch, model, endpoint)
     started = trio.current_time()
     try:
         await held._acquire()

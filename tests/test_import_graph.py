@@ -117,7 +117,7 @@ def test_the_graph_sees_imports_inside_functions_and_for_type_checking() -> None
     # mcp_frontend/__init__ imports the server lazily and under TYPE_CHECKING only.
     assert "mcp_frontend.server" in graph["mcp_frontend"]
     # The serve command imports the app only inside run().
-    assert "mcp_frontend.app" in graph["mcp_frontend.commands.serve"]
+    assert "mcp_frontend.transports.serve" in graph["mcp_frontend.commands.serve"]
     # ``from orchestrator import messages`` is the submodule, not the package's __init__.
     assert "orchestrator.messages" in graph["orchestrator.api"]
     assert "orchestrator" not in graph["orchestrator.api"]

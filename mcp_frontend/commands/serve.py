@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until stdin closes or a signal arrives; returns the exit code."""
-    from mcp_frontend.app import main, options_from
+    from mcp_frontend.transports.serve import main, options_from
     from orchestrator import ConfigError
 
     try:

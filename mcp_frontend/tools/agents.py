@@ -19,11 +19,11 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from mcp_frontend.agent_schemas import AgentOut, McpListOut, agent_out, server_out
+from mcp_frontend.checks.prompt_size import check_prompt_size
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
-from mcp_frontend.inference_call import check_prompt_size, resolve_model
-from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature
+from mcp_frontend.tools.agent_outputs import AgentOut, McpListOut, agent_out, server_out
+from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature, resolve_model
 from orchestrator import UnknownModel
 from orchestrator.agent import (
     AgentSettings,

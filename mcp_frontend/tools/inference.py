@@ -1,23 +1,29 @@
 """Inference tools: chat, raw text completion, stateful responses, embeddings.
 
 Each tool validates everything first (sizes, formats, schemas), resolves the
-model (the configured default when omitted), then runs one call through
-:func:`~mcp_frontend.inference_call.run_inference`, which holds a lease.
+model (the configured default when omitted), then sends one request through
+:func:`run_inference`, the one way a tool runs inference: the model is held by
+:func:`orchestrator.hold_model`, so the core's rules (a lease for the whole
+call, one retry under a fresh lease when the backend lost the model, every
+attempt counted and every failure logged) hold for all of them, while
+:func:`~mcp_frontend.tools.progress.model_progress` reports the model's load and
+failures become tool errors.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from mcp_frontend import chat
+from mcp_frontend.checks.prompt_size import check_prompt_size
 from mcp_frontend.deps import Deps
-from mcp_frontend.errors import ToolError
-from mcp_frontend.inference_call import check_prompt_size, resolve_model, run_inference
-from mcp_frontend.schemas import (
+from mcp_frontend.errors import ToolError, tool_errors
+from mcp_frontend.tools import chat
+from mcp_frontend.tools.io_types import (
     ChatMessageIn,
     ChatOut,
     EmbeddingsOut,
@@ -27,7 +33,8 @@ from mcp_frontend.schemas import (
     response_usage_out,
     usage_out,
 )
-from orchestrator import chat_call, complete_call, embed_call, respond_call
+from mcp_frontend.tools.progress import model_progress
+from orchestrator import InferenceCall, InferenceTarget, hold_model
 from orchestrator.inference import (
     ChatMessage,
     ChatRequest,
@@ -37,7 +44,17 @@ from orchestrator.inference import (
     ResponsesRequest,
 )
 
-__all__ = ["INFERENCE", "MaxTokens", "ModelOpt", "Temperature", "register"]
+__all__ = [
+    "INFERENCE",
+    "MaxTokens",
+    "ModelOpt",
+    "Temperature",
+    "register",
+    "resolve_model",
+    "run_inference",
+]
+
+T = TypeVar("T")
 
 ModelOpt = Annotated[
     str | None, Field(description="Model key; omitted means the configured default model.")
@@ -55,6 +72,63 @@ EmbeddingModel = Annotated[
 INFERENCE = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
 )
+
+
+async def resolve_model(deps: Deps, model: str | None, *, embedding: bool = False) -> str:
+    """Return ``model``, or the configured default when it is None.
+
+    Raises:
+        ToolError: no model given and no default configured; lists the candidates.
+    """
+    if model is not None:
+        return model
+    field = "default_embedding_model" if embedding else "default_model"
+    default: str | None = getattr(deps.orch.config, field)
+    if default is not None:
+        return default
+    with tool_errors():
+        catalog = await deps.orch.catalog()
+    keys = [m.key for m in catalog if (m.type == "embedding") == embedding] or [
+        m.key for m in catalog
+    ]
+    raise ToolError(
+        f"no model given and no {field} configured (set LMSORCH_{field.upper()}); "
+        f"available: {', '.join(sorted(keys)) or 'none'}"
+    )
+
+
+async def run_inference(
+    deps: Deps,
+    model: str,
+    endpoint: str,
+    call: InferenceCall[T],
+    *,
+    ctx: Context[Any, Any] | None = None,
+) -> tuple[T, InferenceTarget]:
+    """Send ``call`` to ``model`` under a lease; retry once on a fresh lease if it was lost.
+
+    Args:
+        deps: the server's dependencies.
+        model: the model key (already resolved).
+        endpoint: metrics label, e.g. ``"chat"``.
+        call: sends the request to the target it is given, e.g.
+            ``functools.partial(client.chat, request=request)``.
+        ctx: the tool's context, for progress while the model loads.
+
+    Returns:
+        The call's result and the target that served it.
+
+    Raises:
+        ToolError: every orchestrator or backend failure, with an actionable message.
+    """
+    interval_s = deps.settings.progress_interval_s
+    with tool_errors():
+        async with (
+            model_progress(ctx, deps.orch, model, interval_s=interval_s),
+            hold_model(deps.orch, model, endpoint=endpoint) as held,
+        ):
+            result = await held.send(call)
+            return result, held.target
 
 
 def _messages(
@@ -110,9 +184,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             response_format=fmt,
         )
         name = await resolve_model(deps, model)
-        answer, target = await run_inference(
-            deps, name, "chat", chat_call(deps.inference.get(), request), ctx=ctx
-        )
+        call = functools.partial(deps.inference.get().chat, request=request)
+        answer, target = await run_inference(deps, name, "chat", call, ctx=ctx)
         return chat.chat_out(answer, target, schema)
 
     @mcp.tool(title="Text completion", annotations=INFERENCE)
@@ -130,9 +203,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             prompt=prompt, temperature=temperature, max_tokens=max_tokens, stop=stop_sequences
         )
         name = await resolve_model(deps, model)
-        answer, t = await run_inference(
-            deps, name, "completions", complete_call(deps.inference.get(), request), ctx=ctx
-        )
+        call = functools.partial(deps.inference.get().complete, request=request)
+        answer, t = await run_inference(deps, name, "completions", call, ctx=ctx)
         choice = answer.choices[0]
         return TextOut(
             model=t.model,
@@ -168,9 +240,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             temperature=temperature,
         )
         name = await resolve_model(deps, model)
-        answer, t = await run_inference(
-            deps, name, "responses", respond_call(deps.inference.get(), request), ctx=ctx
-        )
+        call = functools.partial(deps.inference.get().respond, request=request)
+        answer, t = await run_inference(deps, name, "responses", call, ctx=ctx)
         return ResponseOut(
             id=answer.id,
             model=t.model,
@@ -190,9 +261,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         texts = _texts(deps, text)
         request = EmbeddingRequest(input=text if isinstance(text, str) else texts)
         name = await resolve_model(deps, model, embedding=True)
-        answer, t = await run_inference(
-            deps, name, "embeddings", embed_call(deps.inference.get(), request), ctx=ctx
-        )
+        call = functools.partial(deps.inference.get().embed, request=request)
+        answer, t = await run_inference(deps, name, "embeddings", call, ctx=ctx)
         vectors = answer.vectors
         return EmbeddingsOut(
             model=t.model,

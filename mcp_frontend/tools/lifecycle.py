@@ -12,8 +12,7 @@ from pydantic import Field
 
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, message_for, tool_errors
-from mcp_frontend.progress import with_progress
-from mcp_frontend.schemas import (
+from mcp_frontend.tools.io_types import (
     HealthOut,
     LoadOut,
     ModelListOut,
@@ -22,6 +21,7 @@ from mcp_frontend.schemas import (
     entry_out,
     status_out,
 )
+from mcp_frontend.tools.progress import model_progress
 from orchestrator import OrchestratorError, State, UnknownModel
 
 __all__ = ["model_list", "register", "status_list"]
@@ -86,14 +86,10 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             ttl_s = config.max_ttl_s if keep_loaded else config.temporary_ttl_s
         before = next((s for s in orch.status() if s.model == model), None)
         started = time.monotonic()
+        interval_s = deps.settings.progress_interval_s
         with tool_errors():
-            status = await with_progress(
-                ctx,
-                orch,
-                model,
-                lambda: orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s),
-                interval_s=deps.settings.progress_interval_s,
-            )
+            async with model_progress(ctx, orch, model, interval_s=interval_s):
+                status = await orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s)
         return LoadOut(
             status=status_out(status),
             was_ready=before is not None and before.state is State.READY,

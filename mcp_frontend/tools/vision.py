@@ -6,19 +6,25 @@ One tool with a ``mode`` replaces the previous bridge's six vision tools
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
-from mcp_frontend import chat
+from mcp_frontend.checks.images import load_images
+from mcp_frontend.checks.prompt_size import check_prompt_size
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError
-from mcp_frontend.images import load_images
-from mcp_frontend.inference_call import check_prompt_size, resolve_model, run_inference
-from mcp_frontend.schemas import ImageOut, VisionOut
-from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature
-from orchestrator import chat_call
+from mcp_frontend.tools import chat
+from mcp_frontend.tools.inference import (
+    MaxTokens,
+    ModelOpt,
+    Temperature,
+    resolve_model,
+    run_inference,
+)
+from mcp_frontend.tools.io_types import ImageOut, VisionOut
 from orchestrator.inference import ChatMessage, ChatRequest, ImagePart, ImageUrl, TextPart
 
 __all__ = ["instruction", "register"]
@@ -95,9 +101,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         message = ChatMessage(role="user", content=[TextPart(text=text), *parts])
         request = ChatRequest(messages=[message], max_tokens=max_tokens, temperature=temperature)
         name = await resolve_model(deps, model)
-        answer, target = await run_inference(
-            deps, name, "vision", chat_call(deps.inference.get(), request), ctx=ctx
-        )
+        call = functools.partial(deps.inference.get().chat, request=request)
+        answer, target = await run_inference(deps, name, "vision", call, ctx=ctx)
         out = chat.chat_out(answer, target, None)
         return VisionOut(
             model=out["model"],

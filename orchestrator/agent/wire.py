@@ -19,6 +19,7 @@ cannot be trimmed, so the run stops instead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
@@ -37,7 +38,6 @@ from orchestrator.inference import (
     Tool,
     ToolCall,
 )
-from orchestrator.inference_calls import chat_call, respond_call
 
 __all__ = ["DROPPED_NOTE", "Call", "ChatWire", "Outcome", "ResponsesWire", "Turn", "Wire"]
 
@@ -135,7 +135,7 @@ class ChatWire:
             temperature=self._temperature,
         )
 
-        completion = await model.send(chat_call(self._client, request))
+        completion = await model.send(functools.partial(self._client.chat, request=request))
         choice = completion.choices[0]
         message = choice.message
         calls = tuple(
@@ -242,7 +242,7 @@ class ResponsesWire:
             temperature=self._temperature,
         )
 
-        response = await model.send(respond_call(self._client, request))
+        response = await model.send(functools.partial(self._client.respond, request=request))
         self.previous_id = response.id
         calls = tuple(
             Call(

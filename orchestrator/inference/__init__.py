@@ -1,6 +1,7 @@
 """OpenAI-compatible inference: the client and its wire Structs.
 
-See :class:`InferenceClient` for how the core wraps calls in a lease.
+Each client call takes an :class:`InferenceTarget`; see :class:`InferenceClient`
+for how the core hands it the model it holds.
 """
 
 from orchestrator.inference.accumulate import ChatStreamAccumulator
@@ -24,6 +25,7 @@ from orchestrator.inference.responses_types import (
     ResponseStreamEvent,
     ResponseUsage,
 )
+from orchestrator.inference.target import InferenceTarget
 from orchestrator.inference.types import (
     ChatChoice,
     ChatCompletion,
@@ -81,6 +83,7 @@ __all__ = [
     "ImagePart",
     "ImageUrl",
     "InferenceClient",
+    "InferenceTarget",
     "InputImage",
     "InputItem",
     "InputMessage",

@@ -1,16 +1,12 @@
 """An OpenAI-compatible inference client on httpx, for LM Studio (and llama.cpp).
 
-The client knows nothing of model lifecycles: every call names the server
-(``base_url``, ending in ``/v1``), its ``headers`` and the instance
-identifier (``model``) explicitly, so the core can wrap it::
+The client knows nothing of model lifecycles: every call takes an
+:class:`~orchestrator.inference.target.InferenceTarget` naming the server
+(``base_url``, ending in ``/v1``), its ``headers``, the instance identifier and
+the TTL to send, so the core can hand it the model it holds::
 
-    async with orch.lease(model) as lease:
-        answer = await client.chat(
-            base_url=backend.base_url(lease.identifier),
-            headers=backend.http_headers(),
-            model=lease.identifier,
-            request=ChatRequest(messages=[ChatMessage(role="user", content="hi")]),
-        )
+    async with hold_model(orch, model, endpoint="chat") as held:
+        answer = await held.send(functools.partial(client.chat, request=request))
 
 Errors are translated by :mod:`orchestrator.backends.http_errors`, the same
 mapping the LM Studio backend uses. In particular a "model not found", "No
@@ -22,7 +18,7 @@ Streams are async context managers yielding an async iterator, so the HTTP
 response is closed when the block ends, even if the caller stops early (an
 abandoned async generator would only be closed by the garbage collector)::
 
-    async with client.stream_chat(base_url=..., headers=..., model=..., request=req) as chunks:
+    async with client.stream_chat(target, request) as chunks:
         async for chunk in chunks:
             ...
 """
@@ -57,6 +53,7 @@ from orchestrator.inference.responses_types import (
     ResponseStreamEvent,
 )
 from orchestrator.inference.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from orchestrator.inference.target import InferenceTarget
 from orchestrator.inference.types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -72,7 +69,7 @@ from orchestrator.names import validate_model_name
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EventStream", "InferenceClient"]
 
 T = TypeVar("T")
-R = TypeVar("R", ChatRequest, CompletionRequest, ResponsesRequest)
+Q = TypeVar("Q", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest)
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 """Largest non-streamed answer accepted (big embedding batches run to tens of MB)."""
@@ -194,67 +191,67 @@ class InferenceClient:
 
     # -- chat --
 
-    async def chat(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ChatRequest
-    ) -> ChatCompletion:
+    async def chat(self, target: InferenceTarget, request: ChatRequest) -> ChatCompletion:
         """Return one chat completion (tools, ``tool_choice``, ``response_format`` honoured).
 
+        Args:
+            target: the instance to ask (every method takes these two arguments); its
+                TTL, if any, replaces the request's.
+            request: what to ask; its ``model`` and ``stream`` fields are set here.
+
         Raises:
-            ModelNotLoaded: LM Studio does not have ``model`` loaded (or at all).
+            ModelNotLoaded: the server does not have the target's instance loaded (or at all).
             BackendError: any other failure; see :mod:`orchestrator.backends.http_errors`.
         """
         _check_chat(request)
-        url, what = _target(base_url, "/chat/completions", model)
-        body = _body(request, model, stream=False)
-        result = await self._post(url, what, headers, body, ChatCompletion)
+        url, what = _address(target, "/chat/completions")
+        body = _encode(request, target, stream=False)
+        result = await self._post(url, what, target.headers, body, ChatCompletion)
         if not result.choices:
             raise_protocol(what, "the answer has no choices")
         return result
 
     @asynccontextmanager
     async def stream_chat(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ChatRequest
+        self, target: InferenceTarget, request: ChatRequest
     ) -> AsyncIterator[EventStream[ChatCompletionChunk]]:
         """Stream a chat completion as :class:`ChatCompletionChunk` objects."""
         _check_chat(request)
-        url, what = _target(base_url, "/chat/completions", model)
+        url, what = _address(target, "/chat/completions")
         decode = _chunk_decoder(ChatCompletionChunk, what)
-        async with self._stream(
-            url, what, headers, _body(request, model, stream=True), decode
-        ) as s:
+        body = _encode(request, target, stream=True)
+        async with self._stream(url, what, target.headers, body, decode) as s:
             yield s
 
     # -- completions --
 
-    async def complete(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: CompletionRequest
-    ) -> Completion:
+    async def complete(self, target: InferenceTarget, request: CompletionRequest) -> Completion:
         """Return one text completion (no prompt template is applied)."""
-        url, what = _target(base_url, "/completions", model)
-        result = await self._post(url, what, headers, _body(request, model, False), Completion)
+        url, what = _address(target, "/completions")
+        body = _encode(request, target, stream=False)
+        result = await self._post(url, what, target.headers, body, Completion)
         if not result.choices:
             raise_protocol(what, "the answer has no choices")
         return result
 
     @asynccontextmanager
     async def stream_complete(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: CompletionRequest
+        self, target: InferenceTarget, request: CompletionRequest
     ) -> AsyncIterator[EventStream[CompletionChunk]]:
         """Stream a text completion as :class:`CompletionChunk` objects."""
-        url, what = _target(base_url, "/completions", model)
+        url, what = _address(target, "/completions")
         decode = _chunk_decoder(CompletionChunk, what)
-        async with self._stream(url, what, headers, _body(request, model, True), decode) as s:
+        body = _encode(request, target, stream=True)
+        async with self._stream(url, what, target.headers, body, decode) as s:
             yield s
 
     # -- embeddings --
 
-    async def embed(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: EmbeddingRequest
-    ) -> EmbeddingResponse:
+    async def embed(self, target: InferenceTarget, request: EmbeddingRequest) -> EmbeddingResponse:
         """Return the embeddings of ``request.input``."""
-        url, what = _target(base_url, "/embeddings", model)
-        body = msgspec.json.encode(msgspec.structs.replace(request, model=model))
-        result = await self._post(url, what, headers, body, EmbeddingResponse)
+        url, what = _address(target, "/embeddings")
+        body = _encode(request, target)
+        result = await self._post(url, what, target.headers, body, EmbeddingResponse)
         expected = 1 if isinstance(request.input, str) else len(request.input)
         if len(result.data) != expected:
             raise_protocol(what, f"asked for {expected} embeddings, got {len(result.data)}")
@@ -262,24 +259,24 @@ class InferenceClient:
 
     # -- responses --
 
-    async def respond(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ResponsesRequest
-    ) -> ModelResponse:
+    async def respond(self, target: InferenceTarget, request: ResponsesRequest) -> ModelResponse:
         """Return one Responses-API result (stateful through ``previous_response_id``)."""
-        url, what = _target(base_url, "/responses", model)
-        return await self._post(url, what, headers, _body(request, model, False), ModelResponse)
+        url, what = _address(target, "/responses")
+        body = _encode(request, target, stream=False)
+        return await self._post(url, what, target.headers, body, ModelResponse)
 
     @asynccontextmanager
     async def stream_respond(
-        self, *, base_url: str, headers: Mapping[str, str], model: str, request: ResponsesRequest
+        self, target: InferenceTarget, request: ResponsesRequest
     ) -> AsyncIterator[EventStream[ResponseStreamEvent]]:
         """Stream a Responses-API result as :class:`ResponseStreamEvent` objects.
 
         The ``response.completed`` event carries the whole response.
         """
-        url, what = _target(base_url, "/responses", model)
+        url, what = _address(target, "/responses")
         decode = _response_event_decoder(what)
-        async with self._stream(url, what, headers, _body(request, model, True), decode) as s:
+        body = _encode(request, target, stream=True)
+        async with self._stream(url, what, target.headers, body, decode) as s:
             yield s
 
     # -- transport --
@@ -335,15 +332,18 @@ class InferenceClient:
             await response.aclose()
 
 
-def _target(base_url: str, path: str, model: str) -> tuple[str, str]:
-    validate_model_name(model)
-    url = f"{base_url.rstrip('/')}{path}"
+def _address(target: InferenceTarget, path: str) -> tuple[str, str]:
+    model = validate_model_name(target.identifier)
+    url = f"{target.base_url.rstrip('/')}{path}"
     # No server name: the client serves LM Studio and llama.cpp alike.
     return url, f"POST {url} (model {model!r})"
 
 
-def _body(request: R, model: str, stream: bool) -> bytes:
-    return msgspec.json.encode(msgspec.structs.replace(request, model=model, stream=stream))
+def _encode(request: Q, target: InferenceTarget, **fields: bool) -> bytes:
+    """``request`` as sent: naming the target's instance, with its TTL when it has one."""
+    ttl = request.ttl if target.ttl is None else target.ttl
+    addressed = msgspec.structs.replace(request, model=target.identifier, ttl=ttl, **fields)
+    return msgspec.json.encode(addressed)
 
 
 def _check_chat(request: ChatRequest) -> None:

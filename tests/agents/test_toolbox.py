@@ -18,8 +18,8 @@ import msgspec
 import pytest
 import trio
 
-from mcp_frontend.app import TOKEN_ENV as HTTP_TOKEN_ENV
-from mcp_frontend.http_app import _serve_asgi, build_http_app, serve_http
+from mcp_frontend.transports.http import _serve_asgi, build_http_app, serve_http
+from mcp_frontend.transports.serve import TOKEN_ENV as HTTP_TOKEN_ENV
 from orchestrator.agent import (
     McpRegistry,
     McpServerFailed,

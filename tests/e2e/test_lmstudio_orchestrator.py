@@ -19,7 +19,7 @@ from orchestrator import (
     open_orchestrator,
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
-from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
 from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
@@ -62,11 +62,14 @@ async def chat_once_retrying(orch: Orchestrator, client: InferenceClient, text: 
     for attempt in range(2):
         async with orch.lease(QWEN) as lease:
             try:
-                answer = await client.chat(
+                target = InferenceTarget(
+                    model=QWEN,
+                    identifier=lease.identifier,
                     base_url=orch.backend.base_url(lease.identifier),
                     headers=orch.backend.http_headers(),
-                    model=lease.identifier,
-                    request=ChatRequest(messages=[ChatMessage(role="user", content=text)]),
+                )
+                answer = await client.chat(
+                    target, ChatRequest(messages=[ChatMessage(role="user", content=text)])
                 )
             except ModelNotLoaded:
                 if attempt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_frontend.arguments import MAX_ERROR_CHARS
+from mcp_frontend.checks.unknown_arguments import MAX_ERROR_CHARS
 from tests.mcp_frontend.mcp_support import Fake, error
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from mcp_frontend import cli
 from mcp_frontend.backend_factory import make_backend
-from mcp_frontend.http_app import check_exposure, parse_bind
 from mcp_frontend.settings import FrontendSettings
+from mcp_frontend.transports.http import check_exposure, parse_bind
 from orchestrator import Config, ConfigError
 from tests.reliability.server_process import server_env
 

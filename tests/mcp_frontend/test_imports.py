@@ -40,7 +40,13 @@ ALLOWED_IN = {
     "settings.py": {"orchestrator.env_settings"},
 }
 SERVER_FILES = sorted(
-    [*PACKAGE.glob("*.py"), *PACKAGE.glob("tools/*.py"), PACKAGE / "commands" / "serve.py"]
+    [
+        *PACKAGE.glob("*.py"),
+        *PACKAGE.glob("checks/*.py"),
+        *PACKAGE.glob("tools/*.py"),
+        *PACKAGE.glob("transports/*.py"),
+        PACKAGE / "commands" / "serve.py",
+    ]
 )
 
 

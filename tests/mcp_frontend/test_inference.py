@@ -235,23 +235,59 @@ async def test_no_model_and_no_default_lists_the_candidates(fake: Fake) -> None:
     assert "no default_embedding_model configured" in embed
 
 
-async def test_a_call_waiting_for_a_load_reports_progress(lm: LMStudio) -> None:
-    gate = lm.sim.faults.hold_load(QWEN)
+async def chat_reporting(
+    lm: LMStudio, on_report: trio.Event | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Call ``chat_completion`` asking for progress; each report sets ``on_report``."""
     seen: list[str] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(message or "")
-        gate.set()
+        if on_report is not None:
+            on_report.set()
 
     with trio.fail_after(10):
-        out = ok(
-            await lm.client.call_tool(
-                "chat_completion", {"prompt": "hi"}, progress_callback=on_progress
-            )
+        result = await lm.client.call_tool(
+            "chat_completion", {"prompt": "hi"}, progress_callback=on_progress
         )
+    return ok(result), seen
+
+
+async def test_a_call_waiting_for_a_load_reports_progress(lm: LMStudio) -> None:
+    gate = lm.sim.faults.hold_load(QWEN)
+
+    out, seen = await chat_reporting(lm, gate)
 
     assert out["content"]
     assert seen[0] == f"{QWEN}: LOADING"
+    assert seen[-1] == f"{QWEN}: READY"
+
+
+async def test_a_slow_answer_from_a_ready_model_reports_no_progress(lm: LMStudio) -> None:
+    ok(await lm.client.call_tool("load_model", {"model": QWEN}))
+    gate = lm.sim.faults.hold_first_token(QWEN)
+
+    async def answer_late() -> None:
+        await trio.sleep(0.2)  # twenty quiet periods
+        gate.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer_late)
+        out, seen = await chat_reporting(lm)
+
+    assert out["content"]
+    assert seen == []
+
+
+async def test_reloading_a_model_lost_under_the_lease_reports_progress(lm: LMStudio) -> None:
+    ok(await lm.client.call_tool("load_model", {"model": QWEN}))
+    lm.sim.evict(QWEN)  # the request finds it gone; the re-lease reloads it
+    gate = lm.sim.faults.hold_load(QWEN)
+
+    out, seen = await chat_reporting(lm, gate)
+
+    assert out["content"]
+    assert f"{QWEN}: LOADING" in seen
     assert seen[-1] == f"{QWEN}: READY"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcp_frontend.json_schema import answer_errors, check_schema
+from mcp_frontend.checks.json_schema import answer_errors, check_schema
 from tests.mcp_frontend.mcp_support import Fake, ok
 
 

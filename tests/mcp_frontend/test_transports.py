@@ -17,8 +17,8 @@ import trio
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_frontend.http_app import serve_http
 from mcp_frontend.server import build_server
+from mcp_frontend.transports.http import serve_http
 from orchestrator import Config
 from orchestrator.backends.provision import fetch_demo_model
 from tests.fakes import Reply, Simulator, open_simulator

@@ -12,7 +12,7 @@ import pytest
 import trio
 from mcp import Client
 
-from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 from tests.fakes import Reply, Simulator
 from tests.mcp_frontend.mcp_support import (

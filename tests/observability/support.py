@@ -13,8 +13,8 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from mcp_frontend.http_app import serve_observability
-from mcp_frontend.status_app import ObservabilityApp, StatusSource
+from mcp_frontend.transports.http import serve_observability
+from mcp_frontend.transports.observability import ObservabilityApp, StatusSource
 from orchestrator import Config, Orchestrator
 from orchestrator.logs import configure_logging
 from orchestrator.testing import FakeBackend

@@ -15,13 +15,13 @@ import httpx
 import pytest
 import trio
 
-from mcp_frontend.app import options_from
 from mcp_frontend.cli import main
 from mcp_frontend.commands.status import show, watch
-from mcp_frontend.http_app import serve_http, serve_observability
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.status_app import ObservabilityApp, StatusSource
+from mcp_frontend.transports.http import serve_http, serve_observability
+from mcp_frontend.transports.observability import ObservabilityApp, StatusSource
+from mcp_frontend.transports.serve import options_from
 from orchestrator import ConfigError, Metrics, open_orchestrator
 from orchestrator.testing import FakeBackend
 

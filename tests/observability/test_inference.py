@@ -5,8 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from orchestrator import Orchestrator, open_orchestrator
-from orchestrator.held_model import InferenceTarget, hold_model
+from orchestrator import InferenceTarget, Orchestrator, hold_model, open_orchestrator
 from orchestrator.testing import FakeBackend
 
 from .support import LogCapture

@@ -24,6 +24,7 @@ ones (:data:`~reliability.probes.EXPECTED_UNRAISABLE`) is a violation too.
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 import time
@@ -201,14 +202,7 @@ class _Run:
         # lease when the backend says the model is not loaded.
         request = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=4)
         async with hold_model(self.orch, model, endpoint="chat") as held:
-            await held.send(
-                lambda target: self.inference.chat(
-                    base_url=target.base_url,
-                    headers=target.headers,
-                    model=target.identifier,
-                    request=request,
-                )
-            )
+            await held.send(functools.partial(self.inference.chat, request=request))
 
     async def _ensure(self, model: str) -> None:
         await self.orch.ensure_loaded(model, ttl_s=self.rng.choice((None, 60.0, 1e9)))

@@ -22,6 +22,7 @@ from orchestrator import (
     BackendRejected,
     BackendTimeout,
     BackendUnreachable,
+    InferenceTarget,
     ModelNotLoaded,
     OrchestratorError,
     State,
@@ -53,10 +54,11 @@ async def test_model_not_loaded_is_loaded_once_with_a_ttl_then_answers(
     async with open_stack(sim, tmp_path, lms_cli=lms) as stack:
         with trio.fail_after(20):
             # Asking LM Studio directly for a model it has not loaded is a clear error ...
+            direct = InferenceTarget(
+                model=QWEN, identifier=QWEN, base_url=sim.openai_url, headers={}
+            )
             with pytest.raises(ModelNotLoaded):
-                await stack.inference.chat(
-                    base_url=sim.openai_url, headers={}, model=QWEN, request=chat_request()
-                )
+                await stack.inference.chat(direct, request=chat_request())
             # ... while a tool call loads it first (once, with the default TTL).
             result = await stack.mcp.call_tool("chat_completion", {"prompt": "hi"})
         assert not result.is_error, tool_text(result)

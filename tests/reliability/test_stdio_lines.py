@@ -1,4 +1,4 @@
-"""The stdio transport's line reader (``mcp_frontend.stdio``): framing over a real pipe."""
+"""Line framing of the stdio transport (``mcp_frontend.transports.stdio``) over a real pipe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import trio
 import trio.testing
 
-from mcp_frontend.stdio import _Lines
+from mcp_frontend.transports.stdio import _Lines
 
 
 async def test_lines_are_framed_across_chunks_and_a_last_partial_line_is_kept() -> None:

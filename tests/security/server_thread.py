@@ -32,7 +32,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, TextContent, Tool
 
-from mcp_frontend.remote import RemoteFetcher
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Config, open_orchestrator

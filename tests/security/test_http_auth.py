@@ -17,11 +17,11 @@ import httpx
 import pytest
 import trio
 
-from mcp_frontend.app import options_from
-from mcp_frontend.http_app import BearerTokenGuard, check_exposure, is_loopback, serve_http
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.status_app import ObservabilityApp, StatusSource
+from mcp_frontend.transports.http import BearerTokenGuard, check_exposure, is_loopback, serve_http
+from mcp_frontend.transports.observability import ObservabilityApp, StatusSource
+from mcp_frontend.transports.serve import options_from
 from orchestrator import ConfigError, open_orchestrator
 from orchestrator.testing import FakeBackend
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_frontend import images
+from mcp_frontend.checks import images
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.errors import ToolError
-from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 
 from .server_thread import PNG_1PX, ServerThread, message, serve_in_thread

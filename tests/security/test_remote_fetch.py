@@ -16,8 +16,8 @@ import httpx
 import pytest
 import trio
 
+from mcp_frontend.checks.remote_images import RemoteFetcher, is_public_address
 from mcp_frontend.errors import ToolError
-from mcp_frontend.remote import RemoteFetcher, is_public_address
 
 from .server_thread import PNG_1PX, message, serve_in_thread
 

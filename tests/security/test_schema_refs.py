@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult
 
-from mcp_frontend.json_schema import answer_errors, check_schema
+from mcp_frontend.checks.json_schema import answer_errors, check_schema
 
 from .server_thread import JSON_ANSWER, ServerThread, message, serve_in_thread
 

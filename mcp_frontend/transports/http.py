@@ -7,7 +7,7 @@ DNS rebinding. With a token, every HTTP request must carry
 ``Authorization: Bearer <token>`` or gets 401.
 
 The observability endpoints (``/metrics``, ``/status``, ``/events``, see
-:mod:`mcp_frontend.status_app`) are mounted next to ``/mcp`` and sit behind the
+:mod:`mcp_frontend.transports.observability`) are mounted next to ``/mcp`` and sit behind the
 same token: model names and activity are not for anyone on the network.
 :func:`serve_observability` serves them alone (``lmsorch serve --metrics``).
 """
@@ -27,7 +27,7 @@ from hypercorn.typing import ASGIFramework
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_frontend.status_app import ObservabilityApp, route_observability
+from mcp_frontend.transports.observability import ObservabilityApp, route_observability
 from orchestrator import ConfigError
 
 __all__ = [

@@ -23,17 +23,17 @@ from functools import partial
 import trio
 
 from mcp_frontend.backend_factory import make_backend
-from mcp_frontend.http_app import (
+from mcp_frontend.server import build_server
+from mcp_frontend.settings import FrontendSettings
+from mcp_frontend.transports.http import (
     MCP_PATH,
     check_exposure,
     parse_bind,
     serve_http,
     serve_observability,
 )
-from mcp_frontend.server import build_server
-from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.status_app import ObservabilityApp, StatusSource
-from mcp_frontend.stdio import serve_stdio
+from mcp_frontend.transports.observability import ObservabilityApp, StatusSource
+from mcp_frontend.transports.stdio import serve_stdio
 from orchestrator import Config, ConfigError, Metrics, open_orchestrator, unwrap_group
 from orchestrator.inference import InferenceClient
 from orchestrator.logs import configure_logging

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import trio
 
+from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.errors import ToolError
-from mcp_frontend.remote import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 
 __all__ = ["Image", "load_images", "sniff"]

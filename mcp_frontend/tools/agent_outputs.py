@@ -1,6 +1,6 @@
 """What the agent tools return: TypedDicts, so each has an output schema.
 
-Built explicitly from the agent layer's Structs (see :mod:`mcp_frontend.schemas`
+Built explicitly from the agent layer's Structs (see :mod:`mcp_frontend.tools.io_types`
 for why), so no field reaches a schema unseen, and no secret (a server's
 ``env`` or ``headers`` values) can.
 """
@@ -11,7 +11,7 @@ from typing import Any, NotRequired
 
 from typing_extensions import TypedDict
 
-from mcp_frontend.chat import split_reasoning
+from mcp_frontend.tools.chat import split_reasoning
 from orchestrator.agent import AgentResult, ToolCallTrace
 
 __all__ = [

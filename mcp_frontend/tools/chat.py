@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
+from mcp_frontend.checks.json_schema import answer_errors, check_schema
 from mcp_frontend.errors import ToolError
-from mcp_frontend.json_schema import answer_errors, check_schema
-from mcp_frontend.schemas import ChatOut, ResponseFormatIn, usage_out
 from mcp_frontend.settings import FrontendSettings
+from mcp_frontend.tools.io_types import ChatOut, ResponseFormatIn, usage_out
 from orchestrator import InferenceTarget
 from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
 

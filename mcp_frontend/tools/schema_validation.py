@@ -7,9 +7,9 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
+from mcp_frontend.checks.json_schema import check_schema
 from mcp_frontend.deps import Deps
-from mcp_frontend.json_schema import check_schema
-from mcp_frontend.schemas import SchemaCheckOut
+from mcp_frontend.tools.io_types import SchemaCheckOut
 
 __all__ = ["register"]
 
