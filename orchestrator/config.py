@@ -14,6 +14,7 @@ and ``[llamacpp]``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from orchestrator.config_checks import LMSTUDIO_ENV, Checker
 from orchestrator.errors import ConfigError
 
 __all__ = ["Config", "LMStudioSettings", "LlamaCppSettings", "default_data_dir"]
@@ -54,6 +56,14 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     http_timeout_s: float = 30.0
     load_timeout_s: float = 600.0
 
+    def __post_init__(self) -> None:
+        check = Checker("lmstudio")
+        check.http_url("base_url", self.base_url)
+        check.not_blank("api_token", self.api_token)
+        check.executable("lms_cli", self.lms_cli)
+        for name in ("cli_timeout_s", "http_timeout_s", "load_timeout_s"):
+            check.seconds(name, getattr(self, name))
+
     def __repr__(self) -> str:
         # The token must never reach a log or a traceback through a repr.
         token = None if self.api_token is None else "<set>"
@@ -85,6 +95,18 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     server_binary: str | None = None
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        check = Checker("llamacpp")
+        check.not_blank("models_dir", self.models_dir)
+        check.count("threads", self.threads, 1, 1024)
+        check.count("context_length", self.context_length, 64, 1 << 24)
+        check.port("port_min", self.port_min)
+        check.port("port_max", self.port_max)
+        check.ordered("port_min", self.port_min, "port_max", self.port_max)
+        check.executable("server_binary", self.server_binary)
+        check.seconds("start_timeout_s", self.start_timeout_s)
+        check.seconds("stop_timeout_s", self.stop_timeout_s)
 
     def resolved_models_dir(self) -> Path:
         """Return the models directory, defaulting under the user's data directory."""
@@ -153,33 +175,39 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     llamacpp: LlamaCppSettings = msgspec.field(default_factory=LlamaCppSettings)
 
     def __post_init__(self) -> None:
-        positive = {
-            "default_ttl_s": self.default_ttl_s,
-            "temporary_ttl_s": self.temporary_ttl_s,
-            "max_ttl_s": self.max_ttl_s,
-            "request_timeout_s": self.request_timeout_s,
-            "verify_initial_interval_s": self.verify_initial_interval_s,
-            "verify_max_interval_s": self.verify_max_interval_s,
-            "verify_deadline_s": self.verify_deadline_s,
-            "breaker_cooldown_s": self.breaker_cooldown_s,
-            "unload_timeout_s": self.unload_timeout_s,
-            "shutdown_timeout_s": self.shutdown_timeout_s,
-        }
-        for name, value in positive.items():
-            if not value > 0 or value == float("inf"):
-                raise ConfigError(f"{name} must be a positive, finite number of seconds")
-        for name, count in {
-            "retry_attempts": self.retry_attempts,
-            "breaker_threshold": self.breaker_threshold,
-            "max_loaded_models": self.max_loaded_models,
-            "mailbox_size": self.mailbox_size,
-        }.items():
-            if count < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        if self.default_ttl_s > self.max_ttl_s or self.temporary_ttl_s > self.max_ttl_s:
-            raise ConfigError("default_ttl_s and temporary_ttl_s must not exceed max_ttl_s")
-        if min(self.retry_initial_s, self.retry_max_s, self.retry_jitter_s, self.catalog_ttl_s) < 0:
-            raise ConfigError("retry and catalogue durations must not be negative")
+        check = Checker("")
+        for name in (
+            "default_ttl_s",
+            "temporary_ttl_s",
+            "max_ttl_s",
+            "request_timeout_s",
+            "verify_initial_interval_s",
+            "verify_max_interval_s",
+            "verify_deadline_s",
+            "breaker_cooldown_s",
+            "unload_timeout_s",
+            "shutdown_timeout_s",
+        ):
+            check.seconds(name, getattr(self, name))
+        for name in ("retry_initial_s", "retry_max_s", "retry_jitter_s", "catalog_ttl_s"):
+            check.seconds(name, getattr(self, name), zero=True)
+        check.count("retry_attempts", self.retry_attempts, 1, 100)
+        check.count("breaker_threshold", self.breaker_threshold, 1, 10_000)
+        check.count("max_loaded_models", self.max_loaded_models, 1, 1_000)
+        check.count("mailbox_size", self.mailbox_size, 1, 1_000_000)
+        if self.memory_budget_bytes is not None:
+            check.count("memory_budget_bytes", self.memory_budget_bytes, 1, 1 << 60)
+        check.not_blank("default_model", self.default_model)
+        check.not_blank("default_embedding_model", self.default_embedding_model)
+        check.ordered("default_ttl_s", self.default_ttl_s, "max_ttl_s", self.max_ttl_s)
+        check.ordered("temporary_ttl_s", self.temporary_ttl_s, "max_ttl_s", self.max_ttl_s)
+        check.ordered(
+            "verify_initial_interval_s",
+            self.verify_initial_interval_s,
+            "verify_max_interval_s",
+            self.verify_max_interval_s,
+        )
+        check.ordered("retry_initial_s", self.retry_initial_s, "retry_max_s", self.retry_max_s)
 
     @classmethod
     def load(
@@ -212,23 +240,50 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         try:
             return msgspec.convert(data, cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"invalid configuration: {exc}") from exc
+            raise _invalid(exc, data) from exc
 
 
-_LMSTUDIO_ENV = {
-    "LMSTUDIO_BASE_URL": "base_url",
-    "LMSTUDIO_API_TOKEN": "api_token",
-    "LMS_CLI": "lms_cli",
-}
+# LMSORCH_* variables read elsewhere: by name, and by prefix (each of those loaders
+# refuses unknown names under its prefix itself).
+_OTHER_NAMES = ("LMSORCH_CONFIG", "LMSORCH_HTTP_TOKEN", "LMSORCH_STATUS_URL")
+_OTHER_PREFIXES = ("LMSORCH_MCP_", "LMSORCH_AGENT_")
+_LLAMACPP_PREFIX = "LMSORCH_LLAMACPP_"
 
 
 def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    top = {f.upper(): f for f in Config.__struct_fields__ if f not in ("lmstudio", "llamacpp")}
-    llama = {f.upper(): f for f in LlamaCppSettings.__struct_fields__}
+    top = {f"LMSORCH_{f.upper()}": f for f in Config.__struct_fields__}
+    del top["LMSORCH_LMSTUDIO"], top["LMSORCH_LLAMACPP"]
+    llama = {f"{_LLAMACPP_PREFIX}{f.upper()}": f for f in LlamaCppSettings.__struct_fields__}
+    lmstudio = {variable: field for field, variable in LMSTUDIO_ENV.items()}
     for key, value in env.items():
-        if key.startswith("LMSORCH_LLAMACPP_") and key[17:] in llama:
-            data.setdefault("llamacpp", {})[llama[key[17:]]] = value
-        elif key.startswith("LMSORCH_") and key[8:] in top:
-            data[top[key[8:]]] = value
-        elif key in _LMSTUDIO_ENV and value:
-            data.setdefault("lmstudio", {})[_LMSTUDIO_ENV[key]] = value
+        if key in llama:
+            data.setdefault("llamacpp", {})[llama[key]] = value
+        elif key in top:
+            data[top[key]] = value
+        elif key in lmstudio:
+            if value:
+                data.setdefault("lmstudio", {})[lmstudio[key]] = value
+        elif key.startswith("LMSORCH_") and not (
+            key in _OTHER_NAMES or key.startswith(_OTHER_PREFIXES)
+        ):
+            raise _unknown_variable(key, [*top, *llama, *_OTHER_NAMES])
+
+
+def _unknown_variable(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see docs/tools.md for the settings"
+    return ConfigError(f"unknown environment variable {key}: {hint}")
+
+
+def _invalid(exc: msgspec.ValidationError, data: Mapping[str, Any]) -> ConfigError:
+    """Say which key got a value of the wrong type, with the value and where it is set."""
+    problem, _, path = str(exc).partition(" - at `$.")
+    parts = path.rstrip("`").split(".") if path else []
+    if not parts or parts[0] not in Config.__struct_fields__:
+        return ConfigError(f"invalid configuration: {exc}")
+    value: Any = data
+    for part in parts:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    section, name = (parts[0], parts[-1]) if len(parts) > 1 else ("", parts[0])
+    allowed = problem.replace("`", "")
+    return Checker(section).fail(name, value, allowed[0].lower() + allowed[1:])

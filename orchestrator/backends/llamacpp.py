@@ -70,11 +70,7 @@ class LlamaCppBackend:
     def __init__(
         self, settings: LlamaCppSettings | None = None, *, llm_embeddings: bool = False
     ) -> None:
-        self.settings = settings or LlamaCppSettings()
-        if not 0 < self.settings.port_min <= self.settings.port_max <= 65535:
-            raise InvalidRequest(
-                f"invalid llama.cpp port range {self.settings.port_min}-{self.settings.port_max}"
-            )
+        self.settings = settings or LlamaCppSettings()  # validated: ports, paths, timeouts
         self.llm_embeddings = llm_embeddings
         self.models_dir: Path = self.settings.resolved_models_dir()
         self._catalog = GGUFCatalog(self.models_dir)

@@ -12,7 +12,7 @@ from orchestrator.backends.gguf import GGUFError, read_gguf_info
 from orchestrator.backends.llamacpp import LlamaCppBackend, estimate_memory_bytes
 from orchestrator.backends.llamacpp_catalog import model_key
 from orchestrator.config import LlamaCppSettings
-from orchestrator.errors import BackendRejected, InvalidRequest, UnknownModel
+from orchestrator.errors import BackendRejected, ConfigError, InvalidRequest, UnknownModel
 
 from .llamacpp_support import Procs, write_gguf
 
@@ -141,12 +141,21 @@ def test_memory_estimate_counts_weights_and_kv_cache(tmp_path: Path) -> None:
 
 
 def test_invalid_port_range_is_refused() -> None:
-    with pytest.raises(InvalidRequest, match="port range"):
+    with pytest.raises(ConfigError, match=r"port_min = 19000 exceeds llamacpp\.port_max = 18000"):
         LlamaCppBackend(LlamaCppSettings(port_min=19000, port_max=18000))
 
 
-async def test_health_reports_a_missing_server_binary(tmp_path: Path) -> None:
-    missing = LlamaCppBackend(LlamaCppSettings(server_binary=str(tmp_path / "llama-server")))
+def test_a_missing_server_binary_is_refused_by_the_configuration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server_binary = .*must be the path of an executable"):
+        LlamaCppSettings(server_binary=str(tmp_path / "llama-server"))
+
+
+async def test_health_reports_a_server_binary_removed_after_start(tmp_path: Path) -> None:
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    missing = LlamaCppBackend(LlamaCppSettings(server_binary=str(binary)))
+    binary.unlink()
     health = await missing.health()
     assert not health.reachable
     assert "not found" in health.detail

@@ -15,6 +15,7 @@ from orchestrator.errors import (
     BackendRejected,
     BackendTimeout,
     BackendUnreachable,
+    ConfigError,
     InvalidModelName,
     InvalidRequest,
     UnknownModel,
@@ -274,7 +275,9 @@ async def test_missing_lms_falls_back_to_rest(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     remove_lms(monkeypatch, tmp_path)
-    backend = make_backend(sim, lms_cli="/no/such/lms", prefer_cli=True)
+    with pytest.raises(ConfigError, match=r"lmstudio\.lms_cli = '/no/such/lms'"):
+        make_backend(sim, lms_cli="/no/such/lms", prefer_cli=True)  # a wrong path: refused
+    backend = make_backend(sim, prefer_cli=True)  # none configured and none on PATH
     assert backend.cli() is None
     assert "lms=None" in repr(backend)
     sim.preload(QWEN)

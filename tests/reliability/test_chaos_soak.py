@@ -1,7 +1,7 @@
 """The chaos soak (see :mod:`reliability.soak` and ``docs/reliability.md``).
 
-Bounded for CI (45 s of chaos, about a minute in all); set ``LMSORCH_SOAK_SECONDS`` for a longer
-run, ``LMSORCH_SOAK_SEED`` to replay one, and ``LMSORCH_SOAK_REPORT`` to keep
+Bounded for CI (45 s of chaos, about a minute in all); set ``SOAK_SECONDS`` for a longer
+run, ``SOAK_SEED`` to replay one, and ``SOAK_REPORT`` to keep
 the figures' JSON at a path of your choice (it is always written to the test's
 tmp dir and printed).
 """
@@ -48,14 +48,14 @@ async def test_chaos_soak_keeps_every_invariant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     install_fake_lms(monkeypatch, tmp_path)
-    seconds = float(os.environ.get("LMSORCH_SOAK_SECONDS", CI_SECONDS))
-    seed = int(os.environ.get("LMSORCH_SOAK_SEED", random.randrange(2**32)))
+    seconds = float(os.environ.get("SOAK_SECONDS", CI_SECONDS))
+    seed = int(os.environ.get("SOAK_SEED", random.randrange(2**32)))
     rounds = max(3, round(seconds / 3))
     figures = await run_soak(tmp_path, seconds=seconds, rounds=rounds, clients=16, seed=seed)
 
     report = json.dumps(figures.json(), indent=2)
     (tmp_path / "soak-figures.json").write_text(report)
-    if target := os.environ.get("LMSORCH_SOAK_REPORT"):
+    if target := os.environ.get("SOAK_REPORT"):
         Path(target).write_text(report)
     with capsys.disabled():
         print(f"\nchaos soak figures:\n{report}")
