@@ -68,4 +68,5 @@ class Catalog:
                     return info
             if self._fetched_at is not None and trio.current_time() - self._fetched_at < 1.0:
                 break  # just fetched: a refresh would ask the backend the same question
-        raise UnknownModel(model, [info.key for info in self._models])
+        why = self._backend.catalog_problem()
+        raise UnknownModel(model, [info.key for info in self._models], why=why)

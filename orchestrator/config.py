@@ -99,6 +99,7 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     def __post_init__(self) -> None:
         check = Checker("llamacpp")
         check.not_blank("models_dir", self.models_dir)
+        check.directory("models_dir", self.resolved_models_dir())
         check.count("threads", self.threads, 1, 1024)
         check.count("context_length", self.context_length, 64, 1 << 24)
         check.port("port_min", self.port_min)

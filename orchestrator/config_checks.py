@@ -70,6 +70,17 @@ class Checker:
         if value is not None and not value.strip():
             raise self.fail(name, value, "must not be empty (leave it unset instead)")
 
+    def directory(self, name: str, path: Path) -> None:
+        """A directory that, if it exists already, is a readable directory.
+
+        A missing one is allowed: the server starts empty and says so (``list_models``
+        repeats why), since ``lmsorch models fetch-demo`` or a download fills it later.
+        """
+        if path.exists() and not path.is_dir():
+            raise self.fail(name, str(path), "must be a directory, not a file")
+        if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
+            raise self.fail(name, str(path), "must be a directory this user can read")
+
     def http_url(self, name: str, value: str) -> None:
         """An ``http(s)://host[:port]`` URL."""
         try:

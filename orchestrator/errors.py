@@ -105,14 +105,15 @@ class InvalidRequest(OrchestratorError, ValueError):
 class UnknownModel(OrchestratorError):
     """The backend does not offer this model. ``available`` lists what it offers."""
 
-    def __init__(self, model: str, available: list[str]) -> None:
+    def __init__(self, model: str, available: list[str], *, why: str | None = None) -> None:
         self.model = model
         self.available = sorted(available)
         shown = ", ".join(self.available[:20]) or "none"
         more = f" (and {len(self.available) - 20} more)" if len(self.available) > 20 else ""
         # Bounded: the name is whatever a caller sent (10 000 characters, say).
         name = excerpt(repr(model), 80)
-        super().__init__(f"unknown model {name}; available models: {shown}{more}")
+        note = f" ({why})" if why else ""  # why the catalogue may be short
+        super().__init__(f"unknown model {name}; available models: {shown}{more}{note}")
 
 
 class InvalidTransition(OrchestratorError):

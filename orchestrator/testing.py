@@ -118,6 +118,10 @@ class FakeBackend:
         await trio.lowlevel.checkpoint()
         return list(self.catalog.values())
 
+    def catalog_problem(self) -> str | None:
+        """The fake's catalogue is always complete."""
+        return None
+
     async def list_loaded(self) -> list[LoadedModel]:
         """Return the loaded models."""
         self._record("list_loaded")

@@ -107,6 +107,8 @@ class ModelEntryOut(TypedDict):
     loaded_identifiers: list[str]
     state: str | None
     """Our lifecycle state; null when this server has not managed the model yet."""
+    unusable: str | None
+    """Why the model cannot be loaded (e.g. a corrupt file); null when it can."""
 
 
 class ModelListOut(TypedDict):
@@ -118,6 +120,8 @@ class ModelListOut(TypedDict):
     models: list[ModelEntryOut]
     loaded_error: str | None
     """Why the loaded list could not be read (the catalogue is still shown)."""
+    catalog_problem: str | None
+    """Why the catalogue may be missing models (e.g. no models directory yet)."""
 
 
 class HealthOut(TypedDict):
@@ -260,6 +264,7 @@ def entry_out(info: ModelInfo, identifiers: list[str], state: str | None) -> Mod
         capabilities=list(info.capabilities),
         loaded_identifiers=identifiers,
         state=state,
+        unusable=info.problem,
     )
 
 

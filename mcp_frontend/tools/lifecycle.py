@@ -163,6 +163,7 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
             if kind is None or m.type == kind
         ],
         loaded_error=loaded_error,
+        catalog_problem=orch.backend.catalog_problem(),
     )
 
 

@@ -29,6 +29,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
         size_bytes: size on disk, when known (used by the memory budget).
         max_context_length: the model's maximum context, when known.
         capabilities: e.g. ``("tool_use", "vision")``, when the backend says.
+        problem: why the model cannot be loaded (e.g. a corrupt file), when known;
+            it is still listed so a user sees it and the reason.
     """
 
     key: str
@@ -36,6 +38,7 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     size_bytes: int | None = None
     max_context_length: int | None = None
     capabilities: tuple[str, ...] = ()
+    problem: str | None = None
 
 
 class LoadedModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +92,10 @@ class Backend(Protocol):
 
     async def list_loaded(self) -> list[LoadedModel]:
         """Return the model instances the backend holds right now."""
+        ...
+
+    def catalog_problem(self) -> str | None:
+        """Why the catalogue may be missing models (e.g. no models directory), or None."""
         ...
 
     async def load(

@@ -10,12 +10,17 @@ format (little-endian)::
 
 Only scalar metadata is kept (arrays such as the tokenizer vocabulary are
 skipped), and the key/value section is read to its end so a file cut inside
-its header is caught here. A file cut inside its tensor data passes this check
-and is rejected by llama.cpp itself ("data is not within the file bounds").
+its header is caught here. Every length and count is checked against the bytes
+left in the file before anything is read or allocated, so a corrupt header (one
+flipped bit in a vocabulary length) costs at most the file's size and fails
+with :class:`GGUFError`, never another exception. A file cut inside its tensor
+data passes this check and is rejected by llama.cpp itself ("data is not within
+the file bounds").
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,13 +107,30 @@ class GGUFInfo:
 
 
 class _Reader:
-    def __init__(self, fh: BinaryIO, path: Path) -> None:
+    def __init__(self, fh: BinaryIO, path: Path, size: int) -> None:
         self._fh = fh
         self._path = path
+        self._left = size
+
+    def _claim(self, n: int) -> None:
+        # Before any read or seek: a length beyond the file is corruption, not a big read.
+        if n > self._left:
+            raise GGUFError(
+                f"{self._path.name}: truncated GGUF header, or a corrupt length (needs {n} "
+                f"more bytes, {self._left} left in the file)"
+            )
+        self._left -= n
+
+    def magic(self) -> bytes:
+        # Read as is: a file shorter than the magic is "not GGUF", not "truncated".
+        head = self._fh.read(len(MAGIC))
+        self._left -= len(head)
+        return head
 
     def take(self, n: int) -> bytes:
+        self._claim(n)
         data = self._fh.read(n)
-        if len(data) != n:
+        if len(data) != n:  # the file shrank while we read it
             raise GGUFError(f"{self._path.name}: truncated GGUF header (file ends early)")
         return data
 
@@ -116,23 +138,31 @@ class _Reader:
         value: int | float | bool = struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
         return value
 
-    def count(self, what: str) -> int:
+    def count(self, what: str, *, min_bytes_each: int = 0) -> int:
         n = int(self.unpack("<Q"))
         if n > _MAX_COUNT:
             raise GGUFError(f"{self._path.name}: implausible {what} ({n}); corrupt GGUF header")
+        if n * min_bytes_each > self._left:
+            raise GGUFError(
+                f"{self._path.name}: {what} {n} does not fit in the {self._left} bytes left: "
+                "truncated GGUF header, or a corrupt count"
+            )
         return n
 
-    def string(self) -> str:
+    def length(self) -> int:
         n = int(self.unpack("<Q"))
         if n > _MAX_STRING:
             raise GGUFError(
                 f"{self._path.name}: implausible string length {n}; corrupt GGUF header"
             )
-        return self.take(n).decode("utf-8", errors="replace")
+        return n
+
+    def string(self) -> str:
+        return self.take(self.length()).decode("utf-8", errors="replace")
 
     def skip(self, n: int) -> None:
-        # Reading (not seeking) keeps truncation detection exact.
-        self.take(n)
+        self._claim(n)  # checked against the file size, so seeking cannot pass its end
+        self._fh.seek(n, 1)
 
     def value(self, vtype: int) -> str | int | float | bool | None:
         if vtype in _SCALARS:
@@ -141,12 +171,12 @@ class _Reader:
             return self.string()
         if vtype == _ARRAY:
             etype = int(self.unpack("<I"))
-            n = self.count("array length")
             if etype in _SCALARS:
-                self.skip(n * struct.calcsize(_SCALARS[etype]))
+                width = struct.calcsize(_SCALARS[etype])
+                self.skip(self.count("array length", min_bytes_each=width) * width)
             elif etype == _STRING:
-                for _ in range(n):
-                    self.skip(int(self.unpack("<Q")))
+                for _ in range(self.count("array length", min_bytes_each=8)):
+                    self.skip(self.length())
             else:
                 raise GGUFError(f"{self._path.name}: unsupported GGUF array element type {etype}")
             return None
@@ -163,8 +193,8 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
     """
     path = Path(path)
     with path.open("rb") as fh:
-        reader = _Reader(fh, path)
-        head = fh.read(4)
+        reader = _Reader(fh, path, os.fstat(fh.fileno()).st_size)
+        head = reader.magic()
         if head != MAGIC:
             raise GGUFError(
                 f"{path.name} is not a GGUF file (starts with {head!r}, expected {MAGIC!r})"
@@ -176,7 +206,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
                 f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
         tensor_count = reader.count("tensor count")
-        kv_count = reader.count("metadata count")
+        kv_count = reader.count("metadata count", min_bytes_each=12)  # key length + value type
         if tensor_count == 0:
             raise GGUFError(f"{path.name}: GGUF file declares no tensors")
         metadata: dict[str, str | int | float | bool] = {}

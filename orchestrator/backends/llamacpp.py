@@ -86,6 +86,10 @@ class LlamaCppBackend:
     async def _scan(self) -> dict[str, CatalogEntry]:
         return await trio.to_thread.run_sync(self._catalog.scan)
 
+    def catalog_problem(self) -> str | None:
+        """Why no model can be offered: the models directory is missing or unreadable."""
+        return self._catalog.problem()
+
     # -- lifecycle --
 
     async def list_loaded(self) -> list[LoadedModel]:
@@ -140,7 +144,7 @@ class LlamaCppBackend:
         entries = await self._scan()
         entry = entries.get(key)
         if entry is None:
-            raise UnknownModel(key, list(entries))
+            raise UnknownModel(key, list(entries), why=self.catalog_problem())
         info = await self._vet(entry)
         n_ctx = context_length or self.settings.context_length
         if info.context_length:

@@ -9,7 +9,9 @@ with every run of characters outside ``a-z 0-9 . _ - /`` replaced by ``-``::
     big-model-00001-of-00003.gguf              -> big-model   (later shards are not listed)
 
 Skipped: hidden files and directories (including our own ``.part`` temp
-files), vision projectors (``mmproj*``) and shards other than the first.
+files), vision projectors (``mmproj*``) and shards other than the first. A file
+whose header is corrupt is still listed, with the reason as its ``problem`` (and
+one warning per file version), so one bad file never hides or stops the others.
 When two files map to one key, the first in sorted path order wins and the
 other is logged. The key depends only on the path, never on the contents, so
 it survives re-downloads and is the same on every machine.
@@ -68,6 +70,7 @@ class CatalogEntry:
     path: Path
     size_bytes: int
     info: GGUFInfo | None
+    problem: str | None = None
 
     def model_info(self) -> ModelInfo:
         """Describe this file as a :class:`ModelInfo`."""
@@ -77,6 +80,7 @@ class CatalogEntry:
             type="embedding" if embedding else "llm",
             size_bytes=self.size_bytes,
             max_context_length=self.info.context_length if self.info else None,
+            problem=self.problem,
         )
 
 
@@ -85,12 +89,29 @@ class GGUFCatalog:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._headers: dict[Path, tuple[tuple[int, int], GGUFInfo | None]] = {}
+        self._headers: dict[Path, tuple[tuple[int, int], GGUFInfo | str]] = {}
+        self._warned: str | None = None
+
+    def problem(self) -> str | None:
+        """Why the directory offers nothing: missing, not a directory, or unreadable."""
+        hint = "set LMSORCH_LLAMACPP_MODELS_DIR, or run `lmsorch models fetch-demo`"
+        if not self.root.exists():
+            return f"the models directory {self.root} does not exist; {hint}"
+        if not self.root.is_dir():
+            return f"the models directory {self.root} is not a directory; {hint}"
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            return f"the models directory {self.root} is not readable by this user"
+        return None
 
     def scan(self) -> dict[str, CatalogEntry]:
         """Return every offered model by key (blocking file I/O: run it in a thread)."""
         entries: dict[str, CatalogEntry] = {}
-        if not self.root.is_dir():
+        problem = self.problem()
+        if problem != self._warned:  # once per problem, not once per scan
+            self._warned = problem
+            if problem is not None:
+                _log.warning("models_dir_unusable", problem=problem)
+        if problem is not None:
             return entries
         for path in sorted(self.root.rglob("*")):
             relative = path.relative_to(self.root)
@@ -110,18 +131,22 @@ class GGUFCatalog:
                 stat = path.stat()
             except OSError:
                 continue  # vanished while we looked
-            entries[key] = CatalogEntry(key, path, stat.st_size, self._header(path, stat))
+            header = self._header(path, stat)
+            info, problem = (header, None) if isinstance(header, GGUFInfo) else (None, header)
+            entries[key] = CatalogEntry(key, path, stat.st_size, info, problem)
         return entries
 
-    def _header(self, path: Path, stat: os.stat_result) -> GGUFInfo | None:
+    def _header(self, path: Path, stat: os.stat_result) -> GGUFInfo | str:
+        """The file's header, or why it cannot be read (warned once per file version)."""
         size, mtime = stat.st_size, stat.st_mtime_ns
         cached = self._headers.get(path)
         if cached is not None and cached[0] == (size, mtime):
             return cached[1]
+        header: GGUFInfo | str
         try:
-            info: GGUFInfo | None = read_gguf_info(path)
-        except (GGUFError, OSError):
-            # Still listed: loading it explains what is wrong with the file.
-            info = None
-        self._headers[path] = ((size, mtime), info)
-        return info
+            header = read_gguf_info(path)
+        except (GGUFError, OSError) as exc:
+            header = str(exc)
+            _log.warning("model_file_unusable", path=str(path), reason=header)
+        self._headers[path] = ((size, mtime), header)
+        return header

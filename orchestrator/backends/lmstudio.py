@@ -189,6 +189,10 @@ class LMStudioBackend:
         openai = await self._rest.get("/v1/models", OpenAIModelList)
         return [ModelInfo(key=m.id) for m in openai.data]
 
+    def catalog_problem(self) -> str | None:
+        """LM Studio keeps its own catalogue: nothing to add here."""
+        return None
+
     async def list_loaded(self) -> list[LoadedModel]:
         """Return the loaded instances (busy ones included: busy is still loaded)."""
         lms, prefer = self.cli(), self._settings.prefer_cli

@@ -31,6 +31,7 @@ async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake:
     by_key = {m["key"]: m for m in out["models"]}
     assert out["backend"] == "fake"
     assert out["loaded_error"] is None
+    assert out["catalog_problem"] is None
     assert by_key["model-a"]["state"] == "READY"
     assert by_key["model-a"]["loaded_identifiers"] == ["model-a"]
     assert by_key["model-b"]["state"] is None  # never used by this server
@@ -42,6 +43,7 @@ async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake:
         "capabilities": ["x"],
         "loaded_identifiers": [],
         "state": None,
+        "unusable": None,
     }
     only = ok(await fake.client.call_tool("list_models", {"kind": "embedding"}))
     assert [m["key"] for m in only["models"]] == ["emb"]

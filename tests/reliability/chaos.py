@@ -96,6 +96,10 @@ class RecordingBackend:
         """Delegate."""
         return await self.inner.list_available()
 
+    def catalog_problem(self) -> str | None:
+        """Delegate."""
+        return self.inner.catalog_problem()
+
     async def list_loaded(self) -> list[LoadedModel]:
         """Delegate."""
         return await self.inner.list_loaded()
