@@ -278,7 +278,11 @@ class Orchestrator:
 
 @asynccontextmanager
 async def open_orchestrator(
-    backend: Backend, config: Config | None = None, *, metrics: Metrics | None = None
+    backend: Backend,
+    config: Config | None = None,
+    *,
+    metrics: Metrics | None = None,
+    adopt_in_background: bool = False,
 ) -> AsyncIterator[Orchestrator]:
     """Run an orchestrator over ``backend`` for the duration of the ``async with`` block.
 
@@ -286,6 +290,9 @@ async def open_orchestrator(
         backend: where models are loaded.
         config: policies and limits; ``Config()`` defaults when omitted.
         metrics: where to count; a private registry when omitted.
+        adopt_in_background: do not wait for the adoption of models the backend
+            already holds before the block starts (a server answering its clients
+            at once, even when the backend is slow or silent).
 
     On exit (normal, error or cancellation) every pending request fails with
     ``ActorStopped`` and every model this orchestrator loaded is unloaded,
@@ -293,5 +300,7 @@ async def open_orchestrator(
     closed: whoever made it closes it.
     """
     config = config if config is not None else Config()
-    async with open_supervisor(backend, config, metrics or Metrics()) as supervisor:
+    async with open_supervisor(
+        backend, config, metrics or Metrics(), adopt_in_background=adopt_in_background
+    ) as supervisor:
         yield Orchestrator(supervisor)

@@ -44,7 +44,11 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         lms_cli: path of the ``lms`` executable; ``None`` looks it up on PATH.
         prefer_cli: load and unload through ``lms`` even when REST offers it.
         cli_timeout_s: deadline for one ``lms`` call; a hung CLI is killed.
-        http_timeout_s: deadline for one control-plane HTTP request.
+        http_timeout_s: deadline for one control-plane HTTP request that changes
+            something (unload).
+        read_timeout_s: deadline for one control-plane read (catalogue, loaded list,
+            API probe): LM Studio answers these in milliseconds, so a server that
+            accepts the connection and stays silent fails a call within it.
         load_timeout_s: deadline for one load (large models take minutes).
     """
 
@@ -54,6 +58,7 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     prefer_cli: bool = False
     cli_timeout_s: float = 30.0
     http_timeout_s: float = 30.0
+    read_timeout_s: float = 5.0
     load_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
@@ -61,7 +66,7 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         check.http_url("base_url", self.base_url)
         check.not_blank("api_token", self.api_token)
         check.executable("lms_cli", self.lms_cli)
-        for name in ("cli_timeout_s", "http_timeout_s", "load_timeout_s"):
+        for name in ("cli_timeout_s", "http_timeout_s", "read_timeout_s", "load_timeout_s"):
             check.seconds(name, getattr(self, name))
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from orchestrator.errors import ConfigError
 
 __all__ = ["LMSTUDIO_ENV", "Checker"]
 
-WEEK_S = 7 * 24 * 3600.0  # no timeout, TTL or interval here needs to be longer
+LIMIT_S = 30 * 24 * 3600.0  # no timeout, TTL or interval here needs to be longer
 LMSTUDIO_ENV: Mapping[str, str] = {
     "base_url": "LMSTUDIO_BASE_URL",
     "api_token": "LMSTUDIO_API_TOKEN",
@@ -49,11 +49,11 @@ class Checker:
         return ConfigError(f"{key} = {value!r}: {allowed} (set by {self.where(name)})")
 
     def seconds(self, name: str, value: float, *, zero: bool = False) -> None:
-        """A duration: positive (or zero when ``zero``), finite, at most a week."""
+        """A duration: positive (or zero when ``zero``), finite, at most 30 days."""
         low_ok = value >= 0 if zero else value > 0
-        if not (low_ok and math.isfinite(value) and value <= WEEK_S):
+        if not (low_ok and math.isfinite(value) and value <= LIMIT_S):
             sign = "zero or more" if zero else "more than zero"
-            raise self.fail(name, value, f"must be {sign} seconds, at most {WEEK_S:g}")
+            raise self.fail(name, value, f"must be {sign} seconds, at most {LIMIT_S:g}")
 
     def count(self, name: str, value: int, low: int, high: int) -> None:
         """A whole number in ``low..high``."""

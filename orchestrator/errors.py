@@ -44,6 +44,7 @@ __all__ = [
     "BackendProtocolError",
     "BackendRejected",
     "BackendServerError",
+    "BackendSilent",
     "BackendTimeout",
     "BackendUnreachable",
     "BreakerOpen",
@@ -190,6 +191,15 @@ class BackendTimeout(BackendError):
     """The backend did not answer in time."""
 
     transient = True
+
+
+class BackendSilent(BackendTimeout):
+    """The backend accepted the connection but sent no answer in time.
+
+    Still transient (it is the server's state, not the model's fault), but not
+    retried within one call: a retry would wait the whole timeout again, turning
+    one stuck server into minutes per call.
+    """
 
 
 class BackendServerError(BackendError):

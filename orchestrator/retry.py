@@ -16,7 +16,7 @@ from tenacity import (
 )
 
 from orchestrator.config import Config
-from orchestrator.errors import is_transient
+from orchestrator.errors import BackendSilent, is_transient
 
 __all__ = ["OnRetry", "with_retries"]
 
@@ -57,7 +57,8 @@ async def with_retries(
         stop=stop_after_attempt(config.retry_attempts),
         wait=wait_exponential(multiplier=config.retry_initial_s, max=config.retry_max_s)
         + wait_random(0, config.retry_jitter_s),
-        retry=retry_if_exception(is_transient),
+        # A silent server is not asked again within one call: that would wait as long again.
+        retry=retry_if_exception(lambda e: is_transient(e) and not isinstance(e, BackendSilent)),
         reraise=True,
         before_sleep=before_sleep,
     )

@@ -137,12 +137,19 @@ class Supervisor:
                 return
             for entry in loaded:
                 info = catalogue.get(entry.key)
-                # Only instances named as we name them are ours to manage.
-                if info is None or entry.identifier != entry.key or entry.key in self._actors:
+                # Only instances named as we name them are ours to manage; a model a request
+                # is starting (adoption may run beside requests) is left to that request.
+                known = entry.key in self._actors or entry.key in self._starting
+                if info is None or entry.identifier != entry.key or known:
                     continue
-                actor = await self._start(entry.key, info.size_bytes)
-                self.pool.adopt(entry.key, info.size_bytes)
-                actor.post(m.Discovered())
+                starting = self._starting[entry.key] = _Starting()
+                try:  # requests for it meanwhile wait, and find it DISCOVERED first
+                    actor = await self._start(entry.key, info.size_bytes)
+                    self.pool.adopt(entry.key, info.size_bytes)
+                    actor.post(m.Discovered())
+                finally:
+                    del self._starting[entry.key]
+                    starting.done.set()
                 _log.info("adopted", model=entry.key)
 
     def close(self) -> None:
@@ -164,11 +171,20 @@ class Supervisor:
             actor.post(m.Evict())
 
 
+async def _adopt_within(supervisor: Supervisor, scope: trio.CancelScope) -> None:
+    with scope:
+        await supervisor.adopt()
+
+
 @asynccontextmanager
 async def open_supervisor(
-    backend: Backend, config: Config, metrics: Metrics
+    backend: Backend, config: Config, metrics: Metrics, *, adopt_in_background: bool = False
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
+
+    With ``adopt_in_background`` the block starts at once and adoption runs
+    beside it (a request for a model being adopted meanwhile finds it loaded and
+    adopts it itself); otherwise the block starts once adoption is done.
 
     On exit, every actor stops: pending requests get ``ActorStopped`` and models
     this orchestrator loaded are unloaded (shielded, bounded by
@@ -178,11 +194,15 @@ async def open_supervisor(
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(backend, config, metrics, nursery, feed)
+            adoption = trio.CancelScope()
             try:
-                if config.adopt_loaded:
+                if config.adopt_loaded and adopt_in_background:
+                    nursery.start_soon(_adopt_within, supervisor, adoption)
+                elif config.adopt_loaded:
                     await supervisor.adopt()
                 yield supervisor
             finally:
+                adoption.cancel()  # a stop does not wait for a slow backend's listing
                 supervisor.close()
     except BaseExceptionGroup as group:
         # Actors never raise, so a lone exception is the caller's own: give it back unwrapped

@@ -119,7 +119,10 @@ async def serve(options: ServeOptions) -> None:
                 for url in await outer.start(side):
                     print(f"lmsorch: metrics at {url}/metrics", file=sys.stderr)
             async with (
-                open_orchestrator(backend, config, metrics=metrics) as orch,
+                # The MCP handshake never waits for the backend (a silent one would hold it).
+                open_orchestrator(
+                    backend, config, metrics=metrics, adopt_in_background=True
+                ) as orch,
                 InferenceClient() as client,
             ):
                 source.orch = orch

@@ -43,6 +43,7 @@ from orchestrator.errors import (
     BackendProtocolError,
     BackendRejected,
     BackendServerError,
+    BackendSilent,
     BackendTimeout,
     BackendUnreachable,
     ModelNotLoaded,
@@ -273,10 +274,16 @@ def transport_errors(what: str) -> Iterator[None]:
     """Translate httpx and trio transport failures into transient backend errors.
 
     Wrap it around any ``trio.fail_after`` so an overall deadline becomes
-    :class:`BackendTimeout` too.
+    :class:`BackendTimeout` too. A read timeout (connected, the request sent, no
+    answer) is :class:`BackendSilent`, which says so and is not retried.
     """
     try:
         yield
+    except httpx.ReadTimeout as exc:
+        raise BackendSilent(
+            f"{what}: no answer in time: the server accepted the connection but did not "
+            f"answer ({_reason(exc)}); it may be stuck or overloaded: check it, or restart it"
+        ) from exc
     except (httpx.TimeoutException, trio.TooSlowError) as exc:
         raise BackendTimeout(f"{what}: no answer in time ({_reason(exc)})") from exc
     except httpx.ConnectError as exc:
@@ -322,7 +329,9 @@ async def request_json(
     send_headers = dict(headers)
     if body is not None:
         send_headers["Content-Type"] = "application/json"
-    with transport_errors(what), trio.fail_after(timeout_s):
+    # The overall deadline trails httpx's own per-phase timeouts a little, so a server
+    # that never answers is reported as such (ReadTimeout), not as a generic deadline.
+    with transport_errors(what), trio.fail_after(timeout_s * 1.1 + 0.1):
         async with client.stream(
             method, url, content=body, headers=send_headers, timeout=timeout_s
         ) as response:

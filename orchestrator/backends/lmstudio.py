@@ -105,6 +105,8 @@ class LMStudioBackend:
         self._allow_untimed_rest_load = allow_untimed_rest_load
         self._api_level: ApiLevel | None = None
         self._probe_lock = trio.Lock()
+        self._probes_done = 0
+        self._probe_error: OrchestratorError | None = None
         self._lms: LmsCli | None = None
         self._lms_resolved = False
 
@@ -150,9 +152,20 @@ class LMStudioBackend:
             BackendError: the server could not be probed (not cached; tried again next time).
         """
         if self._api_level is None:
+            asked = self._probes_done
             async with self._probe_lock:
                 if self._api_level is None:
-                    self._api_level = await self._detect_api()
+                    if self._probes_done != asked and self._probe_error is not None:
+                        # The probe we queued behind just failed: share its answer rather
+                        # than wait as long again (a silent server would double the wait).
+                        raise self._probe_error
+                    try:
+                        self._api_level = await self._detect_api()
+                    except OrchestratorError as exc:
+                        self._probe_error = exc
+                        raise
+                    finally:
+                        self._probes_done += 1
                     _log.info("lmstudio_api", base_url=self._root, api_level=self._api_level.value)
         return self._api_level
 

@@ -25,7 +25,7 @@ class LMStudioRest:
 
     Args:
         root: the server root, e.g. ``http://127.0.0.1:1234``.
-        settings: the token and the control-plane timeout.
+        settings: the token and the control-plane timeouts.
         http: a client to use instead of an own pooled one (not closed by us).
         on_unsupported: called when a route answers that it does not exist (the
             server may have been replaced by another version).
@@ -60,8 +60,8 @@ class LMStudioRest:
         return f"LM Studio at {self.root}: {method} {path}"
 
     async def get(self, path: str, type_: type[T]) -> T:
-        """``GET path`` within the control-plane timeout, converted to ``type_``."""
-        answer = await self.call("GET", path, None, self._settings.http_timeout_s)
+        """``GET path`` within the read timeout, converted to ``type_``."""
+        answer = await self.call("GET", path, None, self._settings.read_timeout_s)
         return convert(answer, type_, what=self.what("GET", path))
 
     async def post(

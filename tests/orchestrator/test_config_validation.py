@@ -66,6 +66,7 @@ BAD: dict[tuple[str, str], list[str]] = {
         ("lmstudio", f): ["-1", "0", "inf", '"x"']
         for f in (
             "cli_timeout_s",
+            "read_timeout_s",
             "http_timeout_s",
             "load_timeout_s",
         )

@@ -442,3 +442,16 @@ async def test_a_crash_in_one_actor_leaves_the_others_serving(
         monkeypatch.setattr(actor, "decide", original)
         assert (await orch.ensure_loaded("b")).state is State.READY
         assert (await orch.ensure_loaded("a")).state is State.READY  # a fresh actor
+
+
+async def test_adoption_beside_a_request_for_the_same_model_starts_one_actor() -> None:
+    # Adoption in the background shares the catalogue fetch with the first request, so
+    # both reach the actor start together: one must wait for the other's actor.
+    backend = FakeBackend(["a"])
+    backend.preload("a")
+    with trio.fail_after(10):  # two actors for one model: the second is never stopped
+        async with open_orchestrator(backend, Config(), adopt_in_background=True) as orch:
+            status = await orch.ensure_loaded("a")
+            assert status.state is State.READY
+            assert [s.model for s in orch.status()] == ["a"]
+    assert backend.count("load") == 0  # adopted, never loaded a second copy

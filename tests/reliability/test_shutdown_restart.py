@@ -124,14 +124,19 @@ async def test_sigkill_mid_load_then_restart_adopts_instead_of_loading_twice(
     (model,) = status["result"]["structuredContent"]["models"]
     assert (model["model"], model["state"]) == (QWEN, "READY")
     assert len(sim.cli_runs("load")) == 1  # adopted, not loaded twice
-    transitions = [
+    events = [
         json.loads(line)
         for line in (tmp_path / "server.log").read_text().splitlines()
-        if line.startswith("{") and '"transition"' in line
+        if line.startswith("{")
     ]
-    assert {"src": "UNLOADED", "dst": "VERIFYING", "input": "DISCOVERED"} in [
-        {k: t[k] for k in ("src", "dst", "input")} for t in transitions
-    ]
+    # Adoption at start runs beside the first requests (it never holds the handshake):
+    # either it discovered the model first, or the load found it loaded and adopted it.
+    discovered = any(
+        e["event"] == "transition" and (e["src"], e["input"]) == ("UNLOADED", "DISCOVERED")
+        for e in events
+    )
+    adopted_by_load = any(e["event"] == "load" and e["result"] == "adopted" for e in events)
+    assert discovered or adopted_by_load
     assert [r.identifier for r in sim.state.loads] == [QWEN]
     # Not ours to unload (we did not load it): it stays, and it has its TTL.
     assert sim.loaded() == [QWEN]
