@@ -39,9 +39,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``lmsorch``; returns the process exit code."""
+    """Run ``lmsorch``; returns the process exit code.
+
+    An expected failure of any command (a bad setting: exit 2; a file that cannot
+    be read or written, a backend error: exit 1) is one line on stderr, never a
+    traceback; anything else is a bug and keeps its traceback.
+    """
+    from orchestrator.errors import ConfigError, OrchestratorError
+
     args = _parser().parse_args(argv)
-    code: int = importlib.import_module(args._module).run(args)
+    try:
+        code: int = importlib.import_module(args._module).run(args)
+    except (OrchestratorError, OSError) as exc:
+        print(f"lmsorch {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
     return code
 
 

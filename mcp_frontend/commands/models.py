@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         models_dir = args.models_dir or Config.load().llamacpp.resolved_models_dir()
+        if Path(models_dir).exists() and not Path(models_dir).is_dir():
+            print(
+                f"lmsorch models fetch-demo: error: {models_dir} is a file, not a directory; "
+                "name a directory (it is created if missing)",
+                file=sys.stderr,
+            )
+            return 2
         started = time.perf_counter()
         result = fetch_demo_model(models_dir, cache_dir=args.cache_dir)
     except OrchestratorError as exc:
