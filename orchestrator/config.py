@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from orchestrator import legacy_env
 from orchestrator.config_checks import LMSTUDIO_ENV, Checker
 from orchestrator.errors import ConfigError
 
@@ -233,7 +234,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         Raises:
             ConfigError: the file is unreadable or invalid, or a value is out of range.
         """
-        env = os.environ if env is None else env
+        env = legacy_env.translate(os.environ if env is None else env)
         data: dict[str, Any] = {}
         path = path or env.get("LMSORCH_CONFIG") or None
         if path is not None:

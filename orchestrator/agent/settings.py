@@ -8,12 +8,14 @@ by ``,`` or ``os.pathsep``), ``LMSORCH_AGENT_MAX_ROUNDS=10``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from orchestrator import legacy_env
 from orchestrator.agent.errors import PathNotAllowed
 from orchestrator.env_settings import names_list, paths_list, settings_from_env
 from orchestrator.errors import ConfigError
@@ -102,6 +104,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         Raises:
             ConfigError: a variable is unknown to us, or its value is invalid.
         """
+        # The previous bridge's MCP_JSON_PATH and WORKING_DIR still count (with a warning).
+        environ = legacy_env.translate(os.environ if environ is None else environ)
         return settings_from_env(
             cls,
             ENV_PREFIX,
