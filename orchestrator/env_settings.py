@@ -8,6 +8,7 @@ Struct's types, and a few fields take lists split from one string.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -63,8 +64,10 @@ def settings_from_env(
             continue
         name = fields.get(key[len(prefix) :])
         if name is None:
-            known = ", ".join(prefix + f for f in sorted(fields))
-            raise ConfigError(f"unknown setting {key}; known: {known}")
+            known = [prefix + f for f in sorted(fields)]
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"unknown setting {key}; {hint}known: {', '.join(known)}")
         parse = parsers.get(name)
         data[name] = value if parse is None else parse(value)
     data.update(overrides)

@@ -268,7 +268,10 @@ def test_settings_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"LMSORCH_AGENT_MAX_ROUND": "3"}, "unknown setting LMSORCH_AGENT_MAX_ROUND"),
+        (
+            {"LMSORCH_AGENT_MAX_ROUND": "3"},
+            "unknown setting LMSORCH_AGENT_MAX_ROUND; did you mean LMSORCH_AGENT_MAX_ROUNDS?",
+        ),
         ({"LMSORCH_AGENT_MAX_ROUNDS": "many"}, "invalid agent setting"),
         ({"LMSORCH_AGENT_MAX_ROUNDS": "0"}, "MAX_ROUNDS must be at least 1"),
         ({"LMSORCH_AGENT_DEADLINE_S": "inf"}, "DEADLINE_S must be a positive number"),

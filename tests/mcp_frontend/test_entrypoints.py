@@ -50,7 +50,11 @@ def test_defaults_read_images_from_the_current_directory_only(
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"LMSORCH_MCP_MAX_PROMT_CHARS": "5"}, "unknown setting LMSORCH_MCP_MAX_PROMT_CHARS"),
+        (
+            {"LMSORCH_MCP_MAX_PROMT_CHARS": "5"},
+            "unknown setting LMSORCH_MCP_MAX_PROMT_CHARS; "
+            "did you mean LMSORCH_MCP_MAX_PROMPT_CHARS",
+        ),
         ({"LMSORCH_MCP_MAX_PROMPT_CHARS": "lots"}, "invalid MCP frontend setting"),
         ({"LMSORCH_MCP_MAX_IMAGES": "0"}, "LMSORCH_MCP_MAX_IMAGES must be at least 1"),
         ({"LMSORCH_MCP_PROGRESS_INTERVAL_S": "-1"}, "must be a positive number"),
