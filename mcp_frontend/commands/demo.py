@@ -204,14 +204,16 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     timeline = _Timeline()
     structlog.configure(
-        processors=[timeline], logger_factory=structlog.PrintLoggerFactory(sys.stderr)
+        # The actor binds its model as context (not per call): merge it in first.
+        processors=[structlog.contextvars.merge_contextvars, timeline],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     print("lmstudio-orchestrator demo: real model, real orchestrator, real MCP round trip")
     print("  timeline of state transitions (seconds since start)")
     try:
         figures = trio.run(_demo, args, timeline)
     except Exception as exc:  # noqa: BLE001 (the demo reports any failure in one line)
-        print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        import traceback; traceback.print_exception(exc)
         return 1
     figures["total_s"] = round(timeline.elapsed(), 2)
     figures["transitions"] = len(timeline.events)
