@@ -232,3 +232,6 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             data[top[key[8:]]] = value
         elif key in _LMSTUDIO_ENV and value:
             data.setdefault("lmstudio", {})[_LMSTUDIO_ENV[key]] = value
+        elif key == "LM_API_TOKEN" and value and not env.get("LMSTUDIO_API_TOKEN"):
+            # LM Studio's own name (docs authentication.mdx, lmstudio-js LMStudioClient.ts).
+            data.setdefault("lmstudio", {})["api_token"] = value

@@ -75,8 +75,9 @@ MESSAGE_LIMIT: Final = 1000
 """LM Studio's own messages (the guardrail one is ~330 chars) are kept up to this."""
 
 _AUTH_HINT: Final = (
-    "set LMSTUDIO_API_TOKEN to a token from LM Studio "
-    "(Developer → Server Settings → Require Authentication / Manage Tokens)"
+    "set LMSTUDIO_API_TOKEN (or LM Studio's LM_API_TOKEN) to a token from LM Studio "
+    "(Developer → Server Settings → Require Authentication / Manage Tokens); "
+    "a valid token can still lack the permission this operation needs"
 )
 
 
