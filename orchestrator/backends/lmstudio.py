@@ -28,7 +28,6 @@ bearer header and never logged or shown in ``repr``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 import msgspec
@@ -37,20 +36,19 @@ import trio
 
 from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
 from orchestrator.backends.http_errors import EndpointNotSupported
-from orchestrator.backends.lmstudio_cli import LmsCli, resolve_cli
+from orchestrator.backends.lmstudio_cli import LmsCli, cli_route, resolve_cli
+from orchestrator.backends.lmstudio_load import load_jit, load_rest_v1
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
     ApiLevel,
     find_model,
-    jit_request,
     normalize_base_url,
     ttl_seconds,
 )
 from orchestrator.backends.lmstudio_wire import (
     OpenAIModelList,
     V0ModelList,
-    V1LoadResult,
     V1ModelList,
     V1UnloadResult,
 )
@@ -59,6 +57,7 @@ from orchestrator.errors import (
     BackendAuthError,
     BackendError,
     BackendRejected,
+    BackendTimeout,
     InvalidRequest,
     ModelNotLoaded,
     OrchestratorError,
@@ -107,6 +106,7 @@ class LMStudioBackend:
         self._probe_lock = trio.Lock()
         self._lms: LmsCli | None = None
         self._lms_resolved = False
+        self._lms_route = ""
 
     def __repr__(self) -> str:
         token = "<set>" if self._settings.api_token else None
@@ -136,12 +136,26 @@ class LMStudioBackend:
     def cli(self) -> LmsCli | None:
         """Return the ``lms`` runner, or ``None`` when no executable was found (cached)."""
         if not self._lms_resolved:
-            path = resolve_cli(self._settings.lms_cli)
-            self._lms = LmsCli(path, self._root) if path else None
+            host_args, self._lms_route = cli_route(self._root, token=bool(self._settings.api_token))
+            path = resolve_cli(self._settings.lms_cli) if host_args is not None else None
+            self._lms = LmsCli(path, host_args) if path and host_args is not None else None
             self._lms_resolved = True
-            if path is None and self._settings.lms_cli:
+            if host_args is None:
+                _log.info("lms_cli_not_used", reason=self._lms_route)
+            elif path is None and self._settings.lms_cli:
                 _log.warning("lms_cli_not_found", configured=self._settings.lms_cli)
         return self._lms
+
+    def load_route(self) -> str:
+        """Say how loads reach LM Studio (``lms`` and how, or why not), for ``health_check``."""
+        lms = self.cli()
+        if lms is not None:
+            return f"loads via {self._lms_route} ({lms.path})"
+        fallback = "REST v1 (no TTL)" if self._allow_untimed_rest_load else "JIT loads with ttl"
+        route = self._lms_route
+        reason = route if route.startswith("lms not used") else "lms CLI not found"
+        token = ", token sent" if self._settings.api_token else ""
+        return f"loads via {fallback}{token}: {reason}"
 
     async def api_level(self) -> ApiLevel:
         """Return which REST API the server offers, probing it once.
@@ -218,7 +232,8 @@ class LMStudioBackend:
 
         Raises:
             InvalidModelName: ``key`` or ``identifier`` is not a valid name.
-            InvalidRequest: ``ttl_s`` or ``context_length`` is out of range.
+            InvalidRequest: ``ttl_s`` or ``context_length`` is out of range, or
+                ``key`` is a ``key@variant`` (the message names the key to load).
             UnknownModel: LM Studio does not offer ``key``; ``available`` lists what it does.
             BackendRejected: LM Studio refused (e.g. the memory guardrail), or no
                 route can load with a TTL here (the message says what to install).
@@ -231,10 +246,8 @@ class LMStudioBackend:
             raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
         catalog = await self.list_available()
         info = find_model(catalog, key)
-        if info is None:
-            # lms fuzzy-matches keys: an unknown one could silently load another model.
-            raise UnknownModel(key, [m.key for m in catalog])
         lms = self.cli()
+        timeout = self._settings.load_timeout_s
         log = _log.bind(model=key, identifier=identifier, ttl_s=ttl)
         if lms is not None:
             log.info("lmstudio_load", via="lms")
@@ -244,16 +257,25 @@ class LMStudioBackend:
                     identifier=identifier,
                     ttl_s=ttl,
                     context_length=context_length,
-                    timeout_s=self._settings.load_timeout_s,
+                    timeout_s=timeout,
                 )
             except ModelNotLoaded as exc:
                 raise UnknownModel(key, [m.key for m in catalog]) from exc
+            except (BackendTimeout, trio.Cancelled):
+                # lms got SIGINT, which cancels the load inside LM Studio; one that
+                # completed anyway must not stay loaded under our identifier.
+                with trio.CancelScope(shield=True):
+                    await self._drop_stray(identifier)
+                raise
         elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
             log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
-            await self._load_rest_v1(key, identifier, context_length, catalog)
+            await load_rest_v1(
+                self._rest, key, identifier, context_length, catalog, self.unload, timeout
+            )
         else:
             log.info("lmstudio_load", via="jit")
-            await self._load_jit(info, identifier, ttl, context_length)
+            level = await self.api_level()
+            await load_jit(self._rest, level, info, identifier, ttl, context_length, timeout)
 
     async def unload(self, identifier: str) -> None:
         """Unload instance ``identifier``; an absent one is not an error."""
@@ -306,69 +328,22 @@ class LMStudioBackend:
             facts.append(f"API {(await self.api_level()).value}")
         except OrchestratorError as exc:
             facts.append(f"API unknown ({exc})")
-        lms = self.cli()
-        facts.append(f"lms CLI {lms.path}" if lms else "lms CLI not found")
+        facts.append(self.load_route())
         return BackendHealth(reachable=True, backend=self.name, detail="; ".join(facts))
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (only if this backend created it)."""
         await self._rest.aclose()
 
-    # -- load paths --
-
-    async def _load_jit(
-        self, info: ModelInfo, identifier: str, ttl: int, context_length: int | None
-    ) -> None:
-        # A JIT load names the instance after the key and ignores any context length.
-        level = await self.api_level()
-        if level is ApiLevel.OPENAI_ONLY:
-            raise BackendRejected(
-                f"cannot load {info.key!r} with a TTL: the lms CLI was not found and "
-                f"LM Studio at {self._root} is too old to JIT-load with a TTL; {INSTALL_HINT}"
-            )
-        if identifier != info.key:
-            raise BackendRejected(
-                f"cannot load {info.key!r} as {identifier!r}: without the lms CLI LM Studio "
-                f"names a JIT-loaded instance after its model key; {INSTALL_HINT}"
-            )
-        if context_length is not None:
-            _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
-        path, payload = jit_request(info, ttl)
-        try:
-            await self._rest.call(
-                "POST", path, msgspec.json.encode(payload), self._settings.load_timeout_s
-            )
-        except ModelNotLoaded as exc:
-            raise BackendRejected(
-                f"LM Studio did not load {info.key!r} on demand ({exc}); Just-in-Time model "
-                f"loading is probably off. Enable it in LM Studio's server settings, or "
-                f"{INSTALL_HINT}"
-            ) from exc
-
-    async def _load_rest_v1(
-        self, key: str, identifier: str, context_length: int | None, catalog: list[ModelInfo]
-    ) -> None:
-        payload: dict[str, Any] = {"model": key}
-        if context_length is not None:
-            payload["context_length"] = context_length
-        try:
-            result = await self._rest.post(
-                "/api/v1/models/load",
-                V1LoadResult,
-                body=msgspec.json.encode(payload),
-                timeout_s=self._settings.load_timeout_s,
-            )
-        except ModelNotLoaded as exc:
-            raise UnknownModel(key, [m.key for m in catalog]) from exc
-        if result.instance_id != identifier:
-            # LM Studio picked another name (e.g. "key:2"); do not leave it behind.
-            await self.unload(result.instance_id)
-            raise BackendRejected(
-                f"LM Studio loaded {key!r} as {result.instance_id!r}, not {identifier!r} "
-                f"(REST v1 loads cannot choose the identifier); {INSTALL_HINT}"
-            )
-
     # -- helpers --
+
+    async def _drop_stray(self, identifier: str) -> None:
+        with trio.move_on_after(self._settings.cli_timeout_s):
+            try:
+                if await self._is_loaded(identifier):
+                    await self.unload(identifier)
+            except OrchestratorError as exc:
+                _log.warning("lmstudio_stray_not_unloaded", identifier=identifier, error=str(exc))
 
     async def _is_loaded(self, identifier: str) -> bool:
         return any(m.identifier == identifier for m in await self.list_loaded())

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
@@ -27,6 +29,7 @@ import structlog
 import trio
 
 from orchestrator.backends.http_errors import MESSAGE_LIMIT, convert
+from orchestrator.backends.lmstudio_home import lmstudio_home
 from orchestrator.backends.lmstudio_wire import CliInstance, CliModel
 from orchestrator.errors import (
     BackendError,
@@ -38,26 +41,32 @@ from orchestrator.errors import (
     excerpt,
 )
 
-__all__ = ["CliMissing", "CliResult", "LmsCli", "resolve_cli"]
+__all__ = ["CliMissing", "CliResult", "LmsCli", "cli_route", "resolve_cli"]
 
 T = TypeVar("T")
 
 STDOUT_LIMIT: Final = 8 * 1024 * 1024
 STDERR_LIMIT: Final = 256 * 1024
+INTERRUPT_GRACE_S: Final = 2.0
+"""How long an interrupted (SIGINT) ``lms`` may take to cancel and exit before SIGTERM."""
 KILL_GRACE_S: Final = 2.0
 """How long a terminated ``lms`` may take to exit before it is killed."""
 DRAIN_GRACE_S: Final = 0.5
 """After ``lms`` exits, how long a grandchild may keep its pipes open before we stop reading."""
 
-_DEFAULT_HOSTS: Final = {("127.0.0.1", 1234), ("localhost", 1234)}
+_LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost"})
+"""Hosts ``lms`` reaches without ``--host`` (it connects to 127.0.0.1 then)."""
+_DEFAULT_PORT: Final = 1234
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# The texts real lms prints when it cannot reach LM Studio (lms src/createClient.ts
+# @07b7252; docs/backends.md has the table): transient, never a rejection.
 _UNREACHABLE = re.compile(
-    r"econnrefused|failed to connect|could not connect|cannot connect|not reachable|"
-    r"is lm studio running|connection refused"
+    r"failed to start or connect to local lm studio api server|"
+    r"the server does not appear to be running at|failed to connect using"
 )
-_NOT_FOUND = re.compile(
-    r"model not found|cannot find a model|no model found|no (?:downloaded )?model match"
-)
+# lms src/subcommands/load.ts @07b7252: the titled "Model not found" block ("No model
+# found that matches model key ...", or "... with path being exactly ..." for --exact).
+_NOT_FOUND = re.compile(r"model not found|no model found")
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 
@@ -80,24 +89,49 @@ def resolve_cli(configured: str | None) -> str | None:
     found = shutil.which("lms")
     if found:
         return str(Path(found).absolute())
-    home_cli = Path.home() / ".lmstudio" / "bin" / "lms"
+    # LM Studio installs lms under its home (lms.exe on Windows).
+    name = "lms.exe" if sys.platform == "win32" else "lms"
+    home_cli = lmstudio_home() / "bin" / name
     return str(home_cli) if os.access(home_cli, os.X_OK) else None
 
 
-def host_args(base_url: str) -> list[str]:
-    """Return ``--host``/``--port`` so ``lms`` talks to the server we do.
+def cli_route(base_url: str, *, token: bool) -> tuple[list[str] | None, str]:
+    """Return the global options that point ``lms`` at our server, or ``None`` if it cannot.
 
-    Without them ``lms`` talks to the LM Studio on this machine at its own
-    default port, which is the wrong server when ``LMSTUDIO_BASE_URL`` points
-    elsewhere. They are omitted for the default server, so an ``lms`` that
-    lacks these (hidden) options still works there.
+    ``lms`` (``src/createClient.ts`` @07b7252) connects over plain ``ws://``;
+    without ``--host`` it is the privileged local client (127.0.0.1, the key in
+    LM Studio's home), with ``--host`` (even ``127.0.0.1``) an unprivileged
+    ``lms-cli-remote-*`` guest that has no way to carry an API token. So:
+
+    - an ``https`` URL never goes to ``lms`` (it cannot speak TLS);
+    - the local host passes only ``--port`` (nothing for the default 1234, so
+      an ``lms`` without these hidden options still works there);
+    - another host passes ``--host``/``--port``, unless a token is configured:
+      then authentication is on and a guest would be refused.
+
+    Args:
+        base_url: the server root.
+        token: whether an API token is configured.
+
+    Returns:
+        The options (``None``: do not use ``lms``) and one line saying why,
+        for ``health_check``.
     """
     parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return None, "lms not used: it speaks plain ws:// and cannot reach an https URL"
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if (host, port) in _DEFAULT_HOSTS:
-        return []
-    return ["--host", host, "--port", str(port)]
+    port = parts.port or 80
+    if host in _LOCAL_HOSTS:
+        if port == _DEFAULT_PORT:
+            return [], "lms as the local client"
+        return ["--port", str(port)], f"lms as the local client with --port {port}"
+    if token:
+        return None, (
+            f"lms not used: for {host} it would need --host, which makes it an "
+            "unprivileged remote client that cannot send the API token"
+        )
+    return ["--host", host, "--port", str(port)], f"lms with --host {host} --port {port}"
 
 
 class CliResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -147,12 +181,12 @@ class LmsCli:
 
     Args:
         path: the resolved ``lms`` executable.
-        base_url: the server root; non-default hosts are passed as ``--host``/``--port``.
+        host_args: the global options from :func:`cli_route` appended to every run.
     """
 
-    def __init__(self, path: str, base_url: str) -> None:
+    def __init__(self, path: str, host_args: Sequence[str] = ()) -> None:
         self.path = path
-        self._host_args = host_args(base_url)
+        self._host_args = tuple(host_args)
 
     def __repr__(self) -> str:
         return f"LmsCli(path={self.path!r})"
@@ -310,9 +344,20 @@ def cli_error(result: CliResult, *, what: str) -> BackendError:
 
 
 async def _terminate(proc: trio.Process) -> None:
-    proc.terminate()
-    with trio.move_on_after(KILL_GRACE_S):
-        await proc.wait()
-        return
+    # SIGINT first: lms load listens only for SIGINT and then aborts the load inside
+    # LM Studio (lms src/subcommands/load.ts @07b7252, sigintListener); SIGTERM just
+    # drops the websocket, and the server may finish the load anyway.
+    for send, grace in ((_interrupt, INTERRUPT_GRACE_S), (trio.Process.terminate, KILL_GRACE_S)):
+        send(proc)
+        with trio.move_on_after(grace):
+            await proc.wait()
+            return
     proc.kill()
     await proc.wait()
+
+
+def _interrupt(proc: trio.Process) -> None:
+    if sys.platform == "win32":  # no SIGINT for another process there
+        proc.terminate()
+    else:
+        proc.send_signal(signal.SIGINT)

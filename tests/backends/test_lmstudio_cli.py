@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from orchestrator.backends import LoadedModel
+from orchestrator.backends.lmstudio_cli import LmsCli
 from orchestrator.errors import (
     BackendProtocolError,
     BackendRejected,
@@ -17,10 +19,14 @@ from orchestrator.errors import (
     BackendUnreachable,
     InvalidModelName,
     InvalidRequest,
+    ModelNotLoaded,
     UnknownModel,
 )
 from tests.fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
 from tests.fakes.fixtures import install_fake_lms, make_backend, remove_lms
+from tests.fakes.sim_cli import NOT_FOUND_BLOCK
+
+LOCAL_UNREACHABLE = "Error: Failed to start or connect to local LM Studio API server.\n"
 
 QWEN = "qwen/qwen3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -49,9 +55,7 @@ async def test_load_goes_through_lms_with_identifier_and_ttl(sim: Simulator, lms
         "-y",
         "-c",
         "8192",
-        "--host",
-        "127.0.0.1",
-        "--port",
+        "--port",  # no --host: that would make lms an unprivileged remote client (F2)
         port,
     )
     (record,) = sim.state.loads
@@ -98,11 +102,23 @@ async def test_unknown_key_never_reaches_fuzzy_matching_lms(sim: Simulator, lms:
     await backend.aclose()
 
 
-async def test_a_variant_of_a_listed_key_is_loadable(sim: Simulator, lms: str) -> None:
+async def test_a_variant_is_refused_up_front_naming_the_base_key(sim: Simulator, lms: str) -> None:
+    """F4: lms load matches base keys only; the variant would fail as "not found"."""
     backend = make_backend(sim, lms_cli=lms)
-    await backend.load(f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60)
-    assert sim.loaded() == ["q4"]
+    with pytest.raises(InvalidRequest, match=f"load '{QWEN}' instead"):
+        await backend.load(f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60)
+    assert sim.cli_runs("load") == []
     await backend.aclose()
+
+
+async def test_the_fake_lms_does_not_resolve_variants_either(sim: Simulator, lms: str) -> None:
+    """The simulator says what lms load.ts says: a variant matches no key."""
+    cli = LmsCli(lms, ["--port", sim.base_url.rpartition(":")[2]])
+    with pytest.raises(ModelNotLoaded, match="No model found that matches model key"):
+        await cli.load(
+            f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60, context_length=None, timeout_s=10
+        )
+    assert sim.loaded() == []
 
 
 async def test_guardrail_refusal_is_permanent_and_keeps_the_message(
@@ -118,7 +134,7 @@ async def test_guardrail_refusal_is_permanent_and_keeps_the_message(
 
 
 async def test_lms_not_finding_the_model_is_unknown_model(sim: Simulator, lms: str) -> None:
-    sim.faults.cli_fail["load"] = (1, "Error: Model not found\n")
+    sim.faults.cli_fail["load"] = (1, NOT_FOUND_BLOCK.format(key=QWEN))
     backend = make_backend(sim, lms_cli=lms)
     with pytest.raises(UnknownModel) as info:
         await backend.load(QWEN, identifier=QWEN, ttl_s=60)
@@ -135,9 +151,15 @@ async def test_identifier_in_use_is_rejected(sim: Simulator, lms: str) -> None:
 
 
 async def test_lms_that_cannot_reach_lm_studio_is_unreachable(sim: Simulator, lms: str) -> None:
-    sim.faults.cli_fail["load"] = (1, "Error: connect ECONNREFUSED 127.0.0.1:1234\n")
-    backend = make_backend(sim, lms_cli=lms)
-    with pytest.raises(BackendUnreachable) as info:
+    """F3: the real texts of lms createClient.ts, the --port one produced by the fake lms."""
+    backend = make_backend(sim, lms_cli=lms, prefer_cli=True)
+    await sim.stop()
+    with pytest.raises(BackendUnreachable, match="does not appear to be running") as info:
+        await backend.list_loaded()
+    assert info.value.transient
+    await sim.start()
+    sim.faults.cli_fail["load"] = (1, LOCAL_UNREACHABLE)
+    with pytest.raises(BackendUnreachable, match="Failed to start or connect") as info:
         await backend.load(QWEN, identifier=QWEN, ttl_s=60)
     assert info.value.transient
     await backend.aclose()
@@ -193,6 +215,36 @@ async def test_cancelling_a_load_kills_lms(sim: Simulator, lms: str) -> None:
             nursery.cancel_scope.cancel()
     assert not scope.cancelled_caught
     assert not alive(sim.cli_runs("load")[0].pid)
+    await backend.aclose()
+
+
+async def test_a_timed_out_load_is_interrupted_so_lm_studio_cancels_it(
+    sim: Simulator, lms: str
+) -> None:
+    """F8: SIGINT (not SIGTERM) makes lms load abort the load inside LM Studio."""
+    gate = sim.faults.hold_load(QWEN)
+    backend = make_backend(sim, lms_cli=lms, load_timeout_s=0.5)
+    with trio.fail_after(10), pytest.raises(BackendTimeout):
+        await backend.load(QWEN, identifier=QWEN, ttl_s=60)
+    (run,) = sim.cli_runs("load")
+    assert sim.cli_cancelled == [run.pid]
+    assert not alive(run.pid)
+    gate.set()  # had the load gone on inside LM Studio, it would finish now
+    await trio.testing.wait_all_tasks_blocked()
+    assert sim.loaded() == []
+    await backend.aclose()
+
+
+async def test_a_load_that_completes_despite_the_timeout_is_unloaded(
+    sim: Simulator, lms: str
+) -> None:
+    """F8: whatever still completes after a timed-out lms load is not left behind."""
+    sim.faults.cli_hang.add("load")
+    sim.preload(QWEN, identifier=QWEN)  # as if LM Studio finished the load anyway
+    backend = make_backend(sim, lms_cli=lms, load_timeout_s=0.5)
+    with trio.fail_after(10), pytest.raises(BackendTimeout):
+        await backend.load(QWEN, identifier=QWEN, ttl_s=60)
+    assert sim.loaded() == []
     await backend.aclose()
 
 

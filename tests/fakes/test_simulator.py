@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from . import FAKE_LMS, Simulator, open_simulator
+from .fixtures import free_port
 
 QWEN = "qwen/qwen3-4b"
 GEMMA = "google/gemma-3-4b"
@@ -171,7 +172,15 @@ async def test_fake_lms_without_a_simulator_fails_like_a_stopped_lm_studio() -> 
             [sys.executable, FAKE_LMS, "ps", "--json"], capture_stderr=True, check=False, env=env
         )
     assert done.returncode == 1
-    assert b"not running" in done.stderr
+    # lms src/createClient.ts @07b7252, the default (local) host.
+    assert done.stderr == b"Error: Failed to start or connect to local LM Studio API server.\n"
+    port = str(free_port())
+    with trio.fail_after(10):
+        done = await trio.run_process(
+            [sys.executable, FAKE_LMS, "ps", "--port", port], capture_stderr=True, check=False
+        )
+    assert done.returncode == 1
+    assert f"does not appear to be running at 127.0.0.1:{port}.".encode() in done.stderr
 
 
 async def test_a_simulator_bug_fails_the_test() -> None:
