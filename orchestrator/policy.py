@@ -40,7 +40,13 @@ from orchestrator.effects import (
     Timer,
     Transitioned,
 )
-from orchestrator.errors import BreakerOpen, CapacityExhausted, ModelBusy, OrchestratorError
+from orchestrator.errors import (
+    BackendUnreachable,
+    BreakerOpen,
+    CapacityExhausted,
+    ModelBusy,
+    OrchestratorError,
+)
 from orchestrator.lifecycle import Input, State, next_state
 from orchestrator.status import ModelStatus
 
@@ -164,8 +170,9 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
                 fx.append(StartVerify(op=core.op))
         case m.LoadFailed():
             if core.state is State.LOADING and msg.op == core.op:
-                # No room is not the model's fault: it never opens the breaker.
-                counts = not isinstance(msg.error, CapacityExhausted)
+                # No room, or no server (DESIGN.md 14: backend health is not a
+                # model's failure), is not the model's fault: never opens the breaker.
+                counts = not isinstance(msg.error, CapacityExhausted | BackendUnreachable)
                 core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from orchestrator import (
     BackendRejected,
+    BackendUnreachable,
     BreakerOpen,
     Config,
     ModelNotLoaded,
@@ -148,3 +150,27 @@ async def test_a_load_that_reports_success_but_is_absent_fails_verification(
     async with open_orchestrator(backend, FAST) as orch:
         with trio.fail_after(20), pytest.raises(VerifyFailed, match="was not listed"):
             await orch.ensure_loaded(QWEN)
+
+
+async def test_lms_that_cannot_reach_lm_studio_is_retried_and_never_opens_the_breaker(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F3: the real "cannot reach" text is transient and not the model's failure.
+
+    DESIGN.md principle 14: backend health is not a model's failure.
+    """
+    sim.faults.cli_fail["load"] = (
+        1,
+        "Error: The server does not appear to be running at 127.0.0.1:1234. Please make sure "
+        "the server is running and accessible at the specified address.\n",
+    )
+    config = msgspec.structs.replace(FAST, retry_attempts=2, breaker_threshold=1)
+    async with open_orchestrator(backend, config) as orch:
+        with trio.fail_after(20):
+            for _ in range(2):
+                with pytest.raises(BackendUnreachable, match="does not appear to be running"):
+                    await orch.ensure_loaded(QWEN)
+        assert len(sim.cli_runs("load")) == 4  # retried each time, never failing fast
+        (status,) = orch.status()
+        assert status.consecutive_failures == 0
+        assert status.state is not State.BREAKER_OPEN
