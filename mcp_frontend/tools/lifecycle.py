@@ -22,7 +22,7 @@ from mcp_frontend.schemas import (
     entry_out,
     status_out,
 )
-from orchestrator import OrchestratorError, State, UnknownModel
+from orchestrator import LoadedModel, OrchestratorError, State, UnknownModel
 
 __all__ = ["model_list", "register", "status_list"]
 
@@ -149,11 +149,11 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
     orch, config = deps.orch, deps.orch.config
     with tool_errors():
         catalog = await orch.catalog(refresh=refresh)
-    loaded: dict[str, list[str]] = {}
+    loaded: dict[str, list[LoadedModel]] = {}
     loaded_error = None
     try:
         for inst in await orch.backend.list_loaded():
-            loaded.setdefault(inst.key, []).append(inst.identifier)
+            loaded.setdefault(inst.key, []).append(inst)
     except OrchestratorError as exc:
         loaded_error = message_for(exc)
     states = {s.model: s.state.value for s in orch.status()}
@@ -162,7 +162,7 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
         default_model=config.default_model,
         default_embedding_model=config.default_embedding_model,
         models=[
-            entry_out(m, sorted(loaded.get(m.key, [])), states.get(m.key))
+            entry_out(m, loaded.get(m.key, []), states.get(m.key))
             for m in catalog
             if kind is None or m.type == kind
         ],

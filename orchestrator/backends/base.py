@@ -46,12 +46,17 @@ class LoadedModel(msgspec.Struct, frozen=True, kw_only=True):
         key: the model key it was loaded from.
         ttl_s: the backend's idle TTL for it, when known.
         status: ``"loaded"`` or ``"loading"`` (backends that report progress).
+        context_length: the context it was really loaded with, when the backend
+            says (LM Studio may fit it below what was asked).
+        device: the LM Link device holding it; ``None`` is this machine.
     """
 
     identifier: str
     key: str
     ttl_s: float | None = None
     status: str = "loaded"
+    context_length: int | None = None
+    device: str | None = None
 
 
 class BackendHealth(msgspec.Struct, frozen=True, kw_only=True):

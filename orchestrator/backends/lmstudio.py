@@ -51,6 +51,7 @@ from orchestrator.backends.lmstudio_wire import (
     V0ModelList,
     V1ModelList,
     V1UnloadResult,
+    local_first,
 )
 from orchestrator.config import LMStudioSettings
 from orchestrator.errors import (
@@ -192,12 +193,12 @@ class LMStudioBackend:
         """Return every model LM Studio can load."""
         lms, prefer = self.cli(), self._settings.prefer_cli
         if lms and prefer:
-            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+            return local_first(await lms.ls(timeout_s=self._settings.cli_timeout_s))
         level = await self.api_level()
         if level is ApiLevel.REST_V1:
             return [m.info() for m in (await self._rest.get("/api/v1/models", V1ModelList)).models]
         if lms:
-            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+            return local_first(await lms.ls(timeout_s=self._settings.cli_timeout_s))
         if level is ApiLevel.REST_V0:
             return (await self._rest.get("/api/v0/models", V0ModelList)).available()
         openai = await self._rest.get("/v1/models", OpenAIModelList)
@@ -267,6 +268,8 @@ class LMStudioBackend:
                 with trio.CancelScope(shield=True):
                     await self._drop_stray(identifier)
                 raise
+            if context_length is not None:
+                await self._warn_if_fitted(identifier, context_length)
         elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
             log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
             await load_rest_v1(
@@ -336,6 +339,18 @@ class LMStudioBackend:
         await self._rest.aclose()
 
     # -- helpers --
+
+    async def _warn_if_fitted(self, identifier: str, asked: int) -> None:
+        # LM Studio 0.4.12+ fits context to memory and may load less than asked,
+        # without an error (BT#1902, BT#2174); the loaded context is in lms ps.
+        got = next((m for m in await self.list_loaded() if m.identifier == identifier), None)
+        if got is not None and got.context_length is not None and got.context_length < asked:
+            _log.warning(
+                "lmstudio_context_fitted_down",
+                identifier=identifier,
+                asked=asked,
+                loaded=got.context_length,
+            )
 
     async def _drop_stray(self, identifier: str) -> None:
         with trio.move_on_after(self._settings.cli_timeout_s):

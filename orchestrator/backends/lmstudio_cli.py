@@ -274,7 +274,26 @@ class LmsCli:
             raise cli_error(result, what=f"`lms load {key}`")
 
     async def unload(self, identifier: str, *, timeout_s: float) -> None:
-        """``lms unload ID`` (exit 0 also when it was not loaded)."""
+        """``lms unload ID``, after ``lms ps`` shows ``ID`` loaded exactly once.
+
+        With LM Link the same identifier can be loaded on several devices, and
+        then ``lms unload ID`` opens an interactive picker (``lms``
+        ``src/subcommands/unload.ts`` @07b7252) that has no option to preselect
+        and fails on our closed stdin; we refuse that case with what to do.
+
+        Raises:
+            BackendRejected: ``ID`` is loaded on several devices.
+        """
+        matches = [i for i in await self.ps(timeout_s=timeout_s) if i.identifier == identifier]
+        if not matches:
+            return  # lms unload would print "Model Not Found" and exit 0
+        if len(matches) > 1:
+            devices = ", ".join(i.device_identifier or "this machine" for i in matches)
+            raise BackendRejected(
+                f"cannot unload {identifier!r} with lms: it is loaded on several LM Link "
+                f"devices ({devices}) and lms unload would ask which one interactively; "
+                "unload it in LM Studio"
+            )
         result = await self.run(["unload", identifier], timeout_s=timeout_s)
         if result.returncode != 0:
             raise cli_error(result, what=f"`lms unload {identifier}`")

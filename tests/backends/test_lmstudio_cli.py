@@ -62,7 +62,9 @@ async def test_load_goes_through_lms_with_identifier_and_ttl(sim: Simulator, lms
     assert (record.key, record.identifier, record.ttl_s, record.via) == (QWEN, QWEN, 600.0, "cli")
     assert record.context_length == 8192
     assert sim.count("/api/v1/models/load") == 0  # REST v1 load cannot carry a TTL
-    assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN)]
+    assert await backend.list_loaded() == [
+        LoadedModel(identifier=QWEN, key=QWEN, context_length=8192)
+    ]
     await backend.aclose()
 
 
@@ -263,14 +265,13 @@ async def test_prefer_cli_lists_and_unloads_through_lms(sim: Simulator, lms: str
     assert set(models) == set(sim.state.catalog)
     assert models[EMBED].type == "embedding"
     assert models[QWEN].capabilities == ("tool_use",)
-    assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN, ttl_s=300.0)]
-    await backend.unload(QWEN)
-    await backend.unload("never-loaded")  # lms exits 0 for an unknown identifier
-    assert sim.loaded() == []
-    assert [r.argv[:2] for r in sim.cli_runs("unload")] == [
-        ("unload", QWEN),
-        ("unload", "never-loaded"),
+    assert await backend.list_loaded() == [
+        LoadedModel(identifier=QWEN, key=QWEN, ttl_s=300.0, context_length=4096)
     ]
+    await backend.unload(QWEN)
+    await backend.unload("never-loaded")  # not in lms ps: nothing to run
+    assert sim.loaded() == []
+    assert [r.argv[:2] for r in sim.cli_runs("unload")] == [("unload", QWEN)]
     assert sim.requests("/api/v1/models") == []  # everything went through lms
     await backend.aclose()
 
@@ -288,7 +289,9 @@ async def test_v0_server_lists_loaded_through_lms_and_unloads_with_it(lms: str) 
     async with open_simulator(api="v0") as sim:
         sim.preload(QWEN, ttl_s=120)
         backend = make_backend(sim, lms_cli=lms)
-        assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN, ttl_s=120.0)]
+        assert await backend.list_loaded() == [
+            LoadedModel(identifier=QWEN, key=QWEN, ttl_s=120.0, context_length=4096)
+        ]
         await backend.unload(QWEN)
         assert sim.loaded() == []
         await backend.aclose()

@@ -90,8 +90,8 @@ async def test_loaded_list_on_rest_versions(api: str) -> None:
         backend = make_backend(sim)
         loaded = await backend.list_loaded()
         assert sorted(loaded, key=lambda m: m.identifier) == [
-            LoadedModel(identifier=QWEN, key=QWEN),
-            LoadedModel(identifier=EMBED, key=EMBED),
+            LoadedModel(identifier=QWEN, key=QWEN, context_length=4096),
+            LoadedModel(identifier=EMBED, key=EMBED, context_length=2048),
         ]
         await backend.aclose()
 

@@ -241,6 +241,7 @@ def _info(model: SimModel) -> dict[str, Any]:
         "architecture": model.arch,
         "quantization": {"name": model.quantization, "bits": 4},
         "maxContextLength": model.max_context_length,
+        "deviceIdentifier": model.device,
     }
     if model.type != "embedding":
         info |= {"vision": model.vision, "trainedForToolUse": model.tool_use, "paramsString": "4B"}
@@ -258,6 +259,7 @@ def _ps_entry(sim: Simulator, inst: SimInstance) -> dict[str, Any]:
         "status": inst.status,
         "queued": inst.active,
         "parallel": None if model.type == "embedding" else 4,
+        "deviceIdentifier": inst.device,
     }
 
 
