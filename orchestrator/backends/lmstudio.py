@@ -108,6 +108,7 @@ class LMStudioBackend:
         self._lms: LmsCli | None = None
         self._lms_resolved = False
         self._lms_route = ""
+        self._server_version: str | None = None
 
     def __repr__(self) -> str:
         token = "<set>" if self._settings.api_token else None
@@ -332,7 +333,12 @@ class LMStudioBackend:
         except OrchestratorError as exc:
             facts.append(f"API unknown ({exc})")
         facts.append(self.load_route())
-        return BackendHealth(reachable=True, backend=self.name, detail="; ".join(facts))
+        return BackendHealth(
+            reachable=True,
+            backend=self.name,
+            version=await self._version(),
+            detail="; ".join(facts),
+        )
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (only if this backend created it)."""
@@ -351,6 +357,17 @@ class LMStudioBackend:
                 asked=asked,
                 loaded=got.context_length,
             )
+
+    async def _version(self) -> str | None:
+        # Only the local lms client can ask (lms daemon status); cached once known.
+        lms = self.cli()
+        if self._server_version is None and lms is not None and lms.local:
+            timeout = min(self._settings.cli_timeout_s, _GREETING_TIMEOUT_S)
+            try:
+                self._server_version = await lms.server_version(timeout_s=timeout)
+            except OrchestratorError as exc:
+                _log.debug("lmstudio_version_unknown", error=str(exc))
+        return self._server_version
 
     async def _drop_stray(self, identifier: str) -> None:
         with trio.move_on_after(self._settings.cli_timeout_s):

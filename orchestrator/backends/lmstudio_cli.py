@@ -2,44 +2,41 @@
 
 Every call runs ``lms`` with an argv list (never a shell), stdin closed (an
 interactive picker fails instead of waiting for a keypress), and a deadline;
-a CLI that outlives it is terminated, then killed, and reaped, so no process
-is left behind. Output is read concurrently and bounded, because ``lms``
+a CLI that outlives it is interrupted (SIGINT), terminated, then killed, and
+reaped, so no process is left behind. Output is read concurrently and bounded, because ``lms``
 prints progress to stderr and JSON to stdout and either can be large.
 
 ``lms`` writes messages to stderr and exits 1 on most failures; ``lms unload``
 of an unknown identifier exits 0 (``reference/lmstudio-api.md`` §6.2), so
-callers that care verify with ``ps`` afterwards.
+callers that care verify with ``ps`` afterwards. What ``lms`` prints is parsed
+in :mod:`orchestrator.backends.lmstudio_cli_text`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
 import structlog
 import trio
 
-from orchestrator.backends.http_errors import MESSAGE_LIMIT, convert
+from orchestrator.backends.http_errors import convert
+from orchestrator.backends.lmstudio_cli_text import (
+    CliResult,
+    cli_error,
+    parse_json_array,
+    parse_version,
+)
 from orchestrator.backends.lmstudio_home import lmstudio_home
 from orchestrator.backends.lmstudio_wire import CliInstance, CliModel
-from orchestrator.errors import (
-    BackendError,
-    BackendProtocolError,
-    BackendRejected,
-    BackendTimeout,
-    BackendUnreachable,
-    ModelNotLoaded,
-    excerpt,
-)
+from orchestrator.errors import BackendRejected, BackendTimeout
 
 __all__ = ["CliMissing", "CliResult", "LmsCli", "cli_route", "resolve_cli"]
 
@@ -57,16 +54,6 @@ DRAIN_GRACE_S: Final = 0.5
 _LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost"})
 """Hosts ``lms`` reaches without ``--host`` (it connects to 127.0.0.1 then)."""
 _DEFAULT_PORT: Final = 1234
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# The texts real lms prints when it cannot reach LM Studio (lms src/createClient.ts
-# @07b7252; docs/backends.md has the table): transient, never a rejection.
-_UNREACHABLE = re.compile(
-    r"failed to start or connect to local lm studio api server|"
-    r"the server does not appear to be running at|failed to connect using"
-)
-# lms src/subcommands/load.ts @07b7252: the titled "Model not found" block ("No model
-# found that matches model key ...", or "... with path being exactly ..." for --exact).
-_NOT_FOUND = re.compile(r"model not found|no model found")
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 
@@ -134,24 +121,6 @@ def cli_route(base_url: str, *, token: bool) -> tuple[list[str] | None, str]:
     return ["--host", host, "--port", str(port)], f"lms with --host {host} --port {port}"
 
 
-class CliResult(msgspec.Struct, frozen=True, kw_only=True):
-    """One finished ``lms`` run."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    def message(self) -> str:
-        """Return the CLI's error message: its ``Error:`` line, or its last output."""
-        text = _ANSI.sub("", (self.stderr or self.stdout).decode("utf-8", errors="replace"))
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        for i, line in enumerate(lines):
-            if line.startswith("Error:"):
-                return excerpt(" ".join(lines[i:])[6:].strip(), MESSAGE_LIMIT)
-        return excerpt(" ".join(lines[-5:]), MESSAGE_LIMIT) or f"exit status {self.returncode}"
-
-
 class _Capture:
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -191,14 +160,27 @@ class LmsCli:
     def __repr__(self) -> str:
         return f"LmsCli(path={self.path!r})"
 
-    async def run(self, args: Sequence[str], *, timeout_s: float) -> CliResult:
+    @property
+    def local(self) -> bool:
+        """Whether ``lms`` runs as LM Studio's local client (no ``--host``)."""
+        return "--host" not in self._host_args
+
+    async def run(
+        self, args: Sequence[str], *, timeout_s: float, host_args: bool = True
+    ) -> CliResult:
         """Run ``lms ARGS`` and return its exit status and bounded output.
+
+        Args:
+            args: the subcommand and its arguments.
+            timeout_s: the deadline.
+            host_args: append the ``--host``/``--port`` options (subcommands that
+                only talk to the local LM Studio do not accept them).
 
         Raises:
             BackendTimeout: it ran past ``timeout_s``; it was killed and reaped.
             CliMissing: the executable could not be started.
         """
-        argv = (self.path, *args, *self._host_args)
+        argv = (self.path, *args, *(self._host_args if host_args else ()))
         what = f"`lms {' '.join(args[:2])}`"
         out, err = _Capture(STDOUT_LIMIT), _Capture(STDERR_LIMIT)
         try:
@@ -298,6 +280,17 @@ class LmsCli:
         if result.returncode != 0:
             raise cli_error(result, what=f"`lms unload {identifier}`")
 
+    async def server_version(self, *, timeout_s: float) -> str | None:
+        """LM Studio's version from ``lms daemon status``, or ``None`` if it does not say.
+
+        ``lms`` ``src/subcommands/daemon/status.ts`` @07b7252 prints
+        ``LM Studio v<version> is running (PID: <pid>)`` (``llmster v...`` for the
+        headless daemon) on stdout; its ``--json`` form has no version. It asks
+        the local LM Studio only, so it takes no ``--host``/``--port``.
+        """
+        result = await self.run(["daemon", "status"], timeout_s=timeout_s, host_args=False)
+        return parse_version(result) if result.returncode == 0 else None
+
     async def ps(self, *, timeout_s: float) -> list[CliInstance]:
         """``lms ps --json``: the loaded instances."""
         return await self._json_list(["ps", "--json"], CliInstance, timeout_s=timeout_s)
@@ -314,52 +307,6 @@ class LmsCli:
         return [
             convert(item, type_, what=what) for item in parse_json_array(result.stdout, what=what)
         ]
-
-
-def parse_json_array(stdout: bytes, *, what: str) -> list[Any]:
-    """Decode the JSON array ``lms`` printed, skipping any banner lines before it.
-
-    Some captures show ``Waking up LM Studio service...`` on stdout before the
-    JSON (``reference/lmstudio-api.md`` §6.4); a banner line may itself start
-    with ``[``, so each line that does is tried in turn.
-    """
-    starts = [i for i, line in _line_starts(stdout) if line.lstrip().startswith(b"[")]
-    if not starts:
-        raise BackendProtocolError(f"{what}: expected a JSON array, got: {excerpt(stdout)}")
-    first_error: msgspec.DecodeError | None = None
-    for start in starts:
-        try:
-            # A document that starts with "[" decodes to a list or not at all.
-            return cast(list[Any], msgspec.json.decode(stdout[start:]))
-        except msgspec.DecodeError as exc:
-            first_error = first_error or exc
-    raise BackendProtocolError(
-        f"{what}: malformed JSON ({first_error}): {excerpt(stdout[starts[0] :])}"
-    ) from first_error
-
-
-def _line_starts(data: bytes) -> list[tuple[int, bytes]]:
-    starts, offset = [], 0
-    for line in data.splitlines(keepends=True):
-        starts.append((offset, line))
-        offset += len(line)
-    return starts
-
-
-def cli_error(result: CliResult, *, what: str) -> BackendError:
-    """Translate a failed ``lms`` run into our error, keeping its message."""
-    message = result.message()
-    text = message.lower()
-    said = f"{what} failed (exit {result.returncode}): {message}"
-    if "insufficient system resources" in text:
-        return BackendRejected(said)
-    if _UNREACHABLE.search(text):
-        return BackendUnreachable(said)
-    if "timed out" in text or "timeout" in text:
-        return BackendTimeout(said)
-    if _NOT_FOUND.search(text):
-        return ModelNotLoaded(said)
-    return BackendRejected(said)
 
 
 async def _terminate(proc: trio.Process) -> None:

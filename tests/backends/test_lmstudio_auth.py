@@ -119,3 +119,23 @@ def test_lm_api_token_is_read_and_lmstudio_api_token_wins() -> None:
     both = {"LM_API_TOKEN": "theirs", "LMSTUDIO_API_TOKEN": "ours"}
     assert Config.load(env=both).lmstudio.api_token == "ours"
     assert Config.load(env={"LM_API_TOKEN": ""}).lmstudio.api_token is None
+
+
+async def test_health_reports_lm_studios_version_from_the_local_lms(
+    lms: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F13: ``lms daemon status`` names the version; only the local client can ask."""
+    async with open_simulator() as sim:
+        monkeypatch.setenv("LMS_SIM_URL", sim.base_url)  # the fake's "local LM Studio"
+        sim.version = "0.4.21"
+        backend = make_backend(sim, lms_cli=lms)
+        assert (await backend.health()).version == "0.4.21"
+        assert (await backend.health()).version == "0.4.21"
+        (run,) = sim.cli_runs("daemon")
+        assert run.argv == ("daemon", "status")  # no --port: daemon status does not take it
+        await backend.aclose()
+    async with open_simulator(host="127.0.0.2") as sim:
+        backend = make_backend(sim, lms_cli=lms)
+        assert (await backend.health()).version is None  # a --host client cannot ask
+        assert sim.cli_runs("daemon") == []
+        await backend.aclose()

@@ -14,12 +14,8 @@ from orchestrator.backends.http_errors import (
     classify,
     parse_error_body,
 )
-from orchestrator.backends.lmstudio_cli import (
-    CliResult,
-    cli_error,
-    parse_json_array,
-    resolve_cli,
-)
+from orchestrator.backends.lmstudio_cli import resolve_cli
+from orchestrator.backends.lmstudio_cli_text import CliResult, cli_error, parse_json_array
 from orchestrator.backends.lmstudio_home import lmstudio_home
 from orchestrator.errors import (
     BackendAuthError,

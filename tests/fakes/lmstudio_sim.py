@@ -61,6 +61,7 @@ class Simulator:
         cli_calls: every fake ``lms`` run, in order.
         cli_loads: the running fake ``lms load`` runs by pid (a SIGINT cancels one).
         cli_cancelled: pids of the ``lms load`` runs a SIGINT cancelled.
+        version: the LM Studio version ``lms daemon status`` reports.
         crashes: exceptions the simulator's own code raised (a bug; fails the test at exit).
         restarts: one entry per :meth:`stop` (its ``keep_loaded``), for assertions.
         responses: stored ``/v1/responses`` results by id.
@@ -91,6 +92,7 @@ class Simulator:
         self.cli_calls: list[CliCall] = []
         self.cli_loads: dict[int, trio.CancelScope] = {}
         self.cli_cancelled: list[int] = []
+        self.version = "0.4.23"
         self.responses: dict[str, StoredResponse] = {}
         self.api: ApiVersion = api
         self.api_token = api_token

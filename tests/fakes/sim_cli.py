@@ -124,6 +124,11 @@ async def run_cli(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         if sub == "server" and args[1:2] == ["status"]:
             port = sim.base_url.rpartition(":")[2]
             return _answer(0, stdout=json.dumps({"running": True, "port": int(port)}) + "\n")
+        if sub == "daemon" and args[1:2] == ["status"]:
+            # lms src/subcommands/daemon/status.ts @07b7252: stdout, no version in --json.
+            if "--json" in args:
+                return _answer(0, stdout=json.dumps({"status": "running", "pid": 4242}) + "\n")
+            return _answer(0, stdout=f"LM Studio v{sim.version} is running (PID: 4242)\n")
         if sub in ("-v", "--version", "version"):
             return _answer(0, stdout="CLI commit: 0000000 (simulator)\n")
     except SimError as err:
