@@ -20,7 +20,7 @@ from mcp_frontend.settings import FrontendSettings
 from orchestrator import InferenceTarget
 from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
 
-__all__ = ["chat_out", "response_format", "split_reasoning"]
+__all__ = ["chat_out", "empty_answer_warning", "response_format", "split_reasoning"]
 
 # Models whose reasoning the server does not parse put it inline, first, in <think> tags.
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
@@ -88,4 +88,21 @@ def chat_out(
         usage=usage_out(answer.usage),
         parsed=parsed,
         schema_errors=errors,
+        warning=empty_answer_warning(content, answer.finish_reason == "length"),
+    )
+
+
+def empty_answer_warning(answer: str, limit_reached: bool) -> str | None:
+    """Say so when the token limit ran out before any answer was written.
+
+    Reasoning models can spend all of ``max_tokens`` thinking and answer with
+    empty content (LM Studio BT#1990 on 0.4.15; BT#2284 on 0.4.21, where even the
+    reasoning can be empty).
+    """
+    if not limit_reached or answer.strip():
+        return None
+    return (
+        "the token limit ran out before the model wrote any answer (reasoning models can "
+        "spend it all thinking): raise max_tokens, or switch reasoning off "
+        "(create_response with reasoning_effort 'off')"
     )

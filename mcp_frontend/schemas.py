@@ -177,6 +177,8 @@ class ChatOut(TypedDict):
     """The answer decoded as JSON, when a ``json_schema`` response format was asked for."""
     schema_errors: list[str]
     """Where the decoded answer breaks the schema (empty when it conforms)."""
+    warning: str | None
+    """Set when the token limit ran out before any answer (reasoning used it all)."""
 
 
 class TextOut(TypedDict):
@@ -200,6 +202,8 @@ class ResponseOut(TypedDict):
     status: str | None
     previous_response_id: str | None
     usage: ResponseUsageOut | None
+    warning: str | None
+    """Set when the token limit ran out before any answer (reasoning used it all)."""
 
 
 class EmbeddingsOut(TypedDict):

@@ -261,3 +261,31 @@ async def test_a_server_given_no_inference_client_owns_one_per_connection(lm: LM
     for _ in range(2):
         async with mcp_client(lm.orch, lm.settings) as client:
             assert ok(await client.call_tool("chat_completion", {"prompt": "hi"}))["content"]
+
+
+async def test_an_answer_lost_to_reasoning_says_so_and_reasoning_can_be_switched_off(
+    lm: LMStudio,
+) -> None:
+    """F7: reasoning can eat all of max_tokens (BT#1990); 'off' is effort 'none' (BT#988)."""
+    lm.sim.script(QWEN, Reply(content="", reasoning="hmm " * 8, finish_reason="length"))
+    out = ok(
+        await lm.client.call_tool(
+            "chat_completion", {"prompt": "hi", "max_tokens": 8, "reasoning_effort": "low"}
+        )
+    )
+    assert out["content"] == ""
+    assert out["warning"] is not None
+    assert "token limit ran out before the model wrote any answer" in out["warning"]
+    assert chat_bodies(lm.sim)[-1]["reasoning_effort"] == "low"
+
+    lm.sim.script(QWEN, Reply(content="Paris."))
+    answer = ok(await lm.client.call_tool("chat_completion", {"prompt": "capital?"}))
+    assert answer["warning"] is None
+
+    lm.sim.script(QWEN, Reply(content="Paris."))
+    ok(
+        await lm.client.call_tool(
+            "create_response", {"input_text": "capital?", "reasoning_effort": "off"}
+        )
+    )
+    assert lm.sim.requests("/v1/responses")[-1].body["reasoning"] == {"effort": "none"}
