@@ -27,6 +27,7 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
+from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
 from orchestrator.status import ModelStatus
@@ -120,13 +121,36 @@ class Orchestrator:
         """Hold ``model`` READY for the block: it is never expired or evicted meanwhile.
 
         The request counts as in flight until the block exits; the idle TTL
-        restarts from then. Raises as :meth:`ensure_loaded`.
+        restarts from then. A backend with its own idle TTL (LM Studio) has it
+        refreshed every half TTL meanwhile, so a long block (an agent run) is not
+        unloaded between its requests. Raises as :meth:`ensure_loaded`.
         """
         actor, status = await self._ensure(model, lease=True, ttl_s=ttl_s, timeout_s=timeout_s)
+        keeping = trio.CancelScope()
         try:
+            info = await self._catalog_entry(status.model)
+            if info is not None:
+                # The backend's own idle TTL runs between our requests (F10). The task
+                # lives in the supervisor's nursery: callers may exit leases out of
+                # nesting order (an AsyncExitStack), which a nursery here would forbid.
+                self._sup.spawn(
+                    keep_alive_while_held,
+                    keeping,
+                    self.backend,
+                    info,
+                    status.identifier,
+                    status.ttl_s,
+                )
             yield Lease(actor, status)
         finally:
+            keeping.cancel()
             actor.post(m.Release())
+
+    async def _catalog_entry(self, model: str) -> ModelInfo | None:
+        try:
+            return next((i for i in await self.catalog() if i.key == model), None)
+        except OrchestratorError:
+            return None  # no keep-alive then; the lease itself still holds
 
     async def unload(self, model: str) -> ModelStatus:
         """Unload ``model`` now and return its status.

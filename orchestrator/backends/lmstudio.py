@@ -43,6 +43,7 @@ from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
     ApiLevel,
     find_model,
+    jit_request,
     normalize_base_url,
     ttl_seconds,
 )
@@ -339,6 +340,23 @@ class LMStudioBackend:
             version=await self._version(),
             detail="; ".join(facts),
         )
+
+    async def keep_alive(self, info: ModelInfo, identifier: str, ttl_s: float) -> None:
+        """Reset LM Studio's idle timer of ``identifier`` with a one-token request.
+
+        LM Studio's idle timer resets on every request to the model (docs
+        ``0_core/ttl-and-auto-evict.md``); the request carries our TTL so that, if
+        LM Studio had unloaded it already, the JIT load it triggers expires too.
+        Failures are logged, not raised: the lease's own next request finds them.
+        """
+        target = msgspec.structs.replace(info, key=identifier)
+        path, payload = jit_request(target, ttl_seconds(ttl_s))
+        try:
+            await self._rest.call(
+                "POST", path, msgspec.json.encode(payload), self._settings.http_timeout_s
+            )
+        except OrchestratorError as exc:
+            _log.info("lmstudio_keep_alive_failed", identifier=identifier, error=str(exc))
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (only if this backend created it)."""

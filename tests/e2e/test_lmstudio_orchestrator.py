@@ -174,3 +174,24 @@ async def test_lms_that_cannot_reach_lm_studio_is_retried_and_never_opens_the_br
         (status,) = orch.status()
         assert status.consecutive_failures == 0
         assert status.state is not State.BREAKER_OPEN
+
+
+async def test_a_lease_longer_than_lm_studios_ttl_keeps_the_model_loaded(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F10: LM Studio's idle timer runs between a lease's requests.
+
+    LM Studio got TTL 2 s; the lease is held while nothing is asked of the model
+    (an agent's slow tool call). The keep-alive refreshes the timer every half TTL,
+    so advancing LM Studio's clock by 1.5 s after a refresh leaves it loaded;
+    without it, 1 s (the first refresh) + 1.5 s > 2 s would have unloaded it.
+    """
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            async with orch.lease(QWEN, ttl_s=2) as lease:
+                await sim.wait_for(lambda: sim.count("/v1/chat/completions") >= 1)
+                (poke,) = sim.requests("/v1/chat/completions")
+                assert (poke.body["model"], poke.body["max_tokens"]) == (lease.identifier, 1)
+                assert poke.body["ttl"] == 2  # a JIT reload it might cause expires too
+                assert sim.state.advance(1.5) == []
+                assert sim.loaded() == [QWEN]
