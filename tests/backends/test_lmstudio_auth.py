@@ -9,10 +9,8 @@ that, so these tests fail if the backend sends ``--host`` with auth on.
 from __future__ import annotations
 
 import pytest
-import trio
-import trio.testing
 
-from orchestrator import Config, State, open_orchestrator
+from orchestrator import Config
 from orchestrator.backends.lmstudio_cli import LmsCli, cli_route
 from orchestrator.errors import BackendRejected
 from tests.fakes import open_simulator
@@ -21,16 +19,6 @@ from tests.fakes.sim_cli import REMOTE_CLIENT_REFUSED
 
 QWEN = "qwen/qwen3-4b"
 TOKEN = "sk-lm-abcdefgh:abcdefghijklmnopqrst"
-FAST = Config(
-    retry_attempts=1,
-    retry_initial_s=0.0,
-    retry_jitter_s=0.0,
-    verify_initial_interval_s=0.01,
-    verify_max_interval_s=0.05,
-    verify_deadline_s=2.0,
-    unload_timeout_s=5.0,
-    shutdown_timeout_s=5.0,
-)
 
 
 def test_cli_route_keeps_lms_local_and_never_carries_a_token_it_cannot_send() -> None:
@@ -46,35 +34,6 @@ def test_cli_route_keeps_lms_local_and_never_carries_a_token_it_cannot_send() ->
     args, why = cli_route("https://lmstudio.example:443", token=False)
     assert args is None  # lms builds ws://host:port: no TLS
     assert "https" in why
-
-
-async def test_auth_on_non_default_port_20_cold_requests_make_one_cli_load(lms: str) -> None:
-    async with open_simulator(api_token=TOKEN, jit=False) as sim:
-        backend = make_backend(sim, lms_cli=lms, api_token=TOKEN)
-        gate = sim.faults.hold_load(QWEN)
-        async with open_orchestrator(backend, FAST) as orch:
-            states: list[State] = []
-
-            async def want() -> None:
-                status = await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)
-                states.append(status.state)
-
-            with trio.fail_after(30):
-                async with trio.open_nursery() as nursery:
-                    for _ in range(20):
-                        nursery.start_soon(want)
-                    await sim.wait_for(lambda: bool(sim.cli_runs("load")))
-                    await trio.testing.wait_all_tasks_blocked()
-                    gate.set()
-            assert states == [State.READY] * 20
-            (run,) = sim.cli_runs("load")
-            assert "--host" not in run.argv
-            assert run.argv[-2:] == ("--port", sim.base_url.rpartition(":")[2])
-            (record,) = sim.state.loads
-            assert (record.ttl_s, record.via) == (900.0, "cli")
-            health = await backend.health()
-            assert "lms as the local client with --port" in health.detail
-        await backend.aclose()
 
 
 async def test_remote_host_with_auth_loads_with_the_token_and_says_how(lms: str) -> None:

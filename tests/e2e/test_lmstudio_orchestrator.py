@@ -26,6 +26,7 @@ from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
 QWEN = "qwen/qwen3-4b"
+TOKEN = "sk-lm-abcdefgh:abcdefghijklmnopqrst"
 
 FAST = Config(
     retry_attempts=1,
@@ -79,25 +80,30 @@ async def chat_once_retrying(orch: Orchestrator, client: InferenceClient, text: 
     raise AssertionError("unreachable")
 
 
+async def cold_requests(sim: Simulator, orch: Orchestrator, n: int) -> list[State]:
+    """``n`` concurrent ``ensure_loaded`` calls while the load is held; their final states."""
+    gate = sim.faults.hold_load(QWEN)
+    results: list[State] = []
+
+    async def want() -> None:
+        results.append((await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)).state)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(want)
+            await sim.wait_for(lambda: bool(sim.cli_runs("load")))
+            await trio.testing.wait_all_tasks_blocked()
+            assert state(orch, QWEN) is State.LOADING
+            gate.set()
+    return results
+
+
 async def test_concurrent_requests_for_a_cold_model_share_one_load(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
-    gate = sim.faults.hold_load(QWEN)
     async with open_orchestrator(backend, FAST) as orch:
-        results: list[State] = []
-
-        async def want() -> None:
-            results.append((await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)).state)
-
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                for _ in range(5):
-                    nursery.start_soon(want)
-                await sim.wait_for(lambda: bool(sim.cli_runs("load")))
-                await trio.testing.wait_all_tasks_blocked()
-                assert state(orch, QWEN) is State.LOADING
-                gate.set()
-        assert results == [State.READY] * 5
+        assert await cold_requests(sim, orch, 5) == [State.READY] * 5
         assert len(sim.cli_runs("load")) == 1
         (record,) = sim.state.loads
         assert (record.identifier, record.ttl_s, record.via) == (QWEN, 900.0, "cli")
@@ -195,3 +201,19 @@ async def test_a_lease_longer_than_lm_studios_ttl_keeps_the_model_loaded(
                 assert poke.body["ttl"] == 2  # a JIT reload it might cause expires too
                 assert sim.state.advance(1.5) == []
                 assert sim.loaded() == [QWEN]
+
+
+async def test_auth_on_non_default_port_20_cold_requests_make_one_cli_load(lms: str) -> None:
+    """Issue 17 / F2: with auth on, lms runs as the local client (--port only, no --host)."""
+    async with open_simulator(api_token=TOKEN, jit=False) as sim:
+        backend = make_backend(sim, lms_cli=lms, api_token=TOKEN)
+        async with open_orchestrator(backend, FAST) as orch:
+            assert await cold_requests(sim, orch, 20) == [State.READY] * 20
+            (run,) = sim.cli_runs("load")
+            assert "--host" not in run.argv
+            assert run.argv[-2:] == ("--port", sim.base_url.rpartition(":")[2])
+            (record,) = sim.state.loads
+            assert (record.ttl_s, record.via) == (900.0, "cli")
+            health = await backend.health()
+            assert "lms as the local client with --port" in health.detail
+        await backend.aclose()
