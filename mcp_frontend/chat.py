@@ -88,21 +88,30 @@ def chat_out(
         usage=usage_out(answer.usage),
         parsed=parsed,
         schema_errors=errors,
-        warning=empty_answer_warning(content, answer.finish_reason == "length"),
+        warning=empty_answer_warning(content, answer.finish_reason == "length", reasoning),
     )
 
 
-def empty_answer_warning(answer: str, limit_reached: bool) -> str | None:
-    """Say so when the token limit ran out before any answer was written.
+def empty_answer_warning(answer: str, limit_reached: bool, reasoning: str | None) -> str | None:
+    """Say why an answer is empty, when LM Studio is known to answer so.
 
     Reasoning models can spend all of ``max_tokens`` thinking and answer with
     empty content (LM Studio BT#1990 on 0.4.15; BT#2284 on 0.4.21, where even the
-    reasoning can be empty).
+    reasoning can be empty). A prompt longer than the loaded context can come back
+    as a well-formed answer with no content at all (BT#2339, llama.cpp engine).
     """
-    if not limit_reached or answer.strip():
+    if answer.strip():
+        return None
+    if limit_reached:
+        return (
+            "the token limit ran out before the model wrote any answer (reasoning models can "
+            "spend it all thinking): raise max_tokens, or switch reasoning off "
+            "(create_response with reasoning_effort 'off')"
+        )
+    if reasoning:
         return None
     return (
-        "the token limit ran out before the model wrote any answer (reasoning models can "
-        "spend it all thinking): raise max_tokens, or switch reasoning off "
-        "(create_response with reasoning_effort 'off')"
+        "the model returned nothing; LM Studio answers so when the prompt does not fit the "
+        "context the model is loaded with (list_models shows it per instance): shorten the "
+        "prompt, or load the model with a longer context"
     )

@@ -190,7 +190,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             status=answer.status,
             previous_response_id=answer.previous_response_id or previous_response_id,
             usage=response_usage_out(answer.usage),
-            warning=chat.empty_answer_warning(answer.output_text, answer.status == "incomplete"),
+            warning=chat.empty_answer_warning(
+                answer.output_text, answer.status == "incomplete", answer.reasoning_text
+            ),
         )
 
     @mcp.tool(title="Embeddings", annotations=INFERENCE)

@@ -12,6 +12,7 @@ from orchestrator.backends.http_errors import (
     ServerAnswerError,
     check_answer,
     classify,
+    error_for,
     parse_error_body,
 )
 from orchestrator.backends.lmstudio_cli import resolve_cli
@@ -69,8 +70,9 @@ def answer(status: int, message: str, code: str | None = None) -> ServerAnswerEr
         (answer(400, "'response_format.type' must be 'json_schema' or 'text'"), ErrorKind.REJECTED),
         (
             answer(200, "Trying to keep the first 15857 tokens when context the overflows."),
-            ErrorKind.REJECTED,
+            ErrorKind.CONTEXT_OVERFLOW,
         ),
+        (answer(400, "Context size has been exceeded."), ErrorKind.CONTEXT_OVERFLOW),
         (answer(400, "Prediction history node with id 'resp_1' not found"), ErrorKind.REJECTED),
     ],
 )
@@ -247,6 +249,18 @@ def test_cli_errors_keep_the_message_and_pick_the_kind() -> None:
     assert "something odd" in str(generic)
     assert "\x1b" not in str(generic)
     assert "exit status 3" in str(cli_error(cli(3), what="w"))
+
+
+def test_context_overflow_says_what_to_do() -> None:
+    """F5: BT#546's text (HTTP 400; 200 with an error on 0.4.21, BT#2322) is a clear error."""
+    text = (
+        "Trying to keep the first 111490 tokens when context the overflows. However, the model "
+        "is loaded with context length of only 32768 tokens, which is not enough."
+    )
+    err = error_for(answer(200, text), what=WHAT, token_sent=False)
+    assert isinstance(err, BackendRejected)
+    assert str(err).startswith("the prompt does not fit the context the model is loaded with")
+    assert "only 32768 tokens" in str(err)
 
 
 def test_json_array_output_tolerates_a_banner_and_refuses_garbage() -> None:

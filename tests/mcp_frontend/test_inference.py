@@ -289,3 +289,19 @@ async def test_an_answer_lost_to_reasoning_says_so_and_reasoning_can_be_switched
         )
     )
     assert lm.sim.requests("/v1/responses")[-1].body["reasoning"] == {"effort": "none"}
+
+
+async def test_a_prompt_beyond_the_loaded_context_is_a_clear_error_or_warning(
+    lm: LMStudio,
+) -> None:
+    """F5: overflow as 200-with-error (BT#2322) or as an empty answer (BT#2339)."""
+    lm.sim.script(QWEN, Reply(content=""))
+    empty = ok(await lm.client.call_tool("chat_completion", {"prompt": "a very long prompt"}))
+    assert empty["warning"] is not None
+    assert "does not fit the context the model is loaded with" in empty["warning"]
+    lm.sim.faults.route_error_200["/v1/chat/completions"] = (
+        "Trying to keep the first 40000 tokens when context the overflows. However, the model "
+        "is loaded with context length of only 4096 tokens, which is not enough."
+    )
+    msg = error(await lm.client.call_tool("chat_completion", {"prompt": "a very long prompt"}))
+    assert "the prompt does not fit the context the model is loaded with" in msg
