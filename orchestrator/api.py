@@ -94,12 +94,19 @@ class Orchestrator:
         return await self._sup.catalog.models(refresh=refresh)
 
     async def ensure_loaded(
-        self, model: str, *, ttl_s: float | None = None, timeout_s: float | None = None
+        self,
+        model: str,
+        *,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+        context_length: int | None = None,
     ) -> ModelStatus:
         """Make ``model`` READY and return its status.
 
         Concurrent calls for one model share one load. ``ttl_s`` sets the idle
-        TTL (clamped to ``max_ttl_s``); the TTL counts from now.
+        TTL (clamped to ``max_ttl_s``); the TTL counts from now. ``context_length``
+        is passed to the backend when this call starts the load; a loaded model
+        keeps its context (unload it first to change it).
 
         Raises:
             InvalidModelName, InvalidRequest: bad arguments; nothing was changed.
@@ -111,7 +118,9 @@ class Orchestrator:
 
         Cancellation: cancelling the caller drops only its wait; the load goes on.
         """
-        _actor, status = await self._ensure(model, lease=False, ttl_s=ttl_s, timeout_s=timeout_s)
+        _actor, status = await self._ensure(
+            model, lease=False, ttl_s=ttl_s, timeout_s=timeout_s, context_length=context_length
+        )
         return status
 
     @asynccontextmanager
@@ -213,9 +222,17 @@ class Orchestrator:
         return float(timeout_s)
 
     async def _ensure(
-        self, model: str, *, lease: bool, ttl_s: float | None, timeout_s: float | None
+        self,
+        model: str,
+        *,
+        lease: bool,
+        ttl_s: float | None,
+        timeout_s: float | None,
+        context_length: int | None = None,
     ) -> tuple[ModelActor, ModelStatus]:
         name = validate_model_name(model)
+        if context_length is not None and context_length < 1:
+            raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
         ttl = self._check_ttl(ttl_s)
         timeout = self._check_timeout(timeout_s)
         started = trio.current_time()
@@ -231,7 +248,13 @@ class Orchestrator:
             remaining = max(0.0, timeout - (trio.current_time() - started))
             status = await self._ask(
                 actor,
-                lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
+                lambda reply: m.EnsureLoaded(
+                    reply=reply,
+                    lease=lease,
+                    ttl_s=ttl,
+                    wait_s=timeout,
+                    context_length=context_length,
+                ),
                 remaining,
                 lease=lease,
             )

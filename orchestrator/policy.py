@@ -269,7 +269,9 @@ def _ensure_loaded(core: Core, msg: m.EnsureLoaded, now: float, fx: list[Effect]
 def _start_load(core: Core, now: float, fx: list[Effect]) -> Core:
     core = _fire(core, Input.REQUESTED, fx, op=core.op + 1)
     wait_s = max(w.wait_s for w in core.waiters)
-    fx.append(StartLoad(op=core.op, ttl_s=core.ttl_s, wait_s=wait_s))
+    # The first waiter that names a context length sets it (issue 17, F5).
+    context = next((w.context_length for w in core.waiters if w.context_length), None)
+    fx.append(StartLoad(op=core.op, ttl_s=core.ttl_s, wait_s=wait_s, context_length=context))
     return core
 
 

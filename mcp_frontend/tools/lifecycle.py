@@ -73,12 +73,15 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         ttl_s: Seconds = None,
         keep_loaded: bool | None = None,
         timeout_s: Seconds = None,
+        context_length: Annotated[int | None, Field(ge=1)] = None,
     ) -> LoadOut:
         """Load a model (or join its load in progress) and wait until it is READY.
 
         The idle TTL is ``ttl_s`` if given (capped at the configured maximum); else
         keep_loaded=true asks for the longest TTL allowed and keep_loaded=false for the
-        short temporary one; else the default. Waits report progress.
+        short temporary one; else the default. context_length applies when this call
+        loads the model (LM Studio may fit it lower: list_models shows what it loaded).
+        Waits report progress.
         """
         if ttl_s is not None and keep_loaded is not None:
             raise ToolError("give ttl_s or keep_loaded, not both")
@@ -91,7 +94,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
                 ctx,
                 orch,
                 model,
-                lambda: orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s),
+                lambda: orch.ensure_loaded(
+                    model, ttl_s=ttl_s, timeout_s=timeout_s, context_length=context_length
+                ),
                 interval_s=deps.settings.progress_interval_s,
             )
         return LoadOut(

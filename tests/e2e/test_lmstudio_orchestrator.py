@@ -14,6 +14,7 @@ from orchestrator import (
     BackendUnreachable,
     BreakerOpen,
     Config,
+    InvalidRequest,
     ModelNotLoaded,
     Orchestrator,
     State,
@@ -217,3 +218,18 @@ async def test_auth_on_non_default_port_20_cold_requests_make_one_cli_load(lms: 
             health = await backend.health()
             assert "lms as the local client with --port" in health.detail
         await backend.aclose()
+
+
+async def test_a_context_length_reaches_lm_studio_and_is_read_back(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F5: ensure_loaded(context_length=...) loads with ``lms load -c``."""
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            await orch.ensure_loaded(QWEN, context_length=8192)
+        (record,) = sim.state.loads
+        assert record.context_length == 8192
+        (loaded,) = await backend.list_loaded()
+        assert loaded.context_length == 8192
+        with pytest.raises(InvalidRequest, match="context_length"):
+            await orch.ensure_loaded(QWEN, context_length=0)

@@ -305,3 +305,14 @@ async def test_a_prompt_beyond_the_loaded_context_is_a_clear_error_or_warning(
     )
     msg = error(await lm.client.call_tool("chat_completion", {"prompt": "a very long prompt"}))
     assert "the prompt does not fit the context the model is loaded with" in msg
+
+
+async def test_load_model_takes_a_context_length_and_list_models_shows_what_loaded(
+    lm: LMStudio,
+) -> None:
+    """F5: the context reaches LM Studio and the loaded one is read back."""
+    ok(await lm.client.call_tool("load_model", {"model": QWEN, "context_length": 8192}))
+    assert lm.sim.state.loads[-1].context_length == 8192
+    listed = ok(await lm.client.call_tool("list_models", {}))
+    (entry,) = [m for m in listed["models"] if m["key"] == QWEN]
+    assert [i["context_length"] for i in entry["loaded_instances"]] == [8192]
