@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     be read or written, a backend error: exit 1) is one line on stderr, never a
     traceback; anything else is a bug and keeps its traceback.
     """
-    from orchestrator.errors import ConfigError, OrchestratorError
-
     args = _parser().parse_args(argv)
+    from orchestrator import ConfigError, OrchestratorError  # after --help: it stays fast
+
     try:
         code: int = importlib.import_module(args._module).run(args)
     except (OrchestratorError, OSError) as exc:

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
+from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
 from orchestrator.status import ModelStatus
@@ -93,12 +94,19 @@ class Orchestrator:
         return await self._sup.catalog.models(refresh=refresh)
 
     async def ensure_loaded(
-        self, model: str, *, ttl_s: float | None = None, timeout_s: float | None = None
+        self,
+        model: str,
+        *,
+        ttl_s: float | None = None,
+        timeout_s: float | None = None,
+        context_length: int | None = None,
     ) -> ModelStatus:
         """Make ``model`` READY and return its status.
 
         Concurrent calls for one model share one load. ``ttl_s`` sets the idle
-        TTL (clamped to ``max_ttl_s``); the TTL counts from now.
+        TTL (clamped to ``max_ttl_s``); the TTL counts from now. ``context_length``
+        is passed to the backend when this call starts the load; a loaded model
+        keeps its context (unload it first to change it).
 
         Raises:
             InvalidModelName, InvalidRequest: bad arguments; nothing was changed.
@@ -110,7 +118,9 @@ class Orchestrator:
 
         Cancellation: cancelling the caller drops only its wait; the load goes on.
         """
-        _actor, status = await self._ensure(model, lease=False, ttl_s=ttl_s, timeout_s=timeout_s)
+        _actor, status = await self._ensure(
+            model, lease=False, ttl_s=ttl_s, timeout_s=timeout_s, context_length=context_length
+        )
         return status
 
     @asynccontextmanager
@@ -120,13 +130,36 @@ class Orchestrator:
         """Hold ``model`` READY for the block: it is never expired or evicted meanwhile.
 
         The request counts as in flight until the block exits; the idle TTL
-        restarts from then. Raises as :meth:`ensure_loaded`.
+        restarts from then. A backend with its own idle TTL (LM Studio) has it
+        refreshed every half TTL meanwhile, so a long block (an agent run) is not
+        unloaded between its requests. Raises as :meth:`ensure_loaded`.
         """
         actor, status = await self._ensure(model, lease=True, ttl_s=ttl_s, timeout_s=timeout_s)
+        keeping = trio.CancelScope()
         try:
+            info = await self._catalog_entry(status.model)
+            if info is not None:
+                # The backend's own idle TTL runs between our requests (F10). The task
+                # lives in the supervisor's nursery: callers may exit leases out of
+                # nesting order (an AsyncExitStack), which a nursery here would forbid.
+                self._sup.spawn(
+                    keep_alive_while_held,
+                    keeping,
+                    self.backend,
+                    info,
+                    status.identifier,
+                    status.ttl_s,
+                )
             yield Lease(actor, status)
         finally:
+            keeping.cancel()
             actor.post(m.Release())
+
+    async def _catalog_entry(self, model: str) -> ModelInfo | None:
+        try:
+            return next((i for i in await self.catalog() if i.key == model), None)
+        except OrchestratorError:
+            return None  # no keep-alive then; the lease itself still holds
 
     async def unload(self, model: str) -> ModelStatus:
         """Unload ``model`` now and return its status.
@@ -189,9 +222,17 @@ class Orchestrator:
         return float(timeout_s)
 
     async def _ensure(
-        self, model: str, *, lease: bool, ttl_s: float | None, timeout_s: float | None
+        self,
+        model: str,
+        *,
+        lease: bool,
+        ttl_s: float | None,
+        timeout_s: float | None,
+        context_length: int | None = None,
     ) -> tuple[ModelActor, ModelStatus]:
         name = validate_model_name(model)
+        if context_length is not None and context_length < 1:
+            raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
         ttl = self._check_ttl(ttl_s)
         timeout = self._check_timeout(timeout_s)
         started = trio.current_time()
@@ -207,7 +248,13 @@ class Orchestrator:
             remaining = max(0.0, timeout - (trio.current_time() - started))
             status = await self._ask(
                 actor,
-                lambda reply: m.EnsureLoaded(reply=reply, lease=lease, ttl_s=ttl, wait_s=timeout),
+                lambda reply: m.EnsureLoaded(
+                    reply=reply,
+                    lease=lease,
+                    ttl_s=ttl,
+                    wait_s=timeout,
+                    context_length=context_length,
+                ),
                 remaining,
                 lease=lease,
             )

@@ -270,6 +270,9 @@ def _overlay_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         elif key in lmstudio:
             if value:
                 data.setdefault("lmstudio", {})[lmstudio[key]] = value
+        elif key == "LM_API_TOKEN" and value and not env.get("LMSTUDIO_API_TOKEN"):
+            # LM Studio's own name (docs authentication.mdx, lmstudio-js LMStudioClient.ts).
+            data.setdefault("lmstudio", {})["api_token"] = value
         elif key.startswith("LMSORCH_") and not (
             key in _OTHER_NAMES or key.startswith(_OTHER_PREFIXES)
         ):

@@ -51,6 +51,7 @@ class StartLoad(_Effect, frozen=True):
     op: int
     ttl_s: float
     wait_s: float
+    context_length: int | None = None
 
 
 class StartVerify(_Effect, frozen=True):

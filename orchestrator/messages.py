@@ -51,6 +51,8 @@ class EnsureLoaded(_Msg, frozen=True):
     lease: bool = False
     ttl_s: float | None = None
     wait_s: float = 300.0
+    context_length: int | None = None
+    """The context to load with, if this request starts the load (else ignored)."""
 
 
 class Release(_Msg, frozen=True):

@@ -2,7 +2,9 @@
 
 Names reach the ``lms`` CLI as argv items and URLs as path or JSON values, so
 we accept a conservative alphabet and refuse anything that could be read as an
-option, a path escape or a control sequence.
+option, a path escape or a control sequence. ``+`` and parentheses are in it
+because LM Studio keys of user-imported models use them (issue 17, F14);
+argv safety comes from the leading-``-`` rule and argv lists, never a shell.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from orchestrator.errors import InvalidModelName
 __all__ = ["MAX_MODEL_NAME_LENGTH", "validate_model_name"]
 
 MAX_MODEL_NAME_LENGTH = 256
-_ALLOWED = re.compile(r"[A-Za-z0-9._\-/@:]+")
+_ALLOWED = re.compile(r"[A-Za-z0-9._\-/@:+()]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -24,7 +26,7 @@ def validate_model_name(name: object) -> str:
     Raises:
         InvalidModelName: empty or whitespace, over 256 characters, a leading
             ``-``, control characters, a ``..`` segment, or characters outside
-            letters, digits and ``._-/@:``.
+            letters, digits and ``._-/@:+()``.
     """
     if not isinstance(name, str):
         raise InvalidModelName(str(name), f"must be a string, not {type(name).__name__}")
@@ -44,6 +46,6 @@ def validate_model_name(name: object) -> str:
         bad = sorted({ch for ch in name if not _ALLOWED.fullmatch(ch)})
         more = "..." if len(bad) > 8 else ""  # the message stays one short line
         raise InvalidModelName(
-            name, f"contains {''.join(bad[:8])!r}{more}; allowed: letters, digits and ._-/@:"
+            name, f"contains {''.join(bad[:8])!r}{more}; allowed: letters, digits and ._-/@:+()"
         )
     return name

@@ -81,7 +81,10 @@ async def load(on: Operand, effect: StartLoad, started: float) -> m.LoadOk | m.L
             result = "adopted"  # already there (loaded behind our back): no second copy
             return m.LoadOk(op=effect.op, adopted=True)
         await on.retrying(
-            "load", lambda: on.backend.load(model, identifier=model, ttl_s=effect.ttl_s)
+            "load",
+            lambda: on.backend.load(
+                model, identifier=model, ttl_s=effect.ttl_s, context_length=effect.context_length
+            ),
         )
         result = "ok"
         return m.LoadOk(op=effect.op)

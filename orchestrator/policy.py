@@ -40,7 +40,13 @@ from orchestrator.effects import (
     Timer,
     Transitioned,
 )
-from orchestrator.errors import BreakerOpen, CapacityExhausted, ModelBusy, OrchestratorError
+from orchestrator.errors import (
+    BackendUnreachable,
+    BreakerOpen,
+    CapacityExhausted,
+    ModelBusy,
+    OrchestratorError,
+)
 from orchestrator.lifecycle import Input, State, next_state
 from orchestrator.status import ModelStatus
 
@@ -164,8 +170,9 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
                 fx.append(StartVerify(op=core.op))
         case m.LoadFailed():
             if core.state is State.LOADING and msg.op == core.op:
-                # No room is not the model's fault: it never opens the breaker.
-                counts = not isinstance(msg.error, CapacityExhausted)
+                # No room, or no server (DESIGN.md 14: backend health is not a
+                # model's failure), is not the model's fault: never opens the breaker.
+                counts = not isinstance(msg.error, CapacityExhausted | BackendUnreachable)
                 core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:
@@ -262,7 +269,9 @@ def _ensure_loaded(core: Core, msg: m.EnsureLoaded, now: float, fx: list[Effect]
 def _start_load(core: Core, now: float, fx: list[Effect]) -> Core:
     core = _fire(core, Input.REQUESTED, fx, op=core.op + 1)
     wait_s = max(w.wait_s for w in core.waiters)
-    fx.append(StartLoad(op=core.op, ttl_s=core.ttl_s, wait_s=wait_s))
+    # The first waiter that names a context length sets it (issue 17, F5).
+    context = next((w.context_length for w in core.waiters if w.context_length), None)
+    fx.append(StartLoad(op=core.op, ttl_s=core.ttl_s, wait_s=wait_s, context_length=context))
     return core
 
 

@@ -8,7 +8,7 @@ backend still holds it. A crash never cancels another model's actor.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -108,6 +108,10 @@ class Supervisor:
             finally:
                 del self._starting[model]
                 starting.done.set()
+
+    def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in the supervisor's nursery (cancelled at shutdown)."""
+        self._nursery.start_soon(fn, *args)
 
     async def _start(self, model: str, size_bytes: int | None) -> ModelActor:
         if self._closed:

@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         figures = trio.run(_demo, args, timeline)
     except Exception as exc:  # noqa: BLE001 (the demo reports any failure in one line)
-        import traceback; traceback.print_exception(exc)
+        print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     figures["total_s"] = round(timeline.elapsed(), 2)
     figures["transitions"] = len(timeline.events)

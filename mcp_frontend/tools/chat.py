@@ -20,7 +20,7 @@ from mcp_frontend.tools.io_types import ChatOut, ResponseFormatIn, usage_out
 from orchestrator import InferenceTarget
 from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
 
-__all__ = ["chat_out", "response_format", "split_reasoning"]
+__all__ = ["chat_out", "empty_answer_warning", "response_format", "split_reasoning"]
 
 # Models whose reasoning the server does not parse put it inline, first, in <think> tags.
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
@@ -88,4 +88,30 @@ def chat_out(
         usage=usage_out(answer.usage),
         parsed=parsed,
         schema_errors=errors,
+        warning=empty_answer_warning(content, answer.finish_reason == "length", reasoning),
+    )
+
+
+def empty_answer_warning(answer: str, limit_reached: bool, reasoning: str | None) -> str | None:
+    """Say why an answer is empty, when LM Studio is known to answer so.
+
+    Reasoning models can spend all of ``max_tokens`` thinking and answer with
+    empty content (LM Studio BT#1990 on 0.4.15; BT#2284 on 0.4.21, where even the
+    reasoning can be empty). A prompt longer than the loaded context can come back
+    as a well-formed answer with no content at all (BT#2339, llama.cpp engine).
+    """
+    if answer.strip():
+        return None
+    if limit_reached:
+        return (
+            "the token limit ran out before the model wrote any answer (reasoning models can "
+            "spend it all thinking): raise max_tokens, or switch reasoning off "
+            "(create_response with reasoning_effort 'off')"
+        )
+    if reasoning:
+        return None
+    return (
+        "the model returned nothing; LM Studio answers so when the prompt does not fit the "
+        "context the model is loaded with (list_models shows it per instance): shorten the "
+        "prompt, or load the model with a longer context"
     )

@@ -56,6 +56,9 @@ __all__ = [
 
 T = TypeVar("T")
 
+_EFFORT = {"off": "none"}
+"""Our reasoning setting -> the Responses API ``reasoning.effort`` LM Studio honours."""
+
 ModelOpt = Annotated[
     str | None, Field(description="Model key; omitted means the configured default model.")
 ]
@@ -168,12 +171,14 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         temperature: Temperature = None,
         max_tokens: MaxTokens = None,
         response_format: ResponseFormatIn | None = None,
+        reasoning_effort: Literal["low", "medium", "high"] | None = None,
     ) -> ChatOut:
         """Ask a local model: one prompt or a conversation, with an optional system prompt.
 
         With response_format {type: json_schema, json_schema: {name, schema}} the answer
         is constrained to the schema (checked first), decoded into 'parsed', and checked
-        against it ('schema_errors'). Reasoning comes back apart from the answer.
+        against it ('schema_errors'). Reasoning comes back apart from the answer. To switch
+        reasoning off use create_response (LM Studio ignores "off" on chat completions).
         """
         check_prompt_size(deps, prompt, system_prompt, *(m["content"] for m in messages or []))
         fmt, schema = chat.response_format(response_format, deps.settings)
@@ -182,6 +187,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             temperature=temperature,
             max_tokens=max_tokens,
             response_format=fmt,
+            reasoning_effort=reasoning_effort,
         )
         name = await resolve_model(deps, model)
         call = functools.partial(deps.inference.get().chat, request=request)
@@ -221,21 +227,25 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         previous_response_id: ResponseId = None,
         instructions: str | None = None,
         model: ModelOpt = None,
-        reasoning_effort: Literal["low", "medium", "high"] | None = None,
+        reasoning_effort: Literal["off", "low", "medium", "high"] | None = None,
         max_output_tokens: MaxTokens = None,
         temperature: Temperature = None,
     ) -> ResponseOut:
         """Answer through the Responses API, keeping the conversation on the server.
 
         Pass the returned id as previous_response_id to continue the conversation.
-        Reasoning, when the model produces it, is returned apart from output_text.
+        Reasoning, when the model produces it, is returned apart from output_text;
+        reasoning_effort 'off' switches it off where the model allows.
         """
         check_prompt_size(deps, input_text, instructions)
         request = ResponsesRequest(
             input=input_text,
             instructions=instructions,
             previous_response_id=previous_response_id,
-            reasoning=ReasoningParams(effort=reasoning_effort) if reasoning_effort else None,
+            # LM Studio honours effort "none" here, not "off" (BT#988 comment, 2026-08).
+            reasoning=ReasoningParams(effort=_EFFORT.get(reasoning_effort, reasoning_effort))
+            if reasoning_effort
+            else None,
             max_output_tokens=max_output_tokens,
             temperature=temperature,
         )
@@ -251,6 +261,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             status=answer.status,
             previous_response_id=answer.previous_response_id or previous_response_id,
             usage=response_usage_out(answer.usage),
+            warning=chat.empty_answer_warning(
+                answer.output_text, answer.status == "incomplete", answer.reasoning_text
+            ),
         )
 
     @mcp.tool(title="Embeddings", annotations=INFERENCE)

@@ -12,7 +12,7 @@ from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-from orchestrator import ModelInfo, ModelStatus
+from orchestrator import LoadedModel, ModelInfo, ModelStatus
 from orchestrator.inference import ResponseUsage, Usage
 
 __all__ = [
@@ -96,6 +96,16 @@ class LoadOut(TypedDict):
     waited_s: float
 
 
+class LoadedInstanceOut(TypedDict):
+    """One loaded instance of a model, as the backend reports it."""
+
+    identifier: str
+    context_length: int | None
+    """The context it was really loaded with (LM Studio may fit it below what was asked)."""
+    device: str | None
+    """The LM Link device holding it; null is the backend's own machine."""
+
+
 class ModelEntryOut(TypedDict):
     """A model the backend offers, with what we know of it."""
 
@@ -105,6 +115,7 @@ class ModelEntryOut(TypedDict):
     max_context_length: int | None
     capabilities: list[str]
     loaded_identifiers: list[str]
+    loaded_instances: list[LoadedInstanceOut]
     state: str | None
     """Our lifecycle state; null when this server has not managed the model yet."""
     unusable: str | None
@@ -170,6 +181,8 @@ class ChatOut(TypedDict):
     """The answer decoded as JSON, when a ``json_schema`` response format was asked for."""
     schema_errors: list[str]
     """Where the decoded answer breaks the schema (empty when it conforms)."""
+    warning: str | None
+    """Set when the token limit ran out before any answer (reasoning used it all)."""
 
 
 class TextOut(TypedDict):
@@ -193,6 +206,8 @@ class ResponseOut(TypedDict):
     status: str | None
     previous_response_id: str | None
     usage: ResponseUsageOut | None
+    warning: str | None
+    """Set when the token limit ran out before any answer (reasoning used it all)."""
 
 
 class EmbeddingsOut(TypedDict):
@@ -254,15 +269,22 @@ def status_out(s: ModelStatus) -> ModelStatusOut:
     )
 
 
-def entry_out(info: ModelInfo, identifiers: list[str], state: str | None) -> ModelEntryOut:
+def entry_out(info: ModelInfo, loaded: list[LoadedModel], state: str | None) -> ModelEntryOut:
     """Convert a catalogue entry, with its loaded instances and our state."""
+    instances = sorted(loaded, key=lambda m: m.identifier)
     return ModelEntryOut(
         key=info.key,
         type=info.type,
         size_bytes=info.size_bytes,
         max_context_length=info.max_context_length,
         capabilities=list(info.capabilities),
-        loaded_identifiers=identifiers,
+        loaded_identifiers=[m.identifier for m in instances],
+        loaded_instances=[
+            LoadedInstanceOut(
+                identifier=m.identifier, context_length=m.context_length, device=m.device
+            )
+            for m in instances
+        ],
         state=state,
         unusable=info.problem,
     )

@@ -22,7 +22,7 @@ from mcp_frontend.tools.io_types import (
     status_out,
 )
 from mcp_frontend.tools.progress import model_progress
-from orchestrator import OrchestratorError, State, UnknownModel
+from orchestrator import LoadedModel, OrchestratorError, State, UnknownModel
 
 __all__ = ["model_list", "register", "status_list"]
 
@@ -73,12 +73,15 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         ttl_s: Seconds = None,
         keep_loaded: bool | None = None,
         timeout_s: Seconds = None,
+        context_length: Annotated[int | None, Field(ge=1)] = None,
     ) -> LoadOut:
         """Load a model (or join its load in progress) and wait until it is READY.
 
         The idle TTL is ``ttl_s`` if given (capped at the configured maximum); else
         keep_loaded=true asks for the longest TTL allowed and keep_loaded=false for the
-        short temporary one; else the default. Waits report progress.
+        short temporary one; else the default. context_length applies when this call
+        loads the model (LM Studio may fit it lower: list_models shows what it loaded).
+        Waits report progress.
         """
         if ttl_s is not None and keep_loaded is not None:
             raise ToolError("give ttl_s or keep_loaded, not both")
@@ -89,7 +92,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         interval_s = deps.settings.progress_interval_s
         with tool_errors():
             async with model_progress(ctx, orch, model, interval_s=interval_s):
-                status = await orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s)
+                status = await orch.ensure_loaded(
+                    model, ttl_s=ttl_s, timeout_s=timeout_s, context_length=context_length
+                )
         return LoadOut(
             status=status_out(status),
             was_ready=before is not None and before.state is State.READY,
@@ -145,11 +150,11 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
     orch, config = deps.orch, deps.orch.config
     with tool_errors():
         catalog = await orch.catalog(refresh=refresh)
-    loaded: dict[str, list[str]] = {}
+    loaded: dict[str, list[LoadedModel]] = {}
     loaded_error = None
     try:
         for inst in await orch.backend.list_loaded():
-            loaded.setdefault(inst.key, []).append(inst.identifier)
+            loaded.setdefault(inst.key, []).append(inst)
     except OrchestratorError as exc:
         loaded_error = message_for(exc)
     states = {s.model: s.state.value for s in orch.status()}
@@ -158,7 +163,7 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
         default_model=config.default_model,
         default_embedding_model=config.default_embedding_model,
         models=[
-            entry_out(m, sorted(loaded.get(m.key, [])), states.get(m.key))
+            entry_out(m, loaded.get(m.key, []), states.get(m.key))
             for m in catalog
             if kind is None or m.type == kind
         ],

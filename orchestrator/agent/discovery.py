@@ -5,7 +5,7 @@ Where the file is looked up, first match wins:
 1. ``AgentSettings.mcp_config`` (``LMSORCH_AGENT_MCP_CONFIG``): an explicit file;
    if it does not exist that is an error, never a silent fallback.
 2. ``./.mcp.json`` in the current directory (Claude Code's project file).
-3. ``~/.lmstudio/mcp.json`` (LM Studio's file).
+3. ``mcp.json`` in LM Studio's home (:mod:`orchestrator.backends.lmstudio_home`).
 
 When none exists the registry is empty and using a server says where it looked.
 
@@ -17,20 +17,19 @@ The format is Claude Code's and LM Studio's::
                    "headers": {"Authorization": "Bearer ${TOKEN}"}}}}
 
 The top-level key may also be ``servers`` (VS Code's spelling). ``type`` may be
-``stdio``, ``http`` or ``streamable-http`` (both HTTP spellings are
-the streamable HTTP transport); without it, ``command`` means stdio and ``url``
-means HTTP. ``${VAR}`` and ``${VAR:-default}`` are expanded in ``command``,
-``args``, ``env``, ``cwd``, ``url`` and ``headers`` from the environment (the
-default applies when the variable is unset or empty); an undefined variable
-without a default makes that entry unusable, with an error naming the server
-and the variable. A relative ``cwd`` is relative to the file's directory.
+``stdio``, ``http`` or ``streamable-http`` (both the streamable HTTP transport);
+without it, ``command`` means stdio and ``url`` means HTTP. ``${VAR}`` and
+``${VAR:-default}`` are expanded in ``command``, ``args``, ``env``, ``cwd``,
+``url`` and ``headers`` from the environment (the default applies when the
+variable is unset or empty); an undefined variable without a default makes that
+entry unusable, with an error naming the server and the variable. A relative
+``cwd`` is relative to the file's directory.
 
-An entry that runs this orchestrator itself (``lmsorch``, ``python -m
-mcp_frontend``) is never offered: an agent must not spawn the server it runs in.
-An entry with ``"disabled": true`` is never offered either (and its
-variables are not expanded). The allow-list and deny-list of
-:class:`AgentSettings` apply by name, deny winning. The file is re-read
-whenever its modification time or size changes.
+An entry that runs this orchestrator itself (``lmsorch``, ``python -m mcp_frontend``)
+is never offered: an agent must not spawn the server it runs in. An entry with
+``"disabled": true`` is never offered either (and its variables are not expanded).
+The allow-list and deny-list of :class:`AgentSettings` apply by name, deny
+winning. The file is re-read whenever its modification time or size changes.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ import msgspec
 
 from orchestrator.agent.errors import McpConfigError, UnknownMcpServer
 from orchestrator.agent.settings import AgentSettings
+from orchestrator.backends.lmstudio_home import lmstudio_home
 from orchestrator.errors import excerpt
 from orchestrator.identity import SERVER_NAME
 
@@ -78,6 +78,7 @@ class ServerSpec(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = {}
     shown_args: tuple[str, ...] | None = None
     shown_url: str | None = None
+    oauth: bool = False  # LM Studio's "auth" object: LM Studio holds the OAuth token, not us
 
     def __repr__(self) -> str:
         return f"ServerSpec({self.public()!r})"
@@ -96,6 +97,8 @@ class ServerSpec(msgspec.Struct, frozen=True, kw_only=True):
             out["url"] = _public_url(self.shown_url or self.url or "")
             if self.headers:
                 out["headers"] = sorted(self.headers)
+            if self.oauth:
+                out["auth"] = "OAuth, managed by LM Studio"
         return out
 
 
@@ -199,6 +202,7 @@ def parse_entry(name: str, entry: Any, *, path: Path, environ: Mapping[str, str]
                 k: expand_vars(v, environ, server=name, field=f"headers.{k}")
                 for k, v in headers.items()
             },
+            oauth=isinstance(entry.get("auth"), dict),
         )
     command = entry.get("command")
     if not isinstance(command, str) or not command.strip():
@@ -268,7 +272,7 @@ class McpRegistry:
             return (Path(self._settings.mcp_config).expanduser(),)
         cwd = self._cwd or Path.cwd()
         home = self._home or Path.home()
-        return (cwd / ".mcp.json", home / ".lmstudio" / "mcp.json")
+        return (cwd / ".mcp.json", lmstudio_home(home) / "mcp.json")
 
     @property
     def source(self) -> Path | None:

@@ -300,9 +300,7 @@ async def _connect(
 
         async def note_status(response: httpx2.Response) -> None:
             if response.status_code >= 400:
-                hint = (
-                    " - check the headers in mcp.json" if response.status_code in (401, 403) else ""
-                )
+                hint = _auth_hint(spec) if response.status_code in (401, 403) else ""
                 http_errors.append(f"HTTP {response.status_code}{hint}")
 
         async with create_mcp_http_client(headers=dict(spec.headers)) as http:
@@ -322,3 +320,15 @@ async def _connect(
                         closing.deadline = trio.current_time() + HTTP_CLOSE_TIMEOUT_S
             if closing.cancelled_caught and failure is not None:
                 raise failure  # the cut-short close must not swallow the block's own error
+
+
+def _auth_hint(spec: ServerSpec) -> str:
+    # LM Studio keeps the OAuth tokens of the servers it signs in to (an "auth" object,
+    # or a url-only entry: docs 4_integrations/1_mcp-remote); they are not in mcp.json.
+    if spec.oauth or not spec.headers:
+        return (
+            " - the server wants credentials the entry does not carry; if LM Studio signs in"
+            " to it for you (OAuth), LM Studio keeps that token and this agent cannot use it:"
+            " add an Authorization header to the entry, or use the server from LM Studio"
+        )
+    return " - check the headers in mcp.json"

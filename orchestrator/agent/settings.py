@@ -34,7 +34,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     Attributes:
         mcp_config: an explicit ``mcp.json`` path (``~`` is expanded). When unset
-            the registry uses ``./.mcp.json``, else LM Studio's ``~/.lmstudio/mcp.json``.
+            the registry uses ``./.mcp.json``, else ``mcp.json`` in LM Studio's home.
         allow: server names agents may use; empty allows every configured server.
         deny: server names agents may never use; wins over ``allow``.
         roots: directories that working directories and file-path arguments must

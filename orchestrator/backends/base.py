@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["Backend", "BackendHealth", "LoadedModel", "ModelInfo"]
+__all__ = ["Backend", "BackendHealth", "KeepsAlive", "LoadedModel", "ModelInfo"]
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,12 +49,17 @@ class LoadedModel(msgspec.Struct, frozen=True, kw_only=True):
         key: the model key it was loaded from.
         ttl_s: the backend's idle TTL for it, when known.
         status: ``"loaded"`` or ``"loading"`` (backends that report progress).
+        context_length: the context it was really loaded with, when the backend
+            says (LM Studio may fit it below what was asked).
+        device: the LM Link device holding it; ``None`` is this machine.
     """
 
     identifier: str
     key: str
     ttl_s: float | None = None
     status: str = "loaded"
+    context_length: int | None = None
+    device: str | None = None
 
 
 class BackendHealth(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,4 +136,19 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release the backend's own resources (HTTP pools, worker processes)."""
+        ...
+
+
+@runtime_checkable
+class KeepsAlive(Protocol):
+    """A backend whose own idle TTL runs between requests, which a lease must refresh.
+
+    LM Studio's idle timer "resets every time the model receives a request" and
+    knows nothing of our leases (docs ``0_core/ttl-and-auto-evict.md``), so a
+    lease longer than the TTL (an agent run with slow tool calls) would see the
+    model unloaded between its requests (issue 17, F10).
+    """
+
+    async def keep_alive(self, info: ModelInfo, identifier: str, ttl_s: float) -> None:
+        """Reset the backend's idle timer of ``identifier``; failures are not raised."""
         ...

@@ -12,6 +12,7 @@ no answer within the deadline                 ``BackendTimeout`` (transient)
 HTTP 5xx                                      ``BackendServerError`` (transient)
 HTTP 401/403, ``invalid_api_key``             ``BackendAuthError``
 "insufficient system resources" (guardrail)   ``BackendRejected``, message kept
+context overflow (400, or 200 with ``error``)  ``BackendRejected`` saying what to do
 unknown / not-loaded model, "Model unloaded"  ``ModelNotLoaded`` (callers may refine)
 "Unexpected endpoint or method", 404 route    ``EndpointNotSupported``
 any other 4xx, or **200 with an ``error``**   ``BackendRejected``, message kept
@@ -31,7 +32,7 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar, assert_never
 
 import httpx
 import msgspec
@@ -76,8 +77,9 @@ MESSAGE_LIMIT: Final = 1000
 """LM Studio's own messages (the guardrail one is ~330 chars) are kept up to this."""
 
 _AUTH_HINT: Final = (
-    "set LMSTUDIO_API_TOKEN to a token from LM Studio "
-    "(Developer → Server Settings → Require Authentication / Manage Tokens)"
+    "set LMSTUDIO_API_TOKEN (or LM Studio's LM_API_TOKEN) to a token from LM Studio "
+    "(Developer → Server Settings → Require Authentication / Manage Tokens); "
+    "a valid token can still lack the permission this operation needs"
 )
 
 
@@ -115,12 +117,22 @@ class ErrorKind(enum.Enum):
     NO_MODEL_LOADED = "no_model_loaded"
     MODEL_UNLOADED = "model_unloaded"
     GUARDRAIL = "guardrail"
+    CONTEXT_OVERFLOW = "context_overflow"
     UNSUPPORTED_ROUTE = "unsupported_route"
     REJECTED = "rejected"
 
 
 _MODEL_NOT_FOUND = re.compile(r"invalid model identifier|\bmodel\b[^.\n]{0,300}\bnot found\b")
 _MODEL_UNLOADED = re.compile(r"\bmodel (?:is |was |has been )?unloaded\b")
+# LM Studio's overflow texts: llama.cpp engine "Trying to keep the first N tokens when
+# context the overflows. However, the model is loaded with context length of only M
+# tokens ..." (BT#546, BT#237; HTTP 400, or 200 with an error on 0.4.21: BT#2322);
+# MLX engine "Context size has been exceeded" (BT#2339).
+_CONTEXT_OVERFLOW = re.compile(r"when context the overflows|context size has been exceeded")
+_OVERFLOW_HINT: Final = (
+    "the prompt does not fit the context the model is loaded with (list_models shows it "
+    "per instance): shorten the prompt, or load the model with a longer context"
+)
 
 
 def classify(error: ServerAnswerError) -> ErrorKind:
@@ -132,6 +144,8 @@ def classify(error: ServerAnswerError) -> ErrorKind:
     if "insufficient system resources" in text:
         # Checked before 5xx: a guardrail refusal is permanent whatever the status.
         return ErrorKind.GUARDRAIL
+    if _CONTEXT_OVERFLOW.search(text):
+        return ErrorKind.CONTEXT_OVERFLOW
     if "unexpected endpoint or method" in text:
         return ErrorKind.UNSUPPORTED_ROUTE
     if "model_not_found" in codes or _MODEL_NOT_FOUND.search(text):
@@ -171,8 +185,12 @@ def error_for(error: ServerAnswerError, *, what: str, token_sent: bool) -> Backe
             return ModelNotLoaded(said)
         case ErrorKind.UNSUPPORTED_ROUTE:
             return EndpointNotSupported(f"{said} (this LM Studio version does not offer it)")
+        case ErrorKind.CONTEXT_OVERFLOW:
+            return BackendRejected(f"{_OVERFLOW_HINT} ({said}, HTTP {error.status})")
         case ErrorKind.GUARDRAIL | ErrorKind.REJECTED:
             return BackendRejected(f"{said} (HTTP {error.status})")
+        case _ as unreachable:
+            assert_never(unreachable)
 
 
 _NOT_JSON: Final = object()

@@ -28,7 +28,6 @@ bearer header and never logged or shown in ``repr``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 import msgspec
@@ -36,8 +35,8 @@ import structlog
 import trio
 
 from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
-from orchestrator.backends.http_errors import EndpointNotSupported
-from orchestrator.backends.lmstudio_cli import LmsCli, resolve_cli
+from orchestrator.backends.lmstudio_cli import LmsCli, cli_route, resolve_cli
+from orchestrator.backends.lmstudio_load import load_jit, load_rest_v1
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
@@ -50,15 +49,16 @@ from orchestrator.backends.lmstudio_support import (
 from orchestrator.backends.lmstudio_wire import (
     OpenAIModelList,
     V0ModelList,
-    V1LoadResult,
     V1ModelList,
     V1UnloadResult,
+    local_first,
 )
 from orchestrator.config import LMStudioSettings
 from orchestrator.errors import (
     BackendAuthError,
     BackendError,
     BackendRejected,
+    BackendTimeout,
     InvalidRequest,
     ModelNotLoaded,
     OrchestratorError,
@@ -99,16 +99,12 @@ class LMStudioBackend:
     ) -> None:
         self._settings = settings or LMStudioSettings()
         self._root = normalize_base_url(self._settings.base_url)
-        self._rest = LMStudioRest(
-            self._root, self._settings, http=http, on_unsupported=self._forget_api_level
-        )
+        self._rest = LMStudioRest(self._root, self._settings, http=http)
         self._allow_untimed_rest_load = allow_untimed_rest_load
-        self._api_level: ApiLevel | None = None
-        self._probe_lock = trio.Lock()
-        self._probes_done = 0
-        self._probe_error: OrchestratorError | None = None
         self._lms: LmsCli | None = None
         self._lms_resolved = False
+        self._lms_route = ""
+        self._server_version: str | None = None
 
     def __repr__(self) -> str:
         token = "<set>" if self._settings.api_token else None
@@ -138,12 +134,26 @@ class LMStudioBackend:
     def cli(self) -> LmsCli | None:
         """Return the ``lms`` runner, or ``None`` when no executable was found (cached)."""
         if not self._lms_resolved:
-            path = resolve_cli(self._settings.lms_cli)
-            self._lms = LmsCli(path, self._root) if path else None
+            host_args, self._lms_route = cli_route(self._root, token=bool(self._settings.api_token))
+            path = resolve_cli(self._settings.lms_cli) if host_args is not None else None
+            self._lms = LmsCli(path, host_args) if path and host_args is not None else None
             self._lms_resolved = True
-            if path is None and self._settings.lms_cli:
+            if host_args is None:
+                _log.info("lms_cli_not_used", reason=self._lms_route)
+            elif path is None and self._settings.lms_cli:
                 _log.warning("lms_cli_not_found", configured=self._settings.lms_cli)
         return self._lms
+
+    def load_route(self) -> str:
+        """Say how loads reach LM Studio (``lms`` and how, or why not), for ``health_check``."""
+        lms = self.cli()
+        if lms is not None:
+            return f"loads via {self._lms_route} ({lms.path})"
+        fallback = "REST v1 (no TTL)" if self._allow_untimed_rest_load else "JIT loads with ttl"
+        route = self._lms_route
+        reason = route if route.startswith("lms not used") else "lms CLI not found"
+        token = ", token sent" if self._settings.api_token else ""
+        return f"loads via {fallback}{token}: {reason}"
 
     async def api_level(self) -> ApiLevel:
         """Return which REST API the server offers, probing it once.
@@ -151,39 +161,7 @@ class LMStudioBackend:
         Raises:
             BackendError: the server could not be probed (not cached; tried again next time).
         """
-        if self._api_level is None:
-            asked = self._probes_done
-            async with self._probe_lock:
-                if self._api_level is None:
-                    if self._probes_done != asked and self._probe_error is not None:
-                        # The probe we queued behind just failed: share its answer rather
-                        # than wait as long again (a silent server would double the wait).
-                        raise self._probe_error
-                    try:
-                        self._api_level = await self._detect_api()
-                    except OrchestratorError as exc:
-                        self._probe_error = exc
-                        raise
-                    finally:
-                        self._probes_done += 1
-                    _log.info("lmstudio_api", base_url=self._root, api_level=self._api_level.value)
-        return self._api_level
-
-    def _forget_api_level(self) -> None:
-        # A route vanished: the server may have been replaced; probe again next time.
-        self._api_level = None
-
-    async def _detect_api(self) -> ApiLevel:
-        try:
-            await self._rest.get("/api/v1/models", V1ModelList)
-            return ApiLevel.REST_V1
-        except EndpointNotSupported:
-            pass
-        try:
-            await self._rest.get("/api/v0/models", V0ModelList)
-            return ApiLevel.REST_V0
-        except EndpointNotSupported:
-            return ApiLevel.OPENAI_ONLY
+        return await self._rest.api_level()
 
     # -- Backend protocol --
 
@@ -191,12 +169,12 @@ class LMStudioBackend:
         """Return every model LM Studio can load."""
         lms, prefer = self.cli(), self._settings.prefer_cli
         if lms and prefer:
-            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+            return local_first(await lms.ls(timeout_s=self._settings.cli_timeout_s))
         level = await self.api_level()
         if level is ApiLevel.REST_V1:
             return [m.info() for m in (await self._rest.get("/api/v1/models", V1ModelList)).models]
         if lms:
-            return [m.info() for m in await lms.ls(timeout_s=self._settings.cli_timeout_s)]
+            return local_first(await lms.ls(timeout_s=self._settings.cli_timeout_s))
         if level is ApiLevel.REST_V0:
             return (await self._rest.get("/api/v0/models", V0ModelList)).available()
         openai = await self._rest.get("/v1/models", OpenAIModelList)
@@ -235,7 +213,8 @@ class LMStudioBackend:
 
         Raises:
             InvalidModelName: ``key`` or ``identifier`` is not a valid name.
-            InvalidRequest: ``ttl_s`` or ``context_length`` is out of range.
+            InvalidRequest: ``ttl_s`` or ``context_length`` is out of range, or
+                ``key`` is a ``key@variant`` (the message names the key to load).
             UnknownModel: LM Studio does not offer ``key``; ``available`` lists what it does.
             BackendRejected: LM Studio refused (e.g. the memory guardrail), or no
                 route can load with a TTL here (the message says what to install).
@@ -248,10 +227,8 @@ class LMStudioBackend:
             raise InvalidRequest(f"context_length must be at least 1, got {context_length}")
         catalog = await self.list_available()
         info = find_model(catalog, key)
-        if info is None:
-            # lms fuzzy-matches keys: an unknown one could silently load another model.
-            raise UnknownModel(key, [m.key for m in catalog])
         lms = self.cli()
+        timeout = self._settings.load_timeout_s
         log = _log.bind(model=key, identifier=identifier, ttl_s=ttl)
         if lms is not None:
             log.info("lmstudio_load", via="lms")
@@ -261,16 +238,27 @@ class LMStudioBackend:
                     identifier=identifier,
                     ttl_s=ttl,
                     context_length=context_length,
-                    timeout_s=self._settings.load_timeout_s,
+                    timeout_s=timeout,
                 )
             except ModelNotLoaded as exc:
                 raise UnknownModel(key, [m.key for m in catalog]) from exc
+            except (BackendTimeout, trio.Cancelled):
+                # lms got SIGINT, which cancels the load inside LM Studio; one that
+                # completed anyway must not stay loaded under our identifier.
+                with trio.CancelScope(shield=True):
+                    await self._drop_stray(identifier)
+                raise
+            if context_length is not None:
+                await self._warn_if_fitted(identifier, context_length)
         elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
             log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
-            await self._load_rest_v1(key, identifier, context_length, catalog)
+            await load_rest_v1(
+                self._rest, key, identifier, context_length, catalog, self.unload, timeout
+            )
         else:
             log.info("lmstudio_load", via="jit")
-            await self._load_jit(info, identifier, ttl, context_length)
+            level = await self.api_level()
+            await load_jit(self._rest, level, info, identifier, ttl, context_length, timeout)
 
     async def unload(self, identifier: str) -> None:
         """Unload instance ``identifier``; an absent one is not an error."""
@@ -323,69 +311,67 @@ class LMStudioBackend:
             facts.append(f"API {(await self.api_level()).value}")
         except OrchestratorError as exc:
             facts.append(f"API unknown ({exc})")
-        lms = self.cli()
-        facts.append(f"lms CLI {lms.path}" if lms else "lms CLI not found")
-        return BackendHealth(reachable=True, backend=self.name, detail="; ".join(facts))
+        facts.append(self.load_route())
+        return BackendHealth(
+            reachable=True,
+            backend=self.name,
+            version=await self._version(),
+            detail="; ".join(facts),
+        )
+
+    async def keep_alive(self, info: ModelInfo, identifier: str, ttl_s: float) -> None:
+        """Reset LM Studio's idle timer of ``identifier`` with a one-token request.
+
+        LM Studio's idle timer resets on every request to the model (docs
+        ``0_core/ttl-and-auto-evict.md``); the request carries our TTL so that, if
+        LM Studio had unloaded it already, the JIT load it triggers expires too.
+        Failures are logged, not raised: the lease's own next request finds them.
+        """
+        target = msgspec.structs.replace(info, key=identifier)
+        path, payload = jit_request(target, ttl_seconds(ttl_s))
+        try:
+            await self._rest.call(
+                "POST", path, msgspec.json.encode(payload), self._settings.http_timeout_s
+            )
+        except OrchestratorError as exc:
+            _log.info("lmstudio_keep_alive_failed", identifier=identifier, error=str(exc))
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (only if this backend created it)."""
         await self._rest.aclose()
 
-    # -- load paths --
-
-    async def _load_jit(
-        self, info: ModelInfo, identifier: str, ttl: int, context_length: int | None
-    ) -> None:
-        # A JIT load names the instance after the key and ignores any context length.
-        level = await self.api_level()
-        if level is ApiLevel.OPENAI_ONLY:
-            raise BackendRejected(
-                f"cannot load {info.key!r} with a TTL: the lms CLI was not found and "
-                f"LM Studio at {self._root} is too old to JIT-load with a TTL; {INSTALL_HINT}"
-            )
-        if identifier != info.key:
-            raise BackendRejected(
-                f"cannot load {info.key!r} as {identifier!r}: without the lms CLI LM Studio "
-                f"names a JIT-loaded instance after its model key; {INSTALL_HINT}"
-            )
-        if context_length is not None:
-            _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
-        path, payload = jit_request(info, ttl)
-        try:
-            await self._rest.call(
-                "POST", path, msgspec.json.encode(payload), self._settings.load_timeout_s
-            )
-        except ModelNotLoaded as exc:
-            raise BackendRejected(
-                f"LM Studio did not load {info.key!r} on demand ({exc}); Just-in-Time model "
-                f"loading is probably off. Enable it in LM Studio's server settings, or "
-                f"{INSTALL_HINT}"
-            ) from exc
-
-    async def _load_rest_v1(
-        self, key: str, identifier: str, context_length: int | None, catalog: list[ModelInfo]
-    ) -> None:
-        payload: dict[str, Any] = {"model": key}
-        if context_length is not None:
-            payload["context_length"] = context_length
-        try:
-            result = await self._rest.post(
-                "/api/v1/models/load",
-                V1LoadResult,
-                body=msgspec.json.encode(payload),
-                timeout_s=self._settings.load_timeout_s,
-            )
-        except ModelNotLoaded as exc:
-            raise UnknownModel(key, [m.key for m in catalog]) from exc
-        if result.instance_id != identifier:
-            # LM Studio picked another name (e.g. "key:2"); do not leave it behind.
-            await self.unload(result.instance_id)
-            raise BackendRejected(
-                f"LM Studio loaded {key!r} as {result.instance_id!r}, not {identifier!r} "
-                f"(REST v1 loads cannot choose the identifier); {INSTALL_HINT}"
-            )
-
     # -- helpers --
+
+    async def _warn_if_fitted(self, identifier: str, asked: int) -> None:
+        # LM Studio 0.4.12+ fits context to memory and may load less than asked,
+        # without an error (BT#1902, BT#2174); the loaded context is in lms ps.
+        got = next((m for m in await self.list_loaded() if m.identifier == identifier), None)
+        if got is not None and got.context_length is not None and got.context_length < asked:
+            _log.warning(
+                "lmstudio_context_fitted_down",
+                identifier=identifier,
+                asked=asked,
+                loaded=got.context_length,
+            )
+
+    async def _version(self) -> str | None:
+        # Only the local lms client can ask (lms daemon status); cached once known.
+        lms = self.cli()
+        if self._server_version is None and lms is not None and lms.local:
+            timeout = min(self._settings.cli_timeout_s, _GREETING_TIMEOUT_S)
+            try:
+                self._server_version = await lms.server_version(timeout_s=timeout)
+            except OrchestratorError as exc:
+                _log.debug("lmstudio_version_unknown", error=str(exc))
+        return self._server_version
+
+    async def _drop_stray(self, identifier: str) -> None:
+        with trio.move_on_after(self._settings.cli_timeout_s):
+            try:
+                if await self._is_loaded(identifier):
+                    await self.unload(identifier)
+            except OrchestratorError as exc:
+                _log.warning("lmstudio_stray_not_unloaded", identifier=identifier, error=str(exc))
 
     async def _is_loaded(self, identifier: str) -> bool:
         return any(m.identifier == identifier for m in await self.list_loaded())

@@ -2,62 +2,58 @@
 
 Every call runs ``lms`` with an argv list (never a shell), stdin closed (an
 interactive picker fails instead of waiting for a keypress), and a deadline;
-a CLI that outlives it is terminated, then killed, and reaped, so no process
-is left behind. Output is read concurrently and bounded, because ``lms``
+a CLI that outlives it is interrupted (SIGINT), terminated, then killed, and
+reaped, so no process is left behind. Output is read concurrently and bounded, because ``lms``
 prints progress to stderr and JSON to stdout and either can be large.
 
 ``lms`` writes messages to stderr and exits 1 on most failures; ``lms unload``
 of an unknown identifier exits 0 (``reference/lmstudio-api.md`` §6.2), so
-callers that care verify with ``ps`` afterwards.
+callers that care verify with ``ps`` afterwards. What ``lms`` prints is parsed
+in :mod:`orchestrator.backends.lmstudio_cli_text`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
 import structlog
 import trio
 
-from orchestrator.backends.http_errors import MESSAGE_LIMIT, convert
-from orchestrator.backends.lmstudio_wire import CliInstance, CliModel
-from orchestrator.errors import (
-    BackendError,
-    BackendProtocolError,
-    BackendRejected,
-    BackendTimeout,
-    BackendUnreachable,
-    ModelNotLoaded,
-    excerpt,
+from orchestrator.backends.http_errors import convert
+from orchestrator.backends.lmstudio_cli_text import (
+    CliResult,
+    cli_error,
+    parse_json_array,
+    parse_version,
 )
+from orchestrator.backends.lmstudio_home import lmstudio_home
+from orchestrator.backends.lmstudio_wire import CliInstance, CliModel
+from orchestrator.errors import BackendRejected, BackendTimeout
 
-__all__ = ["CliMissing", "CliResult", "LmsCli", "resolve_cli"]
+__all__ = ["CliMissing", "CliResult", "LmsCli", "cli_route", "resolve_cli"]
 
 T = TypeVar("T")
 
 STDOUT_LIMIT: Final = 8 * 1024 * 1024
 STDERR_LIMIT: Final = 256 * 1024
+INTERRUPT_GRACE_S: Final = 2.0
+"""How long an interrupted (SIGINT) ``lms`` may take to cancel and exit before SIGTERM."""
 KILL_GRACE_S: Final = 2.0
 """How long a terminated ``lms`` may take to exit before it is killed."""
 DRAIN_GRACE_S: Final = 0.5
 """After ``lms`` exits, how long a grandchild may keep its pipes open before we stop reading."""
 
-_DEFAULT_HOSTS: Final = {("127.0.0.1", 1234), ("localhost", 1234)}
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_UNREACHABLE = re.compile(
-    r"econnrefused|failed to connect|could not connect|cannot connect|not reachable|"
-    r"is lm studio running|connection refused"
-)
-_NOT_FOUND = re.compile(
-    r"model not found|cannot find a model|no model found|no (?:downloaded )?model match"
-)
+_LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost"})
+"""Hosts ``lms`` reaches without ``--host`` (it connects to 127.0.0.1 then)."""
+_DEFAULT_PORT: Final = 1234
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 
@@ -80,42 +76,49 @@ def resolve_cli(configured: str | None) -> str | None:
     found = shutil.which("lms")
     if found:
         return str(Path(found).absolute())
-    home_cli = Path.home() / ".lmstudio" / "bin" / "lms"
+    # LM Studio installs lms under its home (lms.exe on Windows).
+    name = "lms.exe" if sys.platform == "win32" else "lms"
+    home_cli = lmstudio_home() / "bin" / name
     return str(home_cli) if os.access(home_cli, os.X_OK) else None
 
 
-def host_args(base_url: str) -> list[str]:
-    """Return ``--host``/``--port`` so ``lms`` talks to the server we do.
+def cli_route(base_url: str, *, token: bool) -> tuple[list[str] | None, str]:
+    """Return the global options that point ``lms`` at our server, or ``None`` if it cannot.
 
-    Without them ``lms`` talks to the LM Studio on this machine at its own
-    default port, which is the wrong server when ``LMSTUDIO_BASE_URL`` points
-    elsewhere. They are omitted for the default server, so an ``lms`` that
-    lacks these (hidden) options still works there.
+    ``lms`` (``src/createClient.ts`` @07b7252) connects over plain ``ws://``;
+    without ``--host`` it is the privileged local client (127.0.0.1, the key in
+    LM Studio's home), with ``--host`` (even ``127.0.0.1``) an unprivileged
+    ``lms-cli-remote-*`` guest that has no way to carry an API token. So:
+
+    - an ``https`` URL never goes to ``lms`` (it cannot speak TLS);
+    - the local host passes only ``--port`` (nothing for the default 1234, so
+      an ``lms`` without these hidden options still works there);
+    - another host passes ``--host``/``--port``, unless a token is configured:
+      then authentication is on and a guest would be refused.
+
+    Args:
+        base_url: the server root.
+        token: whether an API token is configured.
+
+    Returns:
+        The options (``None``: do not use ``lms``) and one line saying why,
+        for ``health_check``.
     """
     parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return None, "lms not used: it speaks plain ws:// and cannot reach an https URL"
     host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if (host, port) in _DEFAULT_HOSTS:
-        return []
-    return ["--host", host, "--port", str(port)]
-
-
-class CliResult(msgspec.Struct, frozen=True, kw_only=True):
-    """One finished ``lms`` run."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    def message(self) -> str:
-        """Return the CLI's error message: its ``Error:`` line, or its last output."""
-        text = _ANSI.sub("", (self.stderr or self.stdout).decode("utf-8", errors="replace"))
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        for i, line in enumerate(lines):
-            if line.startswith("Error:"):
-                return excerpt(" ".join(lines[i:])[6:].strip(), MESSAGE_LIMIT)
-        return excerpt(" ".join(lines[-5:]), MESSAGE_LIMIT) or f"exit status {self.returncode}"
+    port = parts.port or 80
+    if host in _LOCAL_HOSTS:
+        if port == _DEFAULT_PORT:
+            return [], "lms as the local client"
+        return ["--port", str(port)], f"lms as the local client with --port {port}"
+    if token:
+        return None, (
+            f"lms not used: for {host} it would need --host, which makes it an "
+            "unprivileged remote client that cannot send the API token"
+        )
+    return ["--host", host, "--port", str(port)], f"lms with --host {host} --port {port}"
 
 
 class _Capture:
@@ -147,24 +150,37 @@ class LmsCli:
 
     Args:
         path: the resolved ``lms`` executable.
-        base_url: the server root; non-default hosts are passed as ``--host``/``--port``.
+        host_args: the global options from :func:`cli_route` appended to every run.
     """
 
-    def __init__(self, path: str, base_url: str) -> None:
+    def __init__(self, path: str, host_args: Sequence[str] = ()) -> None:
         self.path = path
-        self._host_args = host_args(base_url)
+        self._host_args = tuple(host_args)
 
     def __repr__(self) -> str:
         return f"LmsCli(path={self.path!r})"
 
-    async def run(self, args: Sequence[str], *, timeout_s: float) -> CliResult:
+    @property
+    def local(self) -> bool:
+        """Whether ``lms`` runs as LM Studio's local client (no ``--host``)."""
+        return "--host" not in self._host_args
+
+    async def run(
+        self, args: Sequence[str], *, timeout_s: float, host_args: bool = True
+    ) -> CliResult:
         """Run ``lms ARGS`` and return its exit status and bounded output.
+
+        Args:
+            args: the subcommand and its arguments.
+            timeout_s: the deadline.
+            host_args: append the ``--host``/``--port`` options (subcommands that
+                only talk to the local LM Studio do not accept them).
 
         Raises:
             BackendTimeout: it ran past ``timeout_s``; it was killed and reaped.
             CliMissing: the executable could not be started.
         """
-        argv = (self.path, *args, *self._host_args)
+        argv = (self.path, *args, *(self._host_args if host_args else ()))
         what = f"`lms {' '.join(args[:2])}`"
         out, err = _Capture(STDOUT_LIMIT), _Capture(STDERR_LIMIT)
         try:
@@ -240,10 +256,40 @@ class LmsCli:
             raise cli_error(result, what=f"`lms load {key}`")
 
     async def unload(self, identifier: str, *, timeout_s: float) -> None:
-        """``lms unload ID`` (exit 0 also when it was not loaded)."""
+        """``lms unload ID``, after ``lms ps`` shows ``ID`` loaded exactly once.
+
+        With LM Link the same identifier can be loaded on several devices, and
+        then ``lms unload ID`` opens an interactive picker (``lms``
+        ``src/subcommands/unload.ts`` @07b7252) that has no option to preselect
+        and fails on our closed stdin; we refuse that case with what to do.
+
+        Raises:
+            BackendRejected: ``ID`` is loaded on several devices.
+        """
+        matches = [i for i in await self.ps(timeout_s=timeout_s) if i.identifier == identifier]
+        if not matches:
+            return  # lms unload would print "Model Not Found" and exit 0
+        if len(matches) > 1:
+            devices = ", ".join(i.device_identifier or "this machine" for i in matches)
+            raise BackendRejected(
+                f"cannot unload {identifier!r} with lms: it is loaded on several LM Link "
+                f"devices ({devices}) and lms unload would ask which one interactively; "
+                "unload it in LM Studio"
+            )
         result = await self.run(["unload", identifier], timeout_s=timeout_s)
         if result.returncode != 0:
             raise cli_error(result, what=f"`lms unload {identifier}`")
+
+    async def server_version(self, *, timeout_s: float) -> str | None:
+        """LM Studio's version from ``lms daemon status``, or ``None`` if it does not say.
+
+        ``lms`` ``src/subcommands/daemon/status.ts`` @07b7252 prints
+        ``LM Studio v<version> is running (PID: <pid>)`` (``llmster v...`` for the
+        headless daemon) on stdout; its ``--json`` form has no version. It asks
+        the local LM Studio only, so it takes no ``--host``/``--port``.
+        """
+        result = await self.run(["daemon", "status"], timeout_s=timeout_s, host_args=False)
+        return parse_version(result) if result.returncode == 0 else None
 
     async def ps(self, *, timeout_s: float) -> list[CliInstance]:
         """``lms ps --json``: the loaded instances."""
@@ -263,56 +309,21 @@ class LmsCli:
         ]
 
 
-def parse_json_array(stdout: bytes, *, what: str) -> list[Any]:
-    """Decode the JSON array ``lms`` printed, skipping any banner lines before it.
-
-    Some captures show ``Waking up LM Studio service...`` on stdout before the
-    JSON (``reference/lmstudio-api.md`` §6.4); a banner line may itself start
-    with ``[``, so each line that does is tried in turn.
-    """
-    starts = [i for i, line in _line_starts(stdout) if line.lstrip().startswith(b"[")]
-    if not starts:
-        raise BackendProtocolError(f"{what}: expected a JSON array, got: {excerpt(stdout)}")
-    first_error: msgspec.DecodeError | None = None
-    for start in starts:
-        try:
-            # A document that starts with "[" decodes to a list or not at all.
-            return cast(list[Any], msgspec.json.decode(stdout[start:]))
-        except msgspec.DecodeError as exc:
-            first_error = first_error or exc
-    raise BackendProtocolError(
-        f"{what}: malformed JSON ({first_error}): {excerpt(stdout[starts[0] :])}"
-    ) from first_error
-
-
-def _line_starts(data: bytes) -> list[tuple[int, bytes]]:
-    starts, offset = [], 0
-    for line in data.splitlines(keepends=True):
-        starts.append((offset, line))
-        offset += len(line)
-    return starts
-
-
-def cli_error(result: CliResult, *, what: str) -> BackendError:
-    """Translate a failed ``lms`` run into our error, keeping its message."""
-    message = result.message()
-    text = message.lower()
-    said = f"{what} failed (exit {result.returncode}): {message}"
-    if "insufficient system resources" in text:
-        return BackendRejected(said)
-    if _UNREACHABLE.search(text):
-        return BackendUnreachable(said)
-    if "timed out" in text or "timeout" in text:
-        return BackendTimeout(said)
-    if _NOT_FOUND.search(text):
-        return ModelNotLoaded(said)
-    return BackendRejected(said)
-
-
 async def _terminate(proc: trio.Process) -> None:
-    proc.terminate()
-    with trio.move_on_after(KILL_GRACE_S):
-        await proc.wait()
-        return
+    # SIGINT first: lms load listens only for SIGINT and then aborts the load inside
+    # LM Studio (lms src/subcommands/load.ts @07b7252, sigintListener); SIGTERM just
+    # drops the websocket, and the server may finish the load anyway.
+    for send, grace in ((_interrupt, INTERRUPT_GRACE_S), (trio.Process.terminate, KILL_GRACE_S)):
+        send(proc)
+        with trio.move_on_after(grace):
+            await proc.wait()
+            return
     proc.kill()
     await proc.wait()
+
+
+def _interrupt(proc: trio.Process) -> None:
+    if sys.platform == "win32":  # no SIGINT for another process there
+        proc.terminate()
+    else:
+        proc.send_signal(signal.SIGINT)

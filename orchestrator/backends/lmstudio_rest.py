@@ -1,5 +1,8 @@
 """LM Studio's HTTP routes as typed calls: one pooled client, the token header, the timeouts.
 
+It also knows which native REST API the server offers (:meth:`LMStudioRest.api_level`,
+probed once and forgotten when a route vanishes, e.g. after an upgrade).
+
 Every answer is converted to its wire type (:mod:`orchestrator.backends.lmstudio_wire`)
 and every failure is one of the orchestrator's errors, naming the server and
 the route (see :mod:`orchestrator.backends.http_errors`).
@@ -7,17 +10,23 @@ the route (see :mod:`orchestrator.backends.http_errors`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import httpx
+import structlog
+import trio
 
 from orchestrator.backends.http_errors import EndpointNotSupported, convert, request_json
+from orchestrator.backends.lmstudio_support import ApiLevel
+from orchestrator.backends.lmstudio_wire import V0ModelList, V1ModelList
 from orchestrator.config import LMStudioSettings
+from orchestrator.errors import OrchestratorError
 
 __all__ = ["LMStudioRest"]
 
 T = TypeVar("T")
+_log = structlog.get_logger("orchestrator.backends.lmstudio")
 
 
 class LMStudioRest:
@@ -27,8 +36,6 @@ class LMStudioRest:
         root: the server root, e.g. ``http://127.0.0.1:1234``.
         settings: the token and the control-plane timeouts.
         http: a client to use instead of an own pooled one (not closed by us).
-        on_unsupported: called when a route answers that it does not exist (the
-            server may have been replaced by another version).
     """
 
     def __init__(
@@ -37,7 +44,6 @@ class LMStudioRest:
         settings: LMStudioSettings,
         *,
         http: httpx.AsyncClient | None,
-        on_unsupported: Callable[[], None],
     ) -> None:
         self.root = root
         self._settings = settings
@@ -48,7 +54,46 @@ class LMStudioRest:
             # A local model server: never route it through env proxies or .netrc.
             trust_env=False,
         )
-        self._on_unsupported = on_unsupported
+        self._api_level: ApiLevel | None = None
+        self._probe_lock = trio.Lock()
+        self._probes_done = 0
+        self._probe_error: OrchestratorError | None = None
+
+    async def api_level(self) -> ApiLevel:
+        """Which REST API the server offers, probed once (a failed probe is not cached).
+
+        Raises:
+            BackendError: the server could not be probed.
+        """
+        if self._api_level is None:
+            asked = self._probes_done
+            async with self._probe_lock:
+                if self._api_level is None:
+                    if self._probes_done != asked and self._probe_error is not None:
+                        # The probe we queued behind just failed: share its answer rather
+                        # than wait as long again (a silent server would double the wait).
+                        raise self._probe_error
+                    try:
+                        self._api_level = await self._detect_api()
+                    except OrchestratorError as exc:
+                        self._probe_error = exc
+                        raise
+                    finally:
+                        self._probes_done += 1
+                    _log.info("lmstudio_api", base_url=self.root, api_level=self._api_level.value)
+        return self._api_level
+
+    async def _detect_api(self) -> ApiLevel:
+        try:
+            await self.get("/api/v1/models", V1ModelList)
+            return ApiLevel.REST_V1
+        except EndpointNotSupported:
+            pass
+        try:
+            await self.get("/api/v0/models", V0ModelList)
+            return ApiLevel.REST_V0
+        except EndpointNotSupported:
+            return ApiLevel.OPENAI_ONLY
 
     def headers(self) -> Mapping[str, str]:
         """The bearer header when an API token is configured."""
@@ -85,7 +130,7 @@ class LMStudioRest:
                 body=body,
             )
         except EndpointNotSupported:
-            self._on_unsupported()
+            self._api_level = None  # the server may have been replaced: probe again next time
             raise
 
     async def aclose(self) -> None:

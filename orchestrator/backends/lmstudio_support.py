@@ -10,10 +10,8 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
-
 from orchestrator.backends.base import ModelInfo
-from orchestrator.errors import ConfigError, InvalidRequest
+from orchestrator.errors import ConfigError, InvalidRequest, UnknownModel
 
 __all__ = [
     "INSTALL_HINT",
@@ -85,15 +83,26 @@ def ttl_seconds(ttl_s: float) -> int:
     return max(1, math.ceil(ttl_s))
 
 
-def find_model(catalog: list[ModelInfo], key: str) -> ModelInfo | None:
-    """Return the catalogue entry for ``key`` (or for the model a ``key@variant`` names)."""
+def find_model(catalog: list[ModelInfo], key: str) -> ModelInfo:
+    """Return the catalogue entry for ``key``.
+
+    Raises:
+        InvalidRequest: ``key`` is ``base@variant`` of a listed ``base``. ``lms load``
+            fuzzy-matches its argument against base model keys only, so a variant
+            matches nothing and fails "Model not found" (``lmstudio-ai/lms``
+            ``src/subcommands/load.ts`` @07b7252; findings F4); REST and JIT
+            variant loads are unverified. Refused up front, naming what to load.
+        UnknownModel: no such model; ``available`` lists the catalogue.
+    """
     for info in catalog:
         if info.key == key:
             return info
-    # A variant ("publisher/model@q4_k_m") of a listed key is loadable too.
-    base = key.partition("@")[0]
-    if base != key:
-        for info in catalog:
-            if info.key == base:
-                return msgspec.structs.replace(info, key=key)
-    return None
+    base, _, variant = key.partition("@")
+    if variant and any(info.key == base for info in catalog):
+        raise InvalidRequest(
+            f"{key!r} names the {variant!r} variant of {base!r}, and LM Studio's lms load "
+            f"cannot load a variant by name: load {base!r} instead (LM Studio loads the "
+            "variant selected for it; change the selection in LM Studio's My Models)"
+        )
+    # lms fuzzy-matches keys: an unknown one could silently load another model.
+    raise UnknownModel(key, [m.key for m in catalog])

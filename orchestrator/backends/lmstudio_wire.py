@@ -24,6 +24,7 @@ __all__ = [
     "V1LoadResult",
     "V1ModelList",
     "V1UnloadResult",
+    "local_first",
 ]
 
 
@@ -44,6 +45,11 @@ class V1Instance(msgspec.Struct, kw_only=True):
 
     id: str
     config: dict[str, Any] | None = None
+
+    def context_length(self) -> int | None:
+        """``config.context_length``: the loaded context (docs ``2_rest/list.md``)."""
+        value = (self.config or {}).get("context_length")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class V1Capabilities(msgspec.Struct, kw_only=True):
@@ -94,7 +100,7 @@ class V1ModelList(msgspec.Struct, kw_only=True):
     def loaded(self) -> list[LoadedModel]:
         """Return the loaded instances (REST v1 does not report their TTL)."""
         return [
-            LoadedModel(identifier=inst.id, key=m.key)
+            LoadedModel(identifier=inst.id, key=m.key, context_length=inst.context_length())
             for m in self.models
             for inst in m.loaded_instances
         ]
@@ -148,7 +154,11 @@ class V0ModelList(msgspec.Struct, kw_only=True):
 
     def loaded(self) -> list[LoadedModel]:
         """Return the models whose ``state`` is ``loaded``."""
-        return [LoadedModel(identifier=m.id, key=m.id) for m in self.data if m.state == "loaded"]
+        return [
+            LoadedModel(identifier=m.id, key=m.id, context_length=m.loaded_context_length)
+            for m in self.data
+            if m.state == "loaded"
+        ]
 
 
 # -- OpenAI-compatible (every version) --
@@ -179,9 +189,16 @@ class CliModel(msgspec.Struct, kw_only=True, rename="camel"):
     vision: bool = False
     trained_for_tool_use: bool = False
     variants: list[str] = msgspec.field(default_factory=list)
+    device_identifier: str | None = None
+    """The LM Link device holding the file; ``None`` is this machine
+    (lmstudio-js ``lms-shared-types/src/ModelInfoBase.ts`` @6ec11db)."""
 
     def info(self) -> ModelInfo:
-        """Return the catalogue entry."""
+        """Return the catalogue entry.
+
+        A model on another LM Link device has no local size: it would not take
+        this machine's memory, so the memory budget must not count it.
+        """
         names = [
             name
             for name, present in (("tool_use", self.trained_for_tool_use), ("vision", self.vision))
@@ -190,10 +207,22 @@ class CliModel(msgspec.Struct, kw_only=True, rename="camel"):
         return ModelInfo(
             key=self.model_key,
             type=_model_type(self.type, vision=self.vision),
-            size_bytes=self.size_bytes,
+            size_bytes=self.size_bytes if self.device_identifier is None else None,
             max_context_length=self.max_context_length,
             capabilities=tuple(names),
         )
+
+
+def local_first(models: list[CliModel]) -> list[ModelInfo]:
+    """Return one catalogue entry per key, the local copy when there is one.
+
+    With LM Link, ``lms ls --json`` lists a key once per device that has it.
+    """
+    chosen: dict[str, CliModel] = {}
+    for model in models:
+        if model.device_identifier is None or model.model_key not in chosen:
+            chosen[model.model_key] = model
+    return [m.info() for m in chosen.values()]
 
 
 class CliInstance(msgspec.Struct, kw_only=True, rename="camel"):
@@ -209,8 +238,16 @@ class CliInstance(msgspec.Struct, kw_only=True, rename="camel"):
     model_key: str
     ttl_ms: float | None = None
     status: str | None = None
+    context_length: int | None = None
+    device_identifier: str | None = None
 
     def loaded(self) -> LoadedModel:
-        """Return the loaded instance, with its TTL in seconds when it has one."""
+        """Return the loaded instance: TTL in seconds, loaded context, LM Link device."""
         ttl = self.ttl_ms / 1000.0 if self.ttl_ms is not None else None
-        return LoadedModel(identifier=self.identifier, key=self.model_key, ttl_s=ttl)
+        return LoadedModel(
+            identifier=self.identifier,
+            key=self.model_key,
+            ttl_s=ttl,
+            context_length=self.context_length,
+            device=self.device_identifier,
+        )

@@ -55,6 +55,34 @@ def test_lookup_order_explicit_then_project_then_lmstudio(tmp_path: Path) -> Non
     assert list(chosen.servers()) == ["explicit"]
 
 
+def test_lm_studios_file_is_found_through_its_home_pointer(tmp_path: Path) -> None:
+    """F6: LM Studio's home is the pointer's target, else ~/.cache/lm-studio, else ~/.lmstudio."""
+    cwd, home, moved = tmp_path / "cwd", tmp_path / "home", tmp_path / "moved"
+    cwd.mkdir()
+    (home / ".cache" / "lm-studio").mkdir(parents=True)
+    write_mcp_json(home / ".cache" / "lm-studio" / "mcp.json", {"legacy": toy_entry()})
+    found = McpRegistry(AgentSettings(), cwd=cwd, home=home, environ={})
+    assert list(found.servers()) == ["legacy"]
+    moved.mkdir()
+    write_mcp_json(moved / "mcp.json", {"moved": toy_entry()})
+    (home / ".lmstudio-home-pointer").write_text(str(moved))
+    assert found.candidates() == (cwd / ".mcp.json", moved / "mcp.json")
+    assert list(found.servers()) == ["moved"]
+
+
+def test_an_oauth_entry_says_lm_studio_manages_its_auth(tmp_path: Path) -> None:
+    """F12: LM Studio's ``auth`` object means LM Studio holds the token, not the file."""
+    entry = {
+        "url": "https://mcp.linear.app/mcp",
+        "auth": {"CLIENT_ID": "x", "CLIENT_SECRET": "s3c"},
+    }
+    path = write_mcp_json(tmp_path / "mcp.json", {"linear": entry})
+    spec = McpRegistry(AgentSettings(mcp_config=str(path)), environ={}).get("linear")
+    assert spec.oauth
+    assert spec.public()["auth"] == "OAuth, managed by LM Studio"
+    assert "s3c" not in repr(spec.public())
+
+
 def test_explicit_file_missing_is_an_error_not_a_fallback(tmp_path: Path) -> None:
     write_mcp_json(tmp_path / ".mcp.json")
     missing = tmp_path / "nope.json"

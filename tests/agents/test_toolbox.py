@@ -458,6 +458,13 @@ async def test_streamable_http_server_with_headers(tmp_path: Path) -> None:
             reason = await probe(anonymous, toy_settings(tmp_path, start_timeout_s=5))
             assert reason is not None
             assert "MCP server 'anon' failed" in reason
+            assert "HTTP 401 - the server wants credentials the entry does not carry" in reason
+            assert "LM Studio keeps that token" in reason  # F12: not blamed on headers
+            wrong = ServerSpec(
+                name="wrong", transport="http", url=url, headers={"Authorization": "Bearer x"}
+            )
+            reason = await probe(wrong, toy_settings(tmp_path, start_timeout_s=5))
+            assert reason is not None
             assert "HTTP 401 - check the headers in mcp.json" in reason
             assert token not in reason
             nursery.cancel_scope.cancel()

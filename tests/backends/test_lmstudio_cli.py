@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from orchestrator.backends import LoadedModel
+from orchestrator.backends.lmstudio_cli import LmsCli
 from orchestrator.errors import (
     BackendProtocolError,
     BackendRejected,
@@ -18,10 +20,14 @@ from orchestrator.errors import (
     ConfigError,
     InvalidModelName,
     InvalidRequest,
+    ModelNotLoaded,
     UnknownModel,
 )
 from tests.fakes import GUARDRAIL_MESSAGE, Simulator, open_simulator
 from tests.fakes.fixtures import install_fake_lms, make_backend, remove_lms
+from tests.fakes.sim_cli import NOT_FOUND_BLOCK
+
+LOCAL_UNREACHABLE = "Error: Failed to start or connect to local LM Studio API server.\n"
 
 QWEN = "qwen/qwen3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -50,16 +56,16 @@ async def test_load_goes_through_lms_with_identifier_and_ttl(sim: Simulator, lms
         "-y",
         "-c",
         "8192",
-        "--host",
-        "127.0.0.1",
-        "--port",
+        "--port",  # no --host: that would make lms an unprivileged remote client (F2)
         port,
     )
     (record,) = sim.state.loads
     assert (record.key, record.identifier, record.ttl_s, record.via) == (QWEN, QWEN, 600.0, "cli")
     assert record.context_length == 8192
     assert sim.count("/api/v1/models/load") == 0  # REST v1 load cannot carry a TTL
-    assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN)]
+    assert await backend.list_loaded() == [
+        LoadedModel(identifier=QWEN, key=QWEN, context_length=8192)
+    ]
     await backend.aclose()
 
 
@@ -99,11 +105,23 @@ async def test_unknown_key_never_reaches_fuzzy_matching_lms(sim: Simulator, lms:
     await backend.aclose()
 
 
-async def test_a_variant_of_a_listed_key_is_loadable(sim: Simulator, lms: str) -> None:
+async def test_a_variant_is_refused_up_front_naming_the_base_key(sim: Simulator, lms: str) -> None:
+    """F4: lms load matches base keys only; the variant would fail as "not found"."""
     backend = make_backend(sim, lms_cli=lms)
-    await backend.load(f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60)
-    assert sim.loaded() == ["q4"]
+    with pytest.raises(InvalidRequest, match=f"load '{QWEN}' instead"):
+        await backend.load(f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60)
+    assert sim.cli_runs("load") == []
     await backend.aclose()
+
+
+async def test_the_fake_lms_does_not_resolve_variants_either(sim: Simulator, lms: str) -> None:
+    """The simulator says what lms load.ts says: a variant matches no key."""
+    cli = LmsCli(lms, ["--port", sim.base_url.rpartition(":")[2]])
+    with pytest.raises(ModelNotLoaded, match="No model found that matches model key"):
+        await cli.load(
+            f"{QWEN}@q4_k_m", identifier="q4", ttl_s=60, context_length=None, timeout_s=10
+        )
+    assert sim.loaded() == []
 
 
 async def test_guardrail_refusal_is_permanent_and_keeps_the_message(
@@ -119,7 +137,7 @@ async def test_guardrail_refusal_is_permanent_and_keeps_the_message(
 
 
 async def test_lms_not_finding_the_model_is_unknown_model(sim: Simulator, lms: str) -> None:
-    sim.faults.cli_fail["load"] = (1, "Error: Model not found\n")
+    sim.faults.cli_fail["load"] = (1, NOT_FOUND_BLOCK.format(key=QWEN))
     backend = make_backend(sim, lms_cli=lms)
     with pytest.raises(UnknownModel) as info:
         await backend.load(QWEN, identifier=QWEN, ttl_s=60)
@@ -136,9 +154,15 @@ async def test_identifier_in_use_is_rejected(sim: Simulator, lms: str) -> None:
 
 
 async def test_lms_that_cannot_reach_lm_studio_is_unreachable(sim: Simulator, lms: str) -> None:
-    sim.faults.cli_fail["load"] = (1, "Error: connect ECONNREFUSED 127.0.0.1:1234\n")
-    backend = make_backend(sim, lms_cli=lms)
-    with pytest.raises(BackendUnreachable) as info:
+    """F3: the real texts of lms createClient.ts, the --port one produced by the fake lms."""
+    backend = make_backend(sim, lms_cli=lms, prefer_cli=True)
+    await sim.stop()
+    with pytest.raises(BackendUnreachable, match="does not appear to be running") as info:
+        await backend.list_loaded()
+    assert info.value.transient
+    await sim.start()
+    sim.faults.cli_fail["load"] = (1, LOCAL_UNREACHABLE)
+    with pytest.raises(BackendUnreachable, match="Failed to start or connect") as info:
         await backend.load(QWEN, identifier=QWEN, ttl_s=60)
     assert info.value.transient
     await backend.aclose()
@@ -197,6 +221,36 @@ async def test_cancelling_a_load_kills_lms(sim: Simulator, lms: str) -> None:
     await backend.aclose()
 
 
+async def test_a_timed_out_load_is_interrupted_so_lm_studio_cancels_it(
+    sim: Simulator, lms: str
+) -> None:
+    """F8: SIGINT (not SIGTERM) makes lms load abort the load inside LM Studio."""
+    gate = sim.faults.hold_load(QWEN)
+    backend = make_backend(sim, lms_cli=lms, load_timeout_s=0.5)
+    with trio.fail_after(10), pytest.raises(BackendTimeout):
+        await backend.load(QWEN, identifier=QWEN, ttl_s=60)
+    (run,) = sim.cli_runs("load")
+    assert sim.cli_cancelled == [run.pid]
+    assert not alive(run.pid)
+    gate.set()  # had the load gone on inside LM Studio, it would finish now
+    await trio.testing.wait_all_tasks_blocked()
+    assert sim.loaded() == []
+    await backend.aclose()
+
+
+async def test_a_load_that_completes_despite_the_timeout_is_unloaded(
+    sim: Simulator, lms: str
+) -> None:
+    """F8: whatever still completes after a timed-out lms load is not left behind."""
+    sim.faults.cli_hang.add("load")
+    sim.preload(QWEN, identifier=QWEN)  # as if LM Studio finished the load anyway
+    backend = make_backend(sim, lms_cli=lms, load_timeout_s=0.5)
+    with trio.fail_after(10), pytest.raises(BackendTimeout):
+        await backend.load(QWEN, identifier=QWEN, ttl_s=60)
+    assert sim.loaded() == []
+    await backend.aclose()
+
+
 async def test_load_ok_but_absent_returns_and_leaves_nothing(sim: Simulator, lms: str) -> None:
     sim.faults.load_absent.add(QWEN)
     backend = make_backend(sim, lms_cli=lms)
@@ -212,14 +266,13 @@ async def test_prefer_cli_lists_and_unloads_through_lms(sim: Simulator, lms: str
     assert set(models) == set(sim.state.catalog)
     assert models[EMBED].type == "embedding"
     assert models[QWEN].capabilities == ("tool_use",)
-    assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN, ttl_s=300.0)]
-    await backend.unload(QWEN)
-    await backend.unload("never-loaded")  # lms exits 0 for an unknown identifier
-    assert sim.loaded() == []
-    assert [r.argv[:2] for r in sim.cli_runs("unload")] == [
-        ("unload", QWEN),
-        ("unload", "never-loaded"),
+    assert await backend.list_loaded() == [
+        LoadedModel(identifier=QWEN, key=QWEN, ttl_s=300.0, context_length=4096)
     ]
+    await backend.unload(QWEN)
+    await backend.unload("never-loaded")  # not in lms ps: nothing to run
+    assert sim.loaded() == []
+    assert [r.argv[:2] for r in sim.cli_runs("unload")] == [("unload", QWEN)]
     assert sim.requests("/api/v1/models") == []  # everything went through lms
     await backend.aclose()
 
@@ -237,7 +290,9 @@ async def test_v0_server_lists_loaded_through_lms_and_unloads_with_it(lms: str) 
     async with open_simulator(api="v0") as sim:
         sim.preload(QWEN, ttl_s=120)
         backend = make_backend(sim, lms_cli=lms)
-        assert await backend.list_loaded() == [LoadedModel(identifier=QWEN, key=QWEN, ttl_s=120.0)]
+        assert await backend.list_loaded() == [
+            LoadedModel(identifier=QWEN, key=QWEN, ttl_s=120.0, context_length=4096)
+        ]
         await backend.unload(QWEN)
         assert sim.loaded() == []
         await backend.aclose()

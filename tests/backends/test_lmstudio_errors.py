@@ -12,15 +12,12 @@ from orchestrator.backends.http_errors import (
     ServerAnswerError,
     check_answer,
     classify,
+    error_for,
     parse_error_body,
 )
-from orchestrator.backends.lmstudio_cli import (
-    CliResult,
-    cli_error,
-    host_args,
-    parse_json_array,
-    resolve_cli,
-)
+from orchestrator.backends.lmstudio_cli import resolve_cli
+from orchestrator.backends.lmstudio_cli_text import CliResult, cli_error, parse_json_array
+from orchestrator.backends.lmstudio_home import lmstudio_home
 from orchestrator.errors import (
     BackendAuthError,
     BackendProtocolError,
@@ -73,8 +70,9 @@ def answer(status: int, message: str, code: str | None = None) -> ServerAnswerEr
         (answer(400, "'response_format.type' must be 'json_schema' or 'text'"), ErrorKind.REJECTED),
         (
             answer(200, "Trying to keep the first 15857 tokens when context the overflows."),
-            ErrorKind.REJECTED,
+            ErrorKind.CONTEXT_OVERFLOW,
         ),
+        (answer(400, "Context size has been exceeded."), ErrorKind.CONTEXT_OVERFLOW),
         (answer(400, "Prediction history node with id 'resp_1' not found"), ErrorKind.REJECTED),
     ],
 )
@@ -228,11 +226,19 @@ def test_cli_errors_keep_the_message_and_pick_the_kind() -> None:
     assert isinstance(err, BackendRejected)
     assert "requires approximately 22.92 GB" in str(err)
     assert "Waking up" not in str(err)
-    assert isinstance(
-        cli_error(cli(1, b"Error: connect ECONNREFUSED 127.0.0.1:1234"), what="w"),
-        BackendUnreachable,
-    )
-    assert isinstance(cli_error(cli(1, b"Error: Model not found"), what="w"), ModelNotLoaded)
+    # The real texts of lms src/createClient.ts @07b7252 (findings F3): transient.
+    for down in (
+        b"Error: Failed to start or connect to local LM Studio API server.",
+        b"Error: The server does not appear to be running at 10.0.0.5:1234. Please make sure "
+        b"the server is running and accessible at the specified address.",
+    ):
+        unreachable = cli_error(cli(1, down), what="w")
+        assert isinstance(unreachable, BackendUnreachable)
+        assert unreachable.transient
+    # lms src/subcommands/load.ts @07b7252: a titled block, no "Error:" prefix (F15).
+    not_found = b'Model not found\n\nNo model found that matches model key "x".\n\n'
+    not_found += b"To see a list of all downloaded models, run:\n\n    lms ls\n"
+    assert isinstance(cli_error(cli(1, not_found), what="w"), ModelNotLoaded)
     assert isinstance(cli_error(cli(1, b"Error: Request timed out"), what="w"), BackendTimeout)
     runtime = cli_error(
         cli(1, b"Error: No runtime found for model format gguf, not found"), what="w"
@@ -245,6 +251,18 @@ def test_cli_errors_keep_the_message_and_pick_the_kind() -> None:
     assert "exit status 3" in str(cli_error(cli(3), what="w"))
 
 
+def test_context_overflow_says_what_to_do() -> None:
+    """F5: BT#546's text (HTTP 400; 200 with an error on 0.4.21, BT#2322) is a clear error."""
+    text = (
+        "Trying to keep the first 111490 tokens when context the overflows. However, the model "
+        "is loaded with context length of only 32768 tokens, which is not enough."
+    )
+    err = error_for(answer(200, text), what=WHAT, token_sent=False)
+    assert isinstance(err, BackendRejected)
+    assert str(err).startswith("the prompt does not fit the context the model is loaded with")
+    assert "only 32768 tokens" in str(err)
+
+
 def test_json_array_output_tolerates_a_banner_and_refuses_garbage() -> None:
     assert parse_json_array(b'Waking up LM Studio service...\n[{"a": 1}]\n', what="w") == [{"a": 1}]
     banner = b'[INFO] Waking up LM Studio service...\n  [{"a": [1]}]\n'
@@ -253,13 +271,6 @@ def test_json_array_output_tolerates_a_banner_and_refuses_garbage() -> None:
         parse_json_array(b"No models are currently loaded.", what="w")
     with pytest.raises(BackendProtocolError, match="malformed JSON"):
         parse_json_array(b"[{", what="w")
-
-
-def test_host_args_only_for_a_non_default_server() -> None:
-    assert host_args("http://127.0.0.1:1234") == []
-    assert host_args("http://localhost:1234") == []
-    assert host_args("http://10.0.0.5:1234") == ["--host", "10.0.0.5", "--port", "1234"]
-    assert host_args("http://127.0.0.1:4321") == ["--host", "127.0.0.1", "--port", "4321"]
 
 
 def test_resolve_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,3 +285,28 @@ def test_resolve_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     installed.chmod(0o755)
     assert resolve_cli(None) == str(installed)
     assert resolve_cli(str(installed)) == str(installed)
+
+
+def _install(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_lms_is_found_under_lm_studios_real_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F6: the home pointer first, then the legacy ~/.cache/lm-studio, then ~/.lmstudio."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    default = _install(tmp_path / ".lmstudio" / "bin" / "lms")
+    assert lmstudio_home() == tmp_path / ".lmstudio"
+    legacy = _install(tmp_path / ".cache" / "lm-studio" / "bin" / "lms")
+    assert resolve_cli(None) == str(legacy)
+    moved = _install(tmp_path / "elsewhere" / "lms-home" / "bin" / "lms")
+    (tmp_path / ".lmstudio-home-pointer").write_text(f"{moved.parent.parent}\n")
+    assert resolve_cli(None) == str(moved)
+    (tmp_path / ".lmstudio-home-pointer").write_text("")
+    assert resolve_cli(None) == str(legacy)
+    assert default.exists()

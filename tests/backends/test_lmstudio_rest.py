@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from orchestrator.errors import (
     ConfigError,
 )
 from tests.fakes import SimModel, Simulator, open_simulator
-from tests.fakes.fixtures import make_backend, remove_lms
+from tests.fakes.fixtures import free_port, make_backend, remove_lms
 
 QWEN = "qwen/qwen3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -31,12 +30,6 @@ EMBED = "text-embedding-nomic-embed-text-v1.5"
 @pytest.fixture(autouse=True)
 def _no_lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     remove_lms(monkeypatch, tmp_path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_it_is_a_backend_and_points_inference_at_v1(sim: Simulator) -> None:
@@ -97,8 +90,8 @@ async def test_loaded_list_on_rest_versions(api: str) -> None:
         backend = make_backend(sim)
         loaded = await backend.list_loaded()
         assert sorted(loaded, key=lambda m: m.identifier) == [
-            LoadedModel(identifier=QWEN, key=QWEN),
-            LoadedModel(identifier=EMBED, key=EMBED),
+            LoadedModel(identifier=QWEN, key=QWEN, context_length=4096),
+            LoadedModel(identifier=EMBED, key=EMBED, context_length=2048),
         ]
         await backend.aclose()
 

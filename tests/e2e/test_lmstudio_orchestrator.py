@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 import trio
 import trio.testing
 
 from orchestrator import (
     BackendRejected,
+    BackendUnreachable,
     BreakerOpen,
     Config,
+    InvalidRequest,
     ModelNotLoaded,
     Orchestrator,
     State,
@@ -24,6 +27,7 @@ from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
 QWEN = "qwen/qwen3-4b"
+TOKEN = "sk-lm-abcdefgh:abcdefghijklmnopqrst"
 
 FAST = Config(
     retry_attempts=1,
@@ -80,25 +84,30 @@ async def chat_once_retrying(orch: Orchestrator, client: InferenceClient, text: 
     raise AssertionError("unreachable")
 
 
+async def cold_requests(sim: Simulator, orch: Orchestrator, n: int) -> list[State]:
+    """``n`` concurrent ``ensure_loaded`` calls while the load is held; their final states."""
+    gate = sim.faults.hold_load(QWEN)
+    results: list[State] = []
+
+    async def want() -> None:
+        results.append((await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)).state)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(want)
+            await sim.wait_for(lambda: bool(sim.cli_runs("load")))
+            await trio.testing.wait_all_tasks_blocked()
+            assert state(orch, QWEN) is State.LOADING
+            gate.set()
+    return results
+
+
 async def test_concurrent_requests_for_a_cold_model_share_one_load(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
-    gate = sim.faults.hold_load(QWEN)
     async with open_orchestrator(backend, FAST) as orch:
-        results: list[State] = []
-
-        async def want() -> None:
-            results.append((await orch.ensure_loaded(QWEN, ttl_s=900, timeout_s=30)).state)
-
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                for _ in range(5):
-                    nursery.start_soon(want)
-                await sim.wait_for(lambda: bool(sim.cli_runs("load")))
-                await trio.testing.wait_all_tasks_blocked()
-                assert state(orch, QWEN) is State.LOADING
-                gate.set()
-        assert results == [State.READY] * 5
+        assert await cold_requests(sim, orch, 5) == [State.READY] * 5
         assert len(sim.cli_runs("load")) == 1
         (record,) = sim.state.loads
         assert (record.identifier, record.ttl_s, record.via) == (QWEN, 900.0, "cli")
@@ -151,3 +160,79 @@ async def test_a_load_that_reports_success_but_is_absent_fails_verification(
     async with open_orchestrator(backend, FAST) as orch:
         with trio.fail_after(20), pytest.raises(VerifyFailed, match="was not listed"):
             await orch.ensure_loaded(QWEN)
+
+
+async def test_lms_that_cannot_reach_lm_studio_is_retried_and_never_opens_the_breaker(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F3: the real "cannot reach" text is transient and not the model's failure.
+
+    DESIGN.md principle 14: backend health is not a model's failure.
+    """
+    sim.faults.cli_fail["load"] = (
+        1,
+        "Error: The server does not appear to be running at 127.0.0.1:1234. Please make sure "
+        "the server is running and accessible at the specified address.\n",
+    )
+    config = msgspec.structs.replace(FAST, retry_attempts=2, breaker_threshold=1)
+    async with open_orchestrator(backend, config) as orch:
+        with trio.fail_after(20):
+            for _ in range(2):
+                with pytest.raises(BackendUnreachable, match="does not appear to be running"):
+                    await orch.ensure_loaded(QWEN)
+        assert len(sim.cli_runs("load")) == 4  # retried each time, never failing fast
+        (status,) = orch.status()
+        assert status.consecutive_failures == 0
+        assert status.state is not State.BREAKER_OPEN
+
+
+async def test_a_lease_longer_than_lm_studios_ttl_keeps_the_model_loaded(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F10: LM Studio's idle timer runs between a lease's requests.
+
+    LM Studio got TTL 2 s; the lease is held while nothing is asked of the model
+    (an agent's slow tool call). The keep-alive refreshes the timer every half TTL,
+    so advancing LM Studio's clock by 1.5 s after a refresh leaves it loaded;
+    without it, 1 s (the first refresh) + 1.5 s > 2 s would have unloaded it.
+    """
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            async with orch.lease(QWEN, ttl_s=2) as lease:
+                await sim.wait_for(lambda: sim.count("/v1/chat/completions") >= 1)
+                (poke,) = sim.requests("/v1/chat/completions")
+                assert (poke.body["model"], poke.body["max_tokens"]) == (lease.identifier, 1)
+                assert poke.body["ttl"] == 2  # a JIT reload it might cause expires too
+                assert sim.state.advance(1.5) == []
+                assert sim.loaded() == [QWEN]
+
+
+async def test_auth_on_non_default_port_20_cold_requests_make_one_cli_load(lms: str) -> None:
+    """Issue 17 / F2: with auth on, lms runs as the local client (--port only, no --host)."""
+    async with open_simulator(api_token=TOKEN, jit=False) as sim:
+        backend = make_backend(sim, lms_cli=lms, api_token=TOKEN)
+        async with open_orchestrator(backend, FAST) as orch:
+            assert await cold_requests(sim, orch, 20) == [State.READY] * 20
+            (run,) = sim.cli_runs("load")
+            assert "--host" not in run.argv
+            assert run.argv[-2:] == ("--port", sim.base_url.rpartition(":")[2])
+            (record,) = sim.state.loads
+            assert (record.ttl_s, record.via) == (900.0, "cli")
+            health = await backend.health()
+            assert "lms as the local client with --port" in health.detail
+        await backend.aclose()
+
+
+async def test_a_context_length_reaches_lm_studio_and_is_read_back(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    """Issue 17 / F5: ensure_loaded(context_length=...) loads with ``lms load -c``."""
+    async with open_orchestrator(backend, FAST) as orch:
+        with trio.fail_after(20):
+            await orch.ensure_loaded(QWEN, context_length=8192)
+        (record,) = sim.state.loads
+        assert record.context_length == 8192
+        (loaded,) = await backend.list_loaded()
+        assert loaded.context_length == 8192
+        with pytest.raises(InvalidRequest, match="context_length"):
+            await orch.ensure_loaded(QWEN, context_length=0)

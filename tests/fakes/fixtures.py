@@ -7,6 +7,7 @@ imported fixtures), so test modules declare two-line fixtures around these.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from orchestrator.config import LMStudioSettings
 
 from .lmstudio_sim import FAKE_LMS, Simulator
 
-__all__ = ["install_fake_lms", "make_backend", "remove_lms"]
+__all__ = ["free_port", "install_fake_lms", "make_backend", "remove_lms"]
 
 
 def install_fake_lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
@@ -68,3 +69,10 @@ def make_backend(
         load_timeout_s=load_timeout_s,
     )
     return LMStudioBackend(settings, allow_untimed_rest_load=allow_untimed_rest_load)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for "server down" tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

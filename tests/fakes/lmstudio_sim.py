@@ -59,6 +59,9 @@ class Simulator:
         scripts: per-model queues of scripted replies.
         calls: every HTTP request received, in order.
         cli_calls: every fake ``lms`` run, in order.
+        cli_loads: the running fake ``lms load`` runs by pid (a SIGINT cancels one).
+        cli_cancelled: pids of the ``lms load`` runs a SIGINT cancelled.
+        version: the LM Studio version ``lms daemon status`` reports.
         crashes: exceptions the simulator's own code raised (a bug; fails the test at exit).
         restarts: one entry per :meth:`stop` (its ``keep_loaded``), for assertions.
         responses: stored ``/v1/responses`` results by id.
@@ -79,6 +82,7 @@ class Simulator:
         error_style: Literal["object", "string"],
         upstream: str | None,
         http: httpx.AsyncClient,
+        host: str = "127.0.0.1",
     ) -> None:
         self.base_url = ""
         self.state = SimState(tuple(models), jit=jit, auto_evict=auto_evict)
@@ -86,6 +90,9 @@ class Simulator:
         self.scripts = Scripts()
         self.calls: list[HttpCall] = []
         self.cli_calls: list[CliCall] = []
+        self.cli_loads: dict[int, trio.CancelScope] = {}
+        self.cli_cancelled: list[int] = []
+        self.version = "0.4.23"
         self.responses: dict[str, StoredResponse] = {}
         self.api: ApiVersion = api
         self.api_token = api_token
@@ -96,7 +103,7 @@ class Simulator:
         self.crashes: list[Exception] = []
         self.restarts: list[bool] = []
         self._hypercorn = HypercornConfig()
-        self._hypercorn.bind = ["127.0.0.1:0"]
+        self._hypercorn.bind = [f"{host}:0"]
         self._hypercorn.accesslog = None
         self._hypercorn.errorlog = None
         self._nursery: trio.Nursery | None = None
@@ -230,8 +237,9 @@ async def open_simulator(
     auto_evict: bool = True,
     error_style: Literal["object", "string"] | None = None,
     upstream: str | None = None,
+    host: str = "127.0.0.1",
 ) -> AsyncIterator[Simulator]:
-    """Run a simulator on 127.0.0.1 (a free port) for the duration of the block.
+    """Run a simulator on ``host`` (a free port) for the duration of the block.
 
     Args:
         models: the catalogue of downloaded models.
@@ -241,6 +249,9 @@ async def open_simulator(
         auto_evict: a JIT load unloads other JIT-loaded models first.
         error_style: error body shape; defaults to ``object`` for ``v1``, else ``string``.
         upstream: forward unscripted inference to this OpenAI-compatible ``.../v1`` URL.
+        host: the loopback address to listen on; another one than 127.0.0.1 (say
+            127.0.0.2) stands for a remote LM Studio, which ``lms`` reaches only
+            with ``--host``.
     """
     async with httpx.AsyncClient(trust_env=False) as http:
         sim = Simulator(
@@ -252,6 +263,7 @@ async def open_simulator(
             error_style=error_style or ("object" if api == "v1" else "string"),
             upstream=upstream,
             http=http,
+            host=host,
         )
         try:
             async with trio.open_nursery() as nursery:

@@ -4,7 +4,9 @@
 comes back, so the CLI shares the HTTP server's state. Behaviour follows
 ``reference/lmstudio-api.md`` §6: messages on stderr, JSON on stdout, exit 1
 on failures, but exit 0 for ``unload`` of an unknown identifier; ``load``
-fuzzy-matches its key and needs ``-y`` when several models match.
+fuzzy-matches its key and needs ``-y`` when several models match. Texts and
+rules quoted from ``lmstudio-ai/lms`` at ``07b7252`` are tabled with their
+source in ``docs/backends.md`` ("The simulator and its sources").
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import json
 import time
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from .sim_faults import CliCall
 from .sim_inference import perform_load
@@ -24,6 +28,30 @@ __all__ = ["run_cli"]
 
 _GLOBAL_WITH_VALUE = {"--host", "--port", "--log-level"}
 _GLOBAL_FLAGS = {"--quiet", "--verbose"}
+
+REMOTE_CLIENT_REFUSED = (
+    "Error: lms connected with --host as an unprivileged remote client "
+    "(lms-cli-remote-*), which carries no API token, and LM Studio requires authentication."
+)
+"""[inf] The wording is ours: lms src/createClient.ts @07b7252 gives a ``--host``
+client a random ``lms-cli-remote-*`` identity and no token, and with "Require
+Authentication" on every client needs one (docs ``1_developer/0_core/authentication.mdx``);
+the exact text LM Studio sends back is not public (findings F2)."""
+
+NOT_FOUND_BLOCK = """Model not found
+
+No model found that matches model key "{key}".
+
+To see a list of all downloaded models, run:
+
+    lms ls
+
+To select a model interactively, remove the --yes flag:
+
+    lms load
+"""
+"""lms src/subcommands/load.ts @07b7252: ``makeTitledPrettyError`` printed with
+``errorWithoutPrefix`` (no ``Error:``), exit 1."""
 
 
 def _answer(code: int, stdout: str = "", stderr: str = "") -> dict[str, Any]:
@@ -73,10 +101,20 @@ async def run_cli(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         return _answer(code, stderr=stderr)
     if sub in faults.cli_stdout:
         return _answer(0, stdout=faults.cli_stdout[sub])
+    if sim.api_token and "--host" in argv:
+        return _answer(1, stderr=REMOTE_CLIENT_REFUSED + "\n")
     sim.state.expire()
     try:
         if sub == "load":
-            return await _load(sim, args[1:])
+            pid = int(body.get("pid", 0))
+            with trio.CancelScope() as scope:
+                sim.cli_loads[pid] = scope
+                try:
+                    return await _load(sim, args[1:])
+                finally:
+                    del sim.cli_loads[pid]
+            # SIGINT to lms load aborts the load inside LM Studio (load.ts sigintListener).
+            return _answer(1, stderr="Load cancelled.\n")
         if sub == "unload":
             return _unload(sim, args[1:])
         if sub == "ps":
@@ -86,6 +124,11 @@ async def run_cli(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
         if sub == "server" and args[1:2] == ["status"]:
             port = sim.base_url.rpartition(":")[2]
             return _answer(0, stdout=json.dumps({"running": True, "port": int(port)}) + "\n")
+        if sub == "daemon" and args[1:2] == ["status"]:
+            # lms src/subcommands/daemon/status.ts @07b7252: stdout, no version in --json.
+            if "--json" in args:
+                return _answer(0, stdout=json.dumps({"status": "running", "pid": 4242}) + "\n")
+            return _answer(0, stdout=f"LM Studio v{sim.version} is running (PID: 4242)\n")
         if sub in ("-v", "--version", "version"):
             return _answer(0, stdout="CLI commit: 0000000 (simulator)\n")
     except SimError as err:
@@ -116,17 +159,19 @@ async def _load(sim: Simulator, args: list[str]) -> dict[str, Any]:
             )
     ctx_raw = opts.get("-c") or opts.get("--context-length")
     query = positional[0] if positional else ""
-    exact = sim.state.model(query) if query else None
+    # lms load fuzzy-filters its argument against the base model keys only (load.ts
+    # @07b7252): "key@q4_k_m" matches no key, so a variant is "not found" (findings F4).
+    exact = sim.state.catalog.get(query)
     matches = [exact] if exact else [m for m in sim.state.catalog.values() if _fuzzy(query, m.key)]
     yes = "-y" in opts or "--yes" in opts
     if not matches:
-        raise SimError(f'Model not found: no downloaded model matches "{query}"')
+        return _answer(1, stderr=NOT_FOUND_BLOCK.format(key=query))
     if len(matches) > 1 and not yes:
+        # [inf] the real lms opens an interactive picker, which fails on a closed stdin.
         raise SimError("Several models match; choosing one needs an interactive terminal (use -y)")
     model: SimModel = matches[0]
     if "--estimate-only" in opts:
-        gib = model.size_bytes / 2**30
-        return _answer(0, stderr=f"Model: {model.key}\nEstimated Total Memory: {gib:.2f} GiB\n")
+        return _answer(0, stderr=_estimate(sim, model, int(ctx_raw) if ctx_raw else None))
     started = time.monotonic()
     inst = await perform_load(
         sim,
@@ -142,6 +187,23 @@ async def _load(sim: Simulator, args: list[str]) -> dict[str, Any]:
         f"({model.size_bytes / 2**30:.2f} GiB)\n"
         f'To use the model in the API/SDK, use the identifier "{inst.identifier}".\n',
     )
+
+
+def _estimate(sim: Simulator, model: SimModel, context_length: int | None) -> str:
+    """lms load.ts ``printEstimatedResourceUsage`` @07b7252 (logger.info goes to stderr)."""
+    gib = f"{model.size_bytes * 1.1 / 2**30:.2f} GiB"
+    fits = model.key not in sim.faults.load_errors
+    verdict = "may be loaded" if fits else "will fail to load"
+    lines = [f"Model: {model.key}"]
+    if context_length is not None:
+        lines.append(f"Context Length: {context_length:,}")
+    lines += [
+        f"Estimated GPU Memory:   {gib}",
+        f"Estimated Total Memory: {gib}",
+        "",
+        f"Estimate: This model {verdict} based on your resource guardrails settings.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _unload(sim: Simulator, args: list[str]) -> dict[str, Any]:
@@ -184,6 +246,7 @@ def _info(model: SimModel) -> dict[str, Any]:
         "architecture": model.arch,
         "quantization": {"name": model.quantization, "bits": 4},
         "maxContextLength": model.max_context_length,
+        "deviceIdentifier": model.device,
     }
     if model.type != "embedding":
         info |= {"vision": model.vision, "trainedForToolUse": model.tool_use, "paramsString": "4B"}
@@ -201,6 +264,7 @@ def _ps_entry(sim: Simulator, inst: SimInstance) -> dict[str, Any]:
         "status": inst.status,
         "queued": inst.active,
         "parallel": None if model.type == "embedding" else 4,
+        "deviceIdentifier": inst.device,
     }
 
 

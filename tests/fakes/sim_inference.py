@@ -117,6 +117,8 @@ async def resolve(
             if not state.instances:
                 raise SimError(NO_MODELS_LOADED, param="model")
             raise model_not_found(sim, name)
+        # No coalescing: concurrent first requests each JIT-load the cold model, as
+        # key, key:2, ... (BT#1751, LM Studio 0.4.9-0.4.16; openclaw#68363 on 0.4.12).
         ttl = body.get("ttl")
         if state.auto_evict:
             state.evict_jit_models()

@@ -63,6 +63,13 @@ async def dispatch(sim: Simulator, req: Request) -> Answer | StreamAnswer:
     sim.notify()
     if path == "/__sim__/lms" and req.method == "POST":
         return json_answer(await run_cli(sim, req.json_object()))
+    if path == "/__sim__/lms-cancel" and req.method == "POST":
+        pid = int(req.json_object().get("pid", 0))
+        sim.cli_cancelled.append(pid)
+        if pid in sim.cli_loads:
+            sim.cli_loads[pid].cancel()
+        sim.notify()
+        return json_answer({})
     authorized = req.headers.get("authorization") == f"Bearer {sim.api_token}"
     if sim.api_token and path != "/lmstudio-greeting" and not authorized:
         body = {"message": AUTH_MESSAGE, "type": "invalid_request", "code": "invalid_api_key"}

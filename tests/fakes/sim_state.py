@@ -68,6 +68,13 @@ class SimModel(msgspec.Struct, kw_only=True):
     tool_use: bool = True
     reasoning: bool = False
     embedding_dims: int = 8
+    device: str | None = None
+    """The LM Link device holding it (``None``: this machine); ``lms ls/ps --json``
+    carry it as ``deviceIdentifier`` (lmstudio-js ``ModelInfoBase.ts`` @6ec11db)."""
+    fit_context: int | None = None
+    """LM Studio 0.4.12+ auto-fits context to memory and loads less than asked without
+    an error (BT#1902, BT#2174 "Model context auto-fit: ... fitted=4,096"): a load
+    asking for more gets this much."""
 
     @property
     def vision(self) -> bool:
@@ -100,6 +107,7 @@ class SimInstance(msgspec.Struct, kw_only=True):
     last_used: float
     jit: bool = False
     active: int = 0
+    device: str | None = None
 
     @property
     def status(self) -> str:
@@ -210,13 +218,17 @@ class SimState:
         ident = identifier or self.next_identifier(model.key)
         if ident in self.instances:
             raise SimError(f'An instance with identifier "{ident}" already exists.')
+        context = context_length or min(4096, model.max_context_length)
+        if model.fit_context is not None:
+            context = min(context, model.fit_context)
         inst = SimInstance(
             identifier=ident,
             key=model.key,
-            context_length=context_length or min(4096, model.max_context_length),
+            context_length=context,
             ttl_s=ttl_s,
             last_used=self.now(),
             jit=jit,
+            device=model.device,
         )
         self.instances[ident] = inst
         self.loads.append(

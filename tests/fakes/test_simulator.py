@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from . import FAKE_LMS, Simulator, open_simulator
+from .fixtures import free_port
 
 QWEN = "qwen/qwen3-4b"
 GEMMA = "google/gemma-3-4b"
@@ -82,6 +84,25 @@ async def test_identifiers_and_jit_auto_evict(sim: Simulator, http: httpx.AsyncC
     # The JIT-loaded gemma was evicted; explicit loads were not.
     assert sim.loaded() == [QWEN, f"{QWEN}:2", EMBED]
     assert sim.state.instances[EMBED].ttl_s == 3600.0  # the JIT default
+
+
+async def test_concurrent_cold_jit_requests_load_duplicates(
+    sim: Simulator, http: httpx.AsyncClient
+) -> None:
+    """BT#1751: LM Studio does not coalesce concurrent JIT loads of one model."""
+    gate = sim.faults.hold_load(QWEN)
+
+    async def ask() -> None:
+        await http.post(f"{sim.openai_url}/chat/completions", json=chat(QWEN))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for _ in range(2):
+                nursery.start_soon(ask)
+            await sim.wait_for(lambda: sim.count("/v1/chat/completions") == 2)
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
+    assert sorted(sim.loaded()) == [QWEN, f"{QWEN}:2"]
 
 
 async def test_openai_models_follow_the_jit_setting(http: httpx.AsyncClient) -> None:
@@ -155,7 +176,16 @@ async def test_fake_lms_argument_errors(sim: Simulator) -> None:
     assert code == 1
     assert "at least 1" in err
     code, _, err = await lms(sim, "load", "nothing-like-it", "-y")
-    assert (code, "not found" in err) == (1, True)
+    assert code == 1
+    assert err.startswith('Model not found\n\nNo model found that matches model key "nothing')
+    code, _, err = await lms(sim, "load", f"{QWEN}@q4_k_m", "-y")  # load.ts: base keys only
+    assert (code, "No model found that matches" in err) == (1, True)
+    code, _, err = await lms(sim, "load", QWEN, "--estimate-only", "-c", "8192")
+    assert code == 0
+    assert err.splitlines()[:2] == [f"Model: {QWEN}", "Context Length: 8,192"]
+    assert err.endswith(
+        "\nEstimate: This model may be loaded based on your resource guardrails settings.\n"
+    )
     code, _, err = await lms(sim, "load", "e")  # matches several; no -y, no terminal
     assert (code, "interactive" in err) == (1, True)
     code, _, err = await lms(sim, "frobnicate")
@@ -171,7 +201,15 @@ async def test_fake_lms_without_a_simulator_fails_like_a_stopped_lm_studio() -> 
             [sys.executable, FAKE_LMS, "ps", "--json"], capture_stderr=True, check=False, env=env
         )
     assert done.returncode == 1
-    assert b"not running" in done.stderr
+    # lms src/createClient.ts @07b7252, the default (local) host.
+    assert done.stderr == b"Error: Failed to start or connect to local LM Studio API server.\n"
+    port = str(free_port())
+    with trio.fail_after(10):
+        done = await trio.run_process(
+            [sys.executable, FAKE_LMS, "ps", "--port", port], capture_stderr=True, check=False
+        )
+    assert done.returncode == 1
+    assert f"does not appear to be running at 127.0.0.1:{port}.".encode() in done.stderr
 
 
 async def test_a_simulator_bug_fails_the_test() -> None:

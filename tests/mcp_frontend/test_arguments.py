@@ -15,6 +15,7 @@ from tests.mcp_frontend.mcp_support import Fake, error
         ("load_model", {"model": 5}, "model", "valid string"),
         ("load_model", {"model": "model-a", "ttl_s": -1}, "ttl_s", "greater than 0"),
         ("load_model", {"model": "model-a", "ttl_s": "soon"}, "ttl_s", "valid number"),
+        ("load_model", {"model": "model-a", "context_length": 0}, "context_length", "greater"),
         (
             "chat_completion",
             {"prompt": "hi", "temperature": 3},

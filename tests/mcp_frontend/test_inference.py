@@ -297,3 +297,58 @@ async def test_a_server_given_no_inference_client_owns_one_per_connection(lm: LM
     for _ in range(2):
         async with mcp_client(lm.orch, lm.settings) as client:
             assert ok(await client.call_tool("chat_completion", {"prompt": "hi"}))["content"]
+
+
+async def test_an_answer_lost_to_reasoning_says_so_and_reasoning_can_be_switched_off(
+    lm: LMStudio,
+) -> None:
+    """F7: reasoning can eat all of max_tokens (BT#1990); 'off' is effort 'none' (BT#988)."""
+    lm.sim.script(QWEN, Reply(content="", reasoning="hmm " * 8, finish_reason="length"))
+    out = ok(
+        await lm.client.call_tool(
+            "chat_completion", {"prompt": "hi", "max_tokens": 8, "reasoning_effort": "low"}
+        )
+    )
+    assert out["content"] == ""
+    assert out["warning"] is not None
+    assert "token limit ran out before the model wrote any answer" in out["warning"]
+    assert chat_bodies(lm.sim)[-1]["reasoning_effort"] == "low"
+
+    lm.sim.script(QWEN, Reply(content="Paris."))
+    answer = ok(await lm.client.call_tool("chat_completion", {"prompt": "capital?"}))
+    assert answer["warning"] is None
+
+    lm.sim.script(QWEN, Reply(content="Paris."))
+    ok(
+        await lm.client.call_tool(
+            "create_response", {"input_text": "capital?", "reasoning_effort": "off"}
+        )
+    )
+    assert lm.sim.requests("/v1/responses")[-1].body["reasoning"] == {"effort": "none"}
+
+
+async def test_a_prompt_beyond_the_loaded_context_is_a_clear_error_or_warning(
+    lm: LMStudio,
+) -> None:
+    """F5: overflow as 200-with-error (BT#2322) or as an empty answer (BT#2339)."""
+    lm.sim.script(QWEN, Reply(content=""))
+    empty = ok(await lm.client.call_tool("chat_completion", {"prompt": "a very long prompt"}))
+    assert empty["warning"] is not None
+    assert "does not fit the context the model is loaded with" in empty["warning"]
+    lm.sim.faults.route_error_200["/v1/chat/completions"] = (
+        "Trying to keep the first 40000 tokens when context the overflows. However, the model "
+        "is loaded with context length of only 4096 tokens, which is not enough."
+    )
+    msg = error(await lm.client.call_tool("chat_completion", {"prompt": "a very long prompt"}))
+    assert "the prompt does not fit the context the model is loaded with" in msg
+
+
+async def test_load_model_takes_a_context_length_and_list_models_shows_what_loaded(
+    lm: LMStudio,
+) -> None:
+    """F5: the context reaches LM Studio and the loaded one is read back."""
+    ok(await lm.client.call_tool("load_model", {"model": QWEN, "context_length": 8192}))
+    assert lm.sim.state.loads[-1].context_length == 8192
+    listed = ok(await lm.client.call_tool("list_models", {}))
+    (entry,) = [m for m in listed["models"] if m["key"] == QWEN]
+    assert [i["context_length"] for i in entry["loaded_instances"]] == [8192]

@@ -34,6 +34,9 @@ async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake:
     assert out["catalog_problem"] is None
     assert by_key["model-a"]["state"] == "READY"
     assert by_key["model-a"]["loaded_identifiers"] == ["model-a"]
+    assert by_key["model-a"]["loaded_instances"] == [
+        {"identifier": "model-a", "context_length": None, "device": None}
+    ]
     assert by_key["model-b"]["state"] is None  # never used by this server
     assert by_key["emb"] == {
         "key": "emb",
@@ -42,6 +45,7 @@ async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake:
         "max_context_length": 2048,
         "capabilities": ["x"],
         "loaded_identifiers": [],
+        "loaded_instances": [],
         "state": None,
         "unusable": None,
     }

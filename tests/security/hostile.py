@@ -241,6 +241,7 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
     "temperature": st.one_of(hostile_numbers, st.floats(0, 2)),
     "max_tokens": st.one_of(hostile_numbers, st.integers(1, 64)),
     "max_output_tokens": st.one_of(hostile_numbers, st.integers(1, 64)),
+    "context_length": st.one_of(hostile_numbers, st.integers(1, 65536)),
     # text
     "prompt": hostile_text,
     "system_prompt": hostile_text,

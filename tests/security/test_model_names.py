@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,11 +18,11 @@ from orchestrator.names import MAX_MODEL_NAME_LENGTH, validate_model_name
 
 from .hostile import hostile_names
 
-SAFE = set(string.ascii_letters + string.digits + "._-/@:")
+SAFE = set(string.ascii_letters + string.digits + "._-/@:+()")
 names = st.one_of(
     hostile_names,
     st.text(),
-    st.text(alphabet="./-@:\\ \t\nab", max_size=12),
+    st.text(alphabet="./-@:+()\\ \t\nab", max_size=12),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=400),
 )
 
@@ -42,3 +43,12 @@ def test_accepted_names_are_safe_in_argv_and_urls(name: str) -> None:
     assert 0 < len(name) <= MAX_MODEL_NAME_LENGTH
     assert not name.startswith("-")
     assert ".." not in name.replace("\\", "/").replace(":", "/").replace("@", "/").split("/")
+
+
+def test_keys_of_user_imported_models_are_accepted() -> None:
+    """F14: LM Studio keys may carry ``+`` and parentheses; ``$``, spaces, ``;`` stay out."""
+    for key in ("me/Llama-3+RP(Q4_K_M)", "c++coder", "model(1)"):
+        assert validate_model_name(key) == key
+    for bad in ("$(id)", "a b", "a;b", "-(x)"):
+        with pytest.raises(InvalidModelName):
+            validate_model_name(bad)

@@ -1,0 +1,99 @@
+"""The two ways to load into LM Studio without ``lms``: a JIT request, or REST v1 (opt-in).
+
+:class:`~orchestrator.backends.lmstudio.LMStudioBackend` prefers ``lms load``
+(identifier and TTL); these are its fallbacks (``docs/decisions/0002-lmstudio-load-path.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+
+from orchestrator.backends.base import ModelInfo
+from orchestrator.backends.lmstudio_rest import LMStudioRest
+from orchestrator.backends.lmstudio_support import INSTALL_HINT, ApiLevel, jit_request
+from orchestrator.backends.lmstudio_wire import V1LoadResult
+from orchestrator.errors import BackendRejected, ModelNotLoaded, UnknownModel
+
+__all__ = ["load_jit", "load_rest_v1"]
+
+_log = structlog.get_logger("orchestrator.backends.lmstudio")
+
+
+async def load_jit(
+    rest: LMStudioRest,
+    level: ApiLevel,
+    info: ModelInfo,
+    identifier: str,
+    ttl: int,
+    context_length: int | None,
+    timeout_s: float,
+) -> None:
+    """Load ``info`` by a one-token inference request that carries ``ttl``.
+
+    A JIT load names the instance after the key and ignores any context length.
+
+    Raises:
+        BackendRejected: the server is too old, the identifier is not the key,
+            or JIT loading is off.
+    """
+    if level is ApiLevel.OPENAI_ONLY:
+        raise BackendRejected(
+            f"cannot load {info.key!r} with a TTL: the lms CLI is not usable here and "
+            f"LM Studio at {rest.root} is too old to JIT-load with a TTL; {INSTALL_HINT}"
+        )
+    if identifier != info.key:
+        raise BackendRejected(
+            f"cannot load {info.key!r} as {identifier!r}: without the lms CLI LM Studio "
+            f"names a JIT-loaded instance after its model key; {INSTALL_HINT}"
+        )
+    if context_length is not None:
+        _log.warning("jit_load_ignores_context_length", model=info.key, asked=context_length)
+    path, payload = jit_request(info, ttl)
+    try:
+        await rest.call("POST", path, msgspec.json.encode(payload), timeout_s)
+    except ModelNotLoaded as exc:
+        raise BackendRejected(
+            f"LM Studio did not load {info.key!r} on demand ({exc}); Just-in-Time model "
+            f"loading is probably off. Enable it in LM Studio's server settings, or "
+            f"{INSTALL_HINT}"
+        ) from exc
+
+
+async def load_rest_v1(
+    rest: LMStudioRest,
+    key: str,
+    identifier: str,
+    context_length: int | None,
+    catalog: list[ModelInfo],
+    unload: Callable[[str], Awaitable[None]],
+    timeout_s: float,
+) -> None:
+    """Load ``key`` through ``POST /api/v1/models/load`` (no TTL, no identifier).
+
+    Raises:
+        UnknownModel: LM Studio does not know ``key``.
+        BackendRejected: LM Studio named the instance otherwise (it is unloaded again).
+    """
+    payload: dict[str, Any] = {"model": key}
+    if context_length is not None:
+        payload["context_length"] = context_length
+    try:
+        result = await rest.post(
+            "/api/v1/models/load",
+            V1LoadResult,
+            body=msgspec.json.encode(payload),
+            timeout_s=timeout_s,
+        )
+    except ModelNotLoaded as exc:
+        raise UnknownModel(key, [m.key for m in catalog]) from exc
+    if result.instance_id != identifier:
+        # LM Studio picked another name (e.g. "key:2"); do not leave it behind.
+        await unload(result.instance_id)
+        raise BackendRejected(
+            f"LM Studio loaded {key!r} as {result.instance_id!r}, not {identifier!r} "
+            f"(REST v1 loads cannot choose the identifier); {INSTALL_HINT}"
+        )
