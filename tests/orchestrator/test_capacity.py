@@ -156,9 +156,9 @@ async def test_a_model_exactly_the_size_of_the_budget_fits_and_unknown_sizes_tak
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     room = Room(max_models=3, budget=10)
+    room.pool.adopt("c", None)
     await room.pool.reserve("a", 10, wait_s=1)
     await room.pool.reserve("b", None, wait_s=1)
-    room.pool.adopt("c", None)
     assert room.evicted == []
     assert all(room.pool.holds(x) for x in "abc")
 
@@ -187,6 +187,7 @@ async def test_only_idle_slot_holders_are_evicted_and_the_reason_names_the_holde
     with pytest.raises(CapacityExhausted) as info:
         await room.pool.reserve("b", None, wait_s=1)
     assert room.evicted == ["a"]
+    assert "(a (READY, 0 in flight))" in str(info.value)  # the holders only, not x nor b
     assert "memory_budget_bytes" not in str(info.value)  # no budget configured
     room.residents.clear()  # the holder has no actor any more: named from the slots
     with pytest.raises(CapacityExhausted, match=r"is held by models in use \(a\)"):
