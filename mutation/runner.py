@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import faulthandler
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -126,9 +127,11 @@ def _child(root: Path, mutant: Mutant | None, path: Path, tests: Sequence[str]) 
     # The preloaded plugins cannot have their asserts rewritten: harmless, but a warning is
     # an error under this project's filterwarnings.
     quiet = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    # A parent that is itself under pytest has armed faulthandler's watchdog thread, which a
-    # forked child does not have: re-arming it there would wait for that thread for ever.
-    quiet += ["-p", "no:faulthandler"]
+    # A parent that is itself under pytest (the tool's own test) has armed faulthandler's
+    # watchdog thread, which a forked child does not have: cancelling or re-arming it there
+    # (pytest does both on a failure) waits for that thread for ever. Nothing to cancel here.
+    quiet += ["-o", "faulthandler_timeout=0"]
+    faulthandler.cancel_dump_traceback_later = lambda: None
     args = [*tests, "-x", "-q", "-p", "no:cacheprovider", "--no-header", *quiet]
     return int(pytest.main(args))
 
@@ -162,7 +165,10 @@ def run_baseline(root: Path, path: Path, tests: Sequence[str], timeout_s: float)
     pid = _fork(root, None, path, tests)
     code = _wait(pid, started + timeout_s)
     if code != 0:
-        raise RuntimeError(f"the covering tests of {path} fail unmutated (exit code {code})")
+        raise RuntimeError(
+            f"the covering tests of {path} fail unmutated (exit code {code}); "
+            f"run them by hand: pytest {' '.join(tests)}"
+        )
     return time.monotonic() - started
 
 
