@@ -1,18 +1,57 @@
-"""Scores and the report: a JSON of every mutant and a generated section of ``docs/mutation.md``."""
+"""Scores and the report: a JSON of every mutant run and a section of ``docs/mutation.md``.
+
+The report works on plain :class:`Row` records, so it can be rendered again from
+the JSON (``python -m mutation --rerender``) after a verdict is added, without
+running the mutants again.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mutation.runner import Outcome, Result
 
-__all__ = ["Score", "render_markdown", "score", "splice", "to_json"]
+__all__ = ["Row", "Score", "from_json", "render_markdown", "score", "splice", "to_json"]
 
 START = "<!-- mutation-report:start -->"
 END = "<!-- mutation-report:end -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One mutant's outcome, as stored in the JSON."""
+
+    module: str
+    line: int
+    kind: str
+    edit: str
+    source: str
+    outcome: Outcome
+    exit_code: int | None
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        """The verdict key (see :attr:`mutation.operators.Mutant.key`)."""
+        return f"{self.source} | {self.edit}"
+
+    @classmethod
+    def of(cls, r: Result) -> Row:
+        """The row of a finished run."""
+        m = r.mutant
+        return cls(
+            module=m.module,
+            line=m.line,
+            kind=m.kind.value,
+            edit=m.description,
+            source=m.source_line,
+            outcome=r.outcome,
+            exit_code=r.exit_code,
+            seconds=round(r.seconds, 2),
+        )
 
 
 @dataclass(frozen=True)
@@ -24,7 +63,7 @@ class Score:
     killed: int
     timeouts: int
     equivalent: int
-    unjudged: list[Result]
+    unjudged: list[Row]
     stale: list[str]  # verdicts for mutants that are killed or gone
     target: float
     sampled: bool
@@ -42,53 +81,43 @@ class Score:
 
 
 def score(
-    module: str,
-    results: Sequence[Result],
-    verdicts: Mapping[str, str],
-    target: float,
-    sampled: bool,
+    module: str, rows: Sequence[Row], verdicts: Mapping[str, str], target: float, sampled: bool
 ) -> Score:
-    """Score one module's results against its equivalence verdicts."""
-    survivors = [r for r in results if r.outcome is Outcome.SURVIVED]
-    keys = {r.mutant.key for r in survivors}
+    """Score one module's rows against its equivalence verdicts."""
+    survivors = [r for r in rows if r.outcome is Outcome.SURVIVED]
+    keys = {r.key for r in survivors}
     # A sampled run sees only part of the mutants: a verdict it did not meet is not stale.
-    seen = {r.mutant.key for r in results}
+    seen = {r.key for r in rows}
     stale = sorted(k for k in verdicts if k not in keys and (k in seen or not sampled))
     return Score(
         module=module,
-        total=len(results),
-        killed=sum(r.outcome is Outcome.KILLED for r in results),
-        timeouts=sum(r.outcome is Outcome.TIMEOUT for r in results),
-        equivalent=sum(r.mutant.key in verdicts for r in survivors),
-        unjudged=[r for r in survivors if r.mutant.key not in verdicts],
+        total=len(rows),
+        killed=sum(r.outcome is Outcome.KILLED for r in rows),
+        timeouts=sum(r.outcome is Outcome.TIMEOUT for r in rows),
+        equivalent=sum(r.key in verdicts for r in survivors),
+        unjudged=[r for r in survivors if r.key not in verdicts],
         stale=stale,
         target=target,
         sampled=sampled,
     )
 
 
-def to_json(results: Sequence[Result], verdicts: Mapping[str, Mapping[str, str]]) -> str:
-    """Every mutant run, one object each (for diffing two runs)."""
-    rows = [
-        {
-            "module": r.mutant.module,
-            "line": r.mutant.line,
-            "kind": r.mutant.kind.value,
-            "edit": r.mutant.description,
-            "source": r.mutant.source_line,
-            "outcome": r.outcome.value,
-            "exit_code": r.exit_code,
-            "seconds": round(r.seconds, 2),
-            "verdict": verdicts.get(r.mutant.module, {}).get(r.mutant.key),
-        }
-        for r in results
-    ]
-    return json.dumps(rows, indent=1) + "\n"
+def to_json(rows: Sequence[Row], seconds: float) -> str:
+    """Every mutant run, one object each (for re-rendering and for diffing two runs)."""
+    data = {"seconds": round(seconds), "mutants": [asdict(r) for r in rows]}
+    return json.dumps(data, indent=1) + "\n"
+
+
+def from_json(text: str) -> tuple[list[Row], float]:
+    """The rows and the run time stored by :func:`to_json`."""
+    data = json.loads(text)
+    rows = [Row(**{**r, "outcome": Outcome(r["outcome"])}) for r in data["mutants"]]
+    return rows, float(data["seconds"])
 
 
 def render_markdown(
     scores: Sequence[Score],
-    results: Sequence[Result],
+    rows: Sequence[Row],
     verdicts: Mapping[str, Mapping[str, str]],
     seconds: float,
 ) -> str:
@@ -96,7 +125,7 @@ def render_markdown(
     lines = [
         START,
         "",
-        f"Generated by `python -m mutation` in {seconds / 60:.1f} min.",
+        f"Generated by `python -m mutation`; the runs took {seconds / 60:.0f} min in all.",
         "",
         "| file | mutants | killed | timeouts | equivalent | unjudged | score | target |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -108,28 +137,23 @@ def render_markdown(
             f"| {len(s.unjudged)} | {s.percent:.1f}% | {s.target:.0f}% |"
         )
     lines += ["", "### Surviving mutants", ""]
-    survivors = [r for r in results if r.outcome is Outcome.SURVIVED]
+    survivors = [r for r in rows if r.outcome is Outcome.SURVIVED]
     if not survivors:
         lines.append("None.")
     for r in survivors:
-        mutant = r.mutant
-        verdict = verdicts.get(mutant.module, {}).get(mutant.key)
-        judged = f"equivalent: {verdict}" if verdict else "**not judged: needs a test**"
-        where = f"`{mutant.module}` line {mutant.line}"
-        lines.append(f"- {where}, {mutant.kind.value}: {mutant.description}. {judged}")
-    timeouts = [r for r in results if r.outcome is Outcome.TIMEOUT]
+        verdict = verdicts.get(r.module, {}).get(r.key)
+        judged = f"Equivalent: {verdict}" if verdict else "**Not judged: needs a test.**"
+        lines.append(f"- `{r.module}` line {r.line}, `{r.source}`: {r.edit}. {judged}")
+    timeouts = [r for r in rows if r.outcome is Outcome.TIMEOUT]
     if timeouts:
         lines += ["", "### Killed by timeout (the tests hung or ran far too long)", ""]
-        lines += [
-            f"- `{r.mutant.module}` line {r.mutant.line}: {r.mutant.description}" for r in timeouts
-        ]
+        lines += [f"- `{r.module}` line {r.line}, `{r.source}`: {r.edit}" for r in timeouts]
     lines += ["", END]
     return "\n".join(lines) + "\n"
 
 
 def splice(doc: Path, section: str) -> None:
     """Replace the generated section of ``doc`` (between its markers) with ``section``."""
-    text = doc.read_text()
-    head, _, rest = text.partition(START)
+    head, _, rest = doc.read_text().partition(START)
     _, _, tail = rest.partition(END)
     doc.write_text(head + section.rstrip("\n") + tail)
