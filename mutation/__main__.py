@@ -58,7 +58,7 @@ def _run(targets: list[Target], chosen: dict[str, list[Mutant]], jobs: int) -> l
             continue
         baseline = run_baseline(ROOT, ROOT / target.path, target.tests, timeout_s=600)
         # Generous: a loaded machine slows a child down; a hang still ends in seconds.
-        timeout = 3 * baseline + 10
+        timeout = 2 * baseline + 10
         print(f"{target.module}: {len(mutants)} mutants, baseline {baseline:.1f}s", flush=True)
         found = run_mutants(ROOT, ROOT / target.path, target.tests, mutants, timeout, jobs)
         rows += [Row.of(r) for r in found]

@@ -24,7 +24,7 @@ from orchestrator.effects import (
     Transitioned,
 )
 from orchestrator.errors import BackendRejected, BackendUnreachable, BreakerOpen, ModelBusy
-from orchestrator.lifecycle import State
+from orchestrator.lifecycle import Input, State
 from orchestrator.policy import Core, Limits, decide, new_core
 from orchestrator.status import ModelStatus
 
@@ -187,8 +187,11 @@ def unload_answers(core: Core, now: float = 0.0) -> tuple[Core, list[Effect], li
 
 @pytest.mark.parametrize("state", [State.UNLOADED, State.BREAKER_OPEN])
 def test_an_unload_of_a_model_holding_nothing_is_answered_at_once(state: State) -> None:
-    core, _, answers = unload_answers(core_in(state))
+    core, fx, answers = unload_answers(core_in(state))
     assert core.state is state
+    assert [(e.src, e.input) for e in fx if isinstance(e, Transitioned)] == [
+        (state, Input.UNLOAD_REQUESTED)  # counted, though nothing changes
+    ]
     assert len(answers) == 1
     assert isinstance(answers[0], ModelStatus)
     assert answers[0].state is state
@@ -215,6 +218,7 @@ def test_an_unload_of_a_ready_or_expiring_model_is_answered_when_it_is_done(
     assert core.state is State.EXPIRING
     assert answers == []
     assert ops(fx) == [OP + 1]
+    assert ArmTimer(timer=Timer.IDLE, deadline=None, generation=GEN) in fx  # no expiry now
     core, fx, answers = unload_answers(core, 1.0)  # a second unload joins the first
     assert core.state is State.EXPIRING
     assert (answers, ops(fx)) == ([], [])
