@@ -440,5 +440,7 @@ async def test_a_crash_in_one_actor_leaves_the_others_serving(
         with pytest.raises(ActorStopped):
             await orch.ensure_loaded("a")
         monkeypatch.setattr(actor, "decide", original)
+        assert orch.metrics.actor_crashes.labels(model="a")._value.get() == 1
+        assert orch.metrics.actor_crashes.labels(model="b")._value.get() == 0
         assert (await orch.ensure_loaded("b")).state is State.READY
         assert (await orch.ensure_loaded("a")).state is State.READY  # a fresh actor
