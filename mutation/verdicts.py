@@ -59,6 +59,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "tripped; for every other input the table never reads the flag"
         ),
         "return None | `return None` dropped": "the function's end returns None anyway",
+        "if src is State.BREAKER_OPEN and inp is Input.COOLDOWN_OVER: | `and` -> `or`": (
+            "RESET returned earlier, and the table leaves BREAKER_OPEN for another state only "
+            "on COOLDOWN_OVER, which it accepts nowhere else: either half implies the other"
+        ),
     },
     "orchestrator.retry": {
         (
