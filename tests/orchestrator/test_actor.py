@@ -1,7 +1,8 @@
 """The actor carries out the policy's effects: what a caller sees through the facade.
 
 Each test states one behaviour of the receive loop that the policy alone cannot
-show: a reply nobody takes, a backend operation that overruns its bound.
+show: a reply nobody takes, a backend operation that overruns its bound, stopping
+with requests still queued.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from orchestrator import BackendTimeout, Config, State, open_orchestrator
+from orchestrator import ActorStopped, BackendTimeout, Config, State, open_orchestrator
+from orchestrator import messages as m
 from orchestrator.testing import FakeBackend
 
 CONFIG = Config(default_ttl_s=100.0, retry_jitter_s=0.0, adopt_loaded=False)
@@ -60,3 +62,33 @@ async def test_an_unload_that_overruns_its_timeout_is_reported_as_an_error(
         with pytest.raises(BackendTimeout, match=r"unload of 'm' did not finish in 5s"):
             await orch.unload("m")
         assert trio.current_time() - start == pytest.approx(5.0)
+
+
+async def test_stopping_answers_what_is_queued_refuses_what_comes_later_and_zeroes_gauges(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = FakeBackend(["m"])
+    config = Config(mailbox_size=4, adopt_loaded=False)
+    async with open_orchestrator(backend, config) as orch, orch.lease("m"):
+        [actor] = orch._sup.actors()
+        assert orch.metrics.in_flight.labels(model="m")._value.get() == 1  # the lease
+        receivers = []
+        # Queued without letting the actor run: submit does not yield while there is room.
+        # The first message goes straight to the actor's waiting receive, so it is one that
+        # asks nothing (an eviction of a leased model is refused).
+        await actor.submit(m.Evict())
+        for make in (m.EnsureLoaded, m.Unload, m.ResetBreaker):
+            send, recv = trio.open_memory_channel[m.Reply](1)
+            receivers.append(recv)
+            await actor.submit(make(reply=send))
+        actor.stop()
+        with trio.fail_after(5):
+            answers = [await recv.receive() for recv in receivers]
+        assert [type(a) for a in answers] == [ActorStopped] * 3
+        send, _ = trio.open_memory_channel[m.Reply](1)
+        with pytest.raises(ActorStopped):
+            await actor.submit(m.EnsureLoaded(reply=send))
+        await trio.testing.wait_all_tasks_blocked()
+        assert orch.metrics.in_flight.labels(model="m")._value.get() == 0
+        assert orch.metrics.mailbox_depth.labels(model="m")._value.get() == 0
+    # The lease ends after its actor stopped: its release is dropped, never raised.
