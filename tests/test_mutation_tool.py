@@ -1,5 +1,6 @@
-"""The mutation tool itself (``python -m mutation``): it makes every kind of mutant, and judges
-a killable mutant killed, an unobservable one survived and a hanging one killed by timeout.
+"""The mutation tool itself (``python -m mutation``): it makes every kind of mutant, judges
+a killable mutant killed, an unobservable one survived and a hanging one killed by timeout,
+and scores without the equivalent mutants, whose verdicts must name real mutants.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import pytest
 
 from mutation.__main__ import ROOT
 from mutation.operators import Kind, Mutant, compile_mutant, enum_members, generate
+from mutation.report import Row, from_json, score, to_json
 from mutation.runner import Outcome, run_mutants
 from mutation.targets import TARGETS, Target
+from mutation.verdicts import EQUIVALENT
 
 SOURCE = '''
 """A module with one of everything."""
@@ -136,3 +139,29 @@ def test_every_target_and_its_covering_tests_exist(target: Target) -> None:
     assert target.tests
     for test in target.tests:
         assert (ROOT / test).is_file(), test
+
+
+def row(edit: str, outcome: Outcome) -> Row:
+    return Row("m", 1, "constant", edit, "x = 1", outcome, None, 0.1)
+
+
+def test_equivalent_mutants_are_left_out_and_unjudged_survivors_fail_the_target() -> None:
+    rows = [row(f"e{i}", Outcome.KILLED) for i in range(8)]
+    rows += [row("t", Outcome.TIMEOUT), row("eq", Outcome.SURVIVED), row("gap", Outcome.SURVIVED)]
+    verdicts = {"x = 1 | eq": "why", "x = 1 | e0": "stale: it is killed"}
+    s = score("m", rows, verdicts, target=90.0, sampled=False)
+    assert (s.total, s.killed, s.timeouts, s.equivalent) == (11, 8, 1, 1)
+    assert s.percent == pytest.approx(90.0)
+    assert [r.edit for r in s.unjudged] == ["gap"]
+    assert s.stale == ["x = 1 | e0"]
+    assert not s.passed  # on target, but a survivor is not judged
+    again, _ = from_json(to_json(rows, 60.0))
+    assert again == rows
+
+
+@pytest.mark.parametrize("module", sorted(EQUIVALENT))
+def test_every_verdict_names_a_mutant_that_exists(module: str) -> None:
+    target = next(t for t in TARGETS if t.module == module)
+    enums = enum_members(sorted((ROOT / "orchestrator").glob("*.py")))
+    keys = {m.key for m in generate(module, ROOT / target.path, enums)}
+    assert set(EQUIVALENT[module]) <= keys
