@@ -40,7 +40,7 @@ def validate_model_name(name: object) -> str:
         raise InvalidModelName(name, "contains control characters")
     if any(ch.isspace() for ch in name):
         raise InvalidModelName(name, "contains whitespace")
-    if ".." in name.split("/") or ".." in re.split(r"[/\\:@]", name):
+    if ".." in re.split(r"[/\\:@]", name):
         raise InvalidModelName(name, "contains a '..' path segment")
     if not _ALLOWED.fullmatch(name):
         bad = sorted({ch for ch in name if not _ALLOWED.fullmatch(ch)})

@@ -32,6 +32,8 @@ def test_the_live_chart_marks_the_states_holding_models() -> None:
     assert "class READY active" in chart
     assert "note right of READY: llama, qwen" in chart
     assert "class LOADING active" not in chart
+    assert "classDef active fill:#f9d976,stroke:#c77d00,stroke-width:2px" in chart  # the style
+    assert "classDef" not in render_mermaid()
 
 
 def test_the_cli_prints_the_same_chart(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 from orchestrator import CapacityExhausted, Config, ModelInfo, State, open_orchestrator
+from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.testing import FakeBackend
 
 
@@ -94,3 +95,116 @@ async def test_the_memory_budget_bounds_the_summed_sizes(
         with pytest.raises(CapacityExhausted, match="more than the whole memory budget"):
             await orch.ensure_loaded("huge")
         assert backend.count("load", "huge") == 0
+
+
+async def test_models_adopted_at_start_count_against_the_limit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = FakeBackend([ModelInfo(key="a", size_bytes=5_000), ModelInfo(key="b")])
+    backend.preload("a")
+    config = Config(max_loaded_models=1, memory_budget_bytes=8_000)
+    async with open_orchestrator(backend, config) as orch:
+        await trio.testing.wait_all_tasks_blocked()
+        assert states(orch)["a"] is State.READY
+        await orch.ensure_loaded("b")  # the adopted a is idle: it is evicted to make room
+        assert states(orch) == {"a": State.UNLOADED, "b": State.READY}
+        assert set(backend.loaded) == {"b"}
+
+
+# -- the pool alone, with residents drawn by hand --
+
+
+class Room:
+    """Residents and the evictions the pool asked for; nothing unloads unless told."""
+
+    def __init__(self, max_models: int = 1, budget: int | None = None) -> None:
+        self.residents: list[Resident] = []
+        self.evicted: list[str] = []
+        self.pool = CapacityPool(max_models, budget, lambda: self.residents, self.evicted.append)
+
+    def resident(self, model: str, *, idle: bool = True, used_at: float = 0.0) -> None:
+        self.residents.append(
+            Resident(
+                model=model,
+                state="READY",
+                idle=idle,
+                in_flight=0 if idle else 1,
+                last_used_at=used_at,
+            )
+        )
+
+
+async def test_when_the_wait_runs_out_the_reservation_fails_and_holds_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    room = Room()
+    await room.pool.reserve("a", None, wait_s=1)
+    room.resident("a", idle=False)
+    with pytest.raises(CapacityExhausted, match=r"no room to load 'b' within 5s"):
+        await room.pool.reserve("b", None, wait_s=5)
+    assert room.pool.holds("a")
+    assert not room.pool.holds("b")
+    assert room.pool.waiting_reason("b") is not None  # kept for a caller that timed out too
+    room.pool.release("a")
+    assert not room.pool.holds("a")
+    await room.pool.reserve("b", None, wait_s=1)
+    assert room.pool.holds("b")
+    assert room.pool.waiting_reason("b") is None  # a success forgets the old refusal
+
+
+async def test_a_model_exactly_the_size_of_the_budget_fits_and_unknown_sizes_take_no_bytes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    room = Room(max_models=3, budget=10)
+    room.pool.adopt("c", None)
+    await room.pool.reserve("a", 10, wait_s=1)
+    await room.pool.reserve("b", None, wait_s=1)
+    assert room.evicted == []
+    assert all(room.pool.holds(x) for x in "abc")
+
+
+async def test_adopted_models_count_against_the_limit_and_the_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    room = Room(max_models=2, budget=10)
+    room.pool.adopt("a", 6)
+    room.resident("a", idle=False)
+    with pytest.raises(CapacityExhausted, match="memory_budget_bytes=10"):
+        await room.pool.reserve("b", 5, wait_s=1)
+    room.pool.adopt("c", None)
+    room.resident("c", idle=False)
+    with pytest.raises(CapacityExhausted, match=r"max_loaded_models=2.*a \(READY, 1 in flight\)"):
+        await room.pool.reserve("d", None, wait_s=1)
+
+
+async def test_only_idle_slot_holders_are_evicted_and_the_reason_names_the_holders(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    room = Room()
+    await room.pool.reserve("a", None, wait_s=1)
+    room.resident("x", used_at=0.0)  # idle and older, but holds no slot: evicting it frees none
+    room.resident("a", used_at=5.0)
+    with pytest.raises(CapacityExhausted) as info:
+        await room.pool.reserve("b", None, wait_s=1)
+    assert room.evicted == ["a"]
+    assert "(a (READY, 0 in flight))" in str(info.value)  # the holders only, not x nor b
+    assert "memory_budget_bytes" not in str(info.value)  # no budget configured
+    room.residents.clear()  # the holder has no actor any more: named from the slots
+    with pytest.raises(CapacityExhausted, match=r"is held by models in use \(a\)"):
+        await room.pool.reserve("b", None, wait_s=1)
+
+
+async def test_a_change_wakes_a_waiting_load_once_per_change() -> None:
+    room = Room()
+    await room.pool.reserve("a", None, wait_s=1)
+    room.resident("a")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(room.pool.reserve, "b", None, 30)
+        with trio.fail_after(5):  # real time: a load spinning on a stale wake-up never blocks
+            await trio.testing.wait_all_tasks_blocked()
+            assert room.evicted == ["a"]
+            room.pool.changed()  # a woke (say a lease ended) but still holds its slot
+            await trio.testing.wait_all_tasks_blocked()
+        assert room.evicted == ["a", "a"]  # one more look, then asleep again
+        room.pool.release("a")
+    assert room.pool.holds("b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 
@@ -75,3 +76,15 @@ def test_the_breaker_opens_only_on_a_tripped_failure() -> None:
     ]
     assert into_breaker
     assert all(e.guard is Guard.TRIPPED for e in into_breaker)
+
+
+def test_a_failure_without_the_tripped_guard_does_not_trip() -> None:
+    assert next_state(State.LOADING, Input.LOAD_FAILED) is State.UNLOADED
+    assert next_state(State.VERIFYING, Input.VERIFY_FAILED) is State.UNLOADED
+
+
+def test_firing_logs_nothing_of_the_transitions_library(caplog: pytest.LogCaptureFixture) -> None:
+    # Our log has one event per transition; the library's own INFO lines would double it.
+    with caplog.at_level(logging.INFO):
+        next_state(State.UNLOADED, Input.REQUESTED)
+    assert [r for r in caplog.records if r.name.startswith("transitions")] == []

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from orchestrator import (
     BackendRejected,
@@ -437,9 +438,15 @@ async def test_a_crash_in_one_actor_leaves_the_others_serving(
             return original(core, msg, now)
 
         monkeypatch.setattr(actor, "decide", crash_for_a)
-        with pytest.raises(ActorStopped):
+        with capture_logs() as logs, pytest.raises(ActorStopped):
             await orch.ensure_loaded("a")
+        [crashed] = [e for e in logs if e["event"] == "actor_crashed"]
+        assert (crashed["log_level"], crashed["state"]) == ("error", "UNLOADED")
         monkeypatch.setattr(actor, "decide", original)
+        await trio.testing.wait_all_tasks_blocked()
+        assert [s.model for s in orch.status()] == ["b"]  # the crashed actor is gone
+        assert orch.metrics.actor_crashes.labels(model="a")._value.get() == 1
+        assert orch.metrics.actor_crashes.labels(model="b")._value.get() == 0
         assert (await orch.ensure_loaded("b")).state is State.READY
         assert (await orch.ensure_loaded("a")).state is State.READY  # a fresh actor
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
+from msgspec import structs
 
 from orchestrator import messages as m
 from orchestrator.effects import (
+    ArmTimer,
     BreakerChange,
     CapacityChanged,
     Effect,
@@ -15,13 +18,14 @@ from orchestrator.effects import (
     StartLoad,
     StartUnload,
     StartVerify,
+    Timer,
     Transitioned,
 )
 from orchestrator.errors import BackendRejected, CapacityExhausted
-from orchestrator.lifecycle import State
-from orchestrator.policy import Core, Limits, decide, new_core, unload_on_stop
+from orchestrator.lifecycle import Input, State
+from orchestrator.policy import Core, Limits, decide, new_core, snapshot, unload_on_stop
 
-LIMITS = Limits(breaker_threshold=2, breaker_cooldown_s=10.0)
+LIMITS = Limits(breaker_threshold=4, breaker_cooldown_s=10.0)
 
 
 def _reply() -> Any:
@@ -111,15 +115,81 @@ def test_the_breaker_events_follow_the_breaker() -> None:
         core, fx = _fail_load(core, BackendRejected("no"))
         changes += _breakers(fx)
     assert core.state is State.BREAKER_OPEN
-    assert changes[-1] is BreakerChange.OPENED
+    # Below the threshold a failure changes no breaker; the one that reaches it opens it.
+    assert changes == [None, None, None, BreakerChange.OPENED]
     assert core.breaker_opened
+    core, fx = _feed(core, m.EnsureLoaded(reply=_reply()))  # fails fast: nothing changes
+    assert _breakers(fx) == [None]
     core, fx = _feed(core, m.CooldownOver(generation=core.timer_generation), now=10.0)
     assert _breakers(fx) == [BreakerChange.HALF_OPEN]
     assert core.breaker_opened  # still: only a success closes it
     core, fx = _feed(core, m.EnsureLoaded(reply=_reply()))
+    assert _breakers(fx) == [None]  # the probe starts: not closed yet
     core, fx = _feed(core, m.LoadOk(op=_op(fx, StartLoad)))
+    assert _breakers(fx) == [None]
     core, fx = _feed(core, m.VerifyOk(op=_op(fx, StartVerify)))
     assert _breakers(fx) == [BreakerChange.CLOSED]
     assert not core.breaker_opened
     core, fx = _feed(new_core("m", LIMITS), m.ResetBreaker(reply=_reply()))
     assert _breakers(fx) == [BreakerChange.RESET]  # logged even with nothing to close
+
+
+def test_a_first_success_closes_no_breaker() -> None:
+    core, op = _loading()
+    core, fx = _feed(core, m.LoadOk(op=op))
+    core, fx = _feed(core, m.VerifyOk(op=_op(fx, StartVerify)))
+    assert core.state is State.READY
+    assert _breakers(fx) == [None]
+
+
+@pytest.mark.parametrize("state", [State.UNLOADED, State.BREAKER_OPEN])
+def test_nothing_is_unloaded_on_stop_once_settled_without_memory(state: State) -> None:
+    # Whoever loaded it last: a model that failed verification or was unloaded holds nothing.
+    core = structs.replace(new_core("m", LIMITS), state=state, loaded_by_us=True)
+    assert not unload_on_stop(core)
+
+
+def test_a_timer_that_can_no_longer_matter_is_disarmed() -> None:
+    core = new_core("m", LIMITS)
+    for _ in range(LIMITS.breaker_threshold):
+        core, _ = _fail_load(core, BackendRejected("no"))
+    core, fx = _feed(core, m.ResetBreaker(reply=_reply()))
+    assert ArmTimer(timer=Timer.COOLDOWN, deadline=None, generation=core.timer_generation) in fx
+    ready = _ready(adopted=False)
+    core, fx = _feed(ready, m.Lost(generation=ready.op))
+    assert core.state is State.UNLOADED
+    assert ArmTimer(timer=Timer.IDLE, deadline=None, generation=core.timer_generation) in fx
+
+
+def test_the_status_shows_expiry_only_when_idle_and_retry_only_while_open() -> None:
+    fresh = snapshot(new_core("m", LIMITS), 0.0)
+    assert (fresh.identifier, fresh.generation, fresh.expires_in_s) == ("m", 0, None)
+    assert snapshot(new_core("m", LIMITS, identifier="m:2"), 0.0).identifier == "m:2"
+    ready = structs.replace(_ready(adopted=False), idle_deadline=100.0)
+    assert ready.op == 1  # the first load is generation 1
+    assert snapshot(ready, 40.0).expires_in_s == 60.0
+    assert snapshot(ready, 140.0).expires_in_s == 0.0  # overdue: never negative
+    assert snapshot(structs.replace(ready, in_flight=1), 40.0).expires_in_s is None
+    expiring = structs.replace(ready, state=State.EXPIRING)
+    assert snapshot(expiring, 40.0).expires_in_s is None
+    assert snapshot(ready, 40.0).retry_after_s is None
+    opened = structs.replace(new_core("m", LIMITS), state=State.BREAKER_OPEN, retry_at=30.0)
+    assert snapshot(opened, 10.0).retry_after_s == 20.0
+    assert snapshot(opened, 50.0).retry_after_s == 0.0
+    assert snapshot(opened, 10.0).expires_in_s is None
+    unloaded = structs.replace(opened, state=State.UNLOADED)
+    assert snapshot(unloaded, 10.0).retry_after_s is None
+
+
+def test_the_idle_timeout_and_an_unload_are_told_apart() -> None:
+    ready = _ready(adopted=False)
+    _, fx = _feed(ready, m.IdleTimeout(generation=ready.timer_generation))
+    assert [e.input for e in fx if isinstance(e, Transitioned)] == [Input.IDLE_TIMEOUT]
+    assert StartUnload(op=ready.op + 1, reason="idle") in fx
+    _, fx = _feed(ready, m.Evict())
+    assert [e.input for e in fx if isinstance(e, Transitioned)] == [Input.UNLOAD_REQUESTED]
+
+
+def test_a_message_outside_the_union_is_a_bug_not_ignored() -> None:
+    with pytest.raises(AssertionError):
+        decide(new_core("m", LIMITS), object(), 0.0)  # type: ignore[arg-type]

@@ -11,24 +11,29 @@ from dataclasses import dataclass
 
 import trio
 import trio.testing
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orchestrator import BackendRejected, BreakerOpen, Config, ModelBusy, State, open_orchestrator
 from orchestrator.testing import FakeBackend
 
-TTL, COOLDOWN, THRESHOLD = 100.0, 60.0, 5
-CONFIG = Config(
-    default_ttl_s=TTL,
-    breaker_cooldown_s=COOLDOWN,
-    breaker_threshold=THRESHOLD,
-    adopt_loaded=False,
-    request_timeout_s=1e6,
-)
+TTL = 100.0
+
+
+def config(threshold: int, cooldown: float) -> Config:
+    return Config(
+        default_ttl_s=TTL,
+        breaker_cooldown_s=cooldown,
+        breaker_threshold=threshold,
+        adopt_loaded=False,
+        request_timeout_s=1e6,
+    )
 
 
 @dataclass
 class Reference:
+    threshold: int
+    cooldown: float
     state: State = State.UNLOADED
     failures: int = 0
     leases: int = 0
@@ -43,8 +48,8 @@ class Reference:
             self.loads += 1
             if fail:
                 self.failures += 1
-                if self.failures >= THRESHOLD:
-                    self.state, self.cooldown_end = State.BREAKER_OPEN, now + COOLDOWN
+                if self.failures >= self.threshold:
+                    self.state, self.cooldown_end = State.BREAKER_OPEN, now + self.cooldown
                 return "failed"
             self.state, self.failures = State.READY, 0
         if lease:
@@ -94,12 +99,15 @@ commands = st.lists(
 )
 
 
-async def run_commands(cmds: list[tuple[object, ...]], clock: trio.testing.MockClock) -> None:
+async def run_commands(
+    cmds: list[tuple[object, ...]], clock: trio.testing.MockClock, threshold: int, cooldown: float
+) -> None:
     backend = FakeBackend(["m"])
     backend.script("m").error = lambda: BackendRejected("scripted failure")
-    ref = Reference()
+    ref = Reference(threshold, cooldown)
     held: list[trio.Event] = []
-    async with trio.open_nursery() as nursery, open_orchestrator(backend, CONFIG) as orch:
+    cfg = config(threshold, cooldown)
+    async with trio.open_nursery() as nursery, open_orchestrator(backend, cfg) as orch:
 
         async def hold(granted: trio.Event, release: trio.Event, outcome: list[str]) -> None:
             try:
@@ -176,7 +184,32 @@ async def run_commands(cmds: list[tuple[object, ...]], clock: trio.testing.MockC
             release.set()
 
 
-@given(cmds=commands)
-def test_actor_matches_the_reference_model(cmds: list[tuple[object, ...]]) -> None:
+# The breaker opens, a request fails fast, the cooldown ends, the probe fails and it reopens
+# for a full cooldown, then a reset closes it: in every run, whatever Hypothesis draws.
+BREAKER = [
+    ("request", False, True),
+    ("request", True, False),
+    ("advance", 30.0),
+    ("request", False, False),
+    ("advance", 30.0),
+    ("request", False, True),
+    ("advance", 30.0),
+    ("request", False, False),
+    ("reset",),
+    ("request", True, False),
+    ("release",),
+]
+
+
+# Threshold and cooldown are drawn too: low enough that the breaker opens within a run.
+@given(
+    cmds=commands,
+    threshold=st.integers(1, 3),
+    cooldown=st.sampled_from([30.0, 60.0, 200.0]),
+)
+@example(cmds=BREAKER, threshold=1, cooldown=60.0)
+def test_actor_matches_the_reference_model(
+    cmds: list[tuple[object, ...]], threshold: int, cooldown: float
+) -> None:
     clock = trio.testing.MockClock()
-    trio.run(run_commands, cmds, clock, clock=clock)
+    trio.run(run_commands, cmds, clock, threshold, cooldown, clock=clock)

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from typing import Any, assert_never
 
+from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from orchestrator import messages as m
 from orchestrator.effects import (
@@ -28,16 +36,27 @@ from orchestrator.lifecycle import State
 from orchestrator.policy import Core, Limits, decide, new_core
 from orchestrator.status import ModelStatus
 
-LIMITS = Limits(default_ttl_s=100.0, max_ttl_s=1000.0, breaker_threshold=5, breaker_cooldown_s=60.0)
+MAX_TTL = 1000.0
 SETTLED = (State.READY, State.UNLOADED, State.BREAKER_OPEN)
 WITHOUT_ROOM = (State.UNLOADED, State.BREAKER_OPEN)
 HOLDING_ROOM = (State.VERIFYING, State.READY, State.EXPIRING)
 
 
 class CoreMachine(RuleBasedStateMachine):
-    @initialize()
-    def setup(self) -> None:
-        self.core: Core = new_core("m", LIMITS)
+    # How many runs opened the breaker, so a test can show the breaker invariants do run.
+    breaker_runs = 0
+
+    # A low threshold and a short cooldown let the breaker open, and a probe follow, within a
+    # run of 30 steps: the breaker's invariants are checked, not vacuously true.
+    @initialize(threshold=st.integers(1, 3), cooldown=st.sampled_from([1.0, 10.0, 60.0, 200.0]))
+    def setup(self, threshold: int, cooldown: float) -> None:
+        self.limits = Limits(
+            default_ttl_s=100.0,
+            max_ttl_s=MAX_TTL,
+            breaker_threshold=threshold,
+            breaker_cooldown_s=cooldown,
+        )
+        self.core: Core = new_core("m", self.limits)
         self.now = 0.0
         self.next_id = 0
         self.sent: dict[int, bool] = {}  # request id -> is a lease
@@ -55,6 +74,9 @@ class CoreMachine(RuleBasedStateMachine):
         # The capacity pool as the actor drives it: a slot is taken by a load that got
         # room (or by adoption) and given back only on ReleaseCapacity.
         self.holds_room = False
+        self.opened_at: float | None = None  # when the breaker last opened
+        self.last_op = 0  # the last load or unload started: each must be a new one
+        self.last_generation = 0  # the last arming of a timer: each must be a new one
 
     def feed(self, msg: m.Message) -> None:
         self.core, effects = decide(self.core, msg, self.now)
@@ -68,19 +90,28 @@ class CoreMachine(RuleBasedStateMachine):
                 case StartLoad():
                     assert self.pending_load is None, "two loads in flight"
                     assert self.pending_verify is None, "a load while verifying"
-                    assert 0 < fx.ttl_s <= LIMITS.max_ttl_s
-                    self.pending_load = fx.op
+                    assert 0 < fx.ttl_s <= MAX_TTL
+                    assert fx.op > self.last_op, "an operation number repeats"
+                    self.pending_load = self.last_op = fx.op
                 case StartVerify():
                     self.pending_verify = fx.op
                 case StartUnload():
-                    self.pending_unload = fx.op
+                    assert fx.op > self.last_op, "an operation number repeats"
+                    self.pending_unload = self.last_op = fx.op
                 case ArmTimer():
+                    if fx.deadline is not None:
+                        assert fx.generation > self.last_generation, "a generation repeats"
+                        self.last_generation = fx.generation
                     self.timers[fx.timer] = (
                         None if fx.deadline is None else (fx.deadline, fx.generation)
                     )
                 case Transitioned():
                     if fx.dst is State.READY and fx.src is not State.READY:
                         self.entered_ready_from.append(fx.src)
+                    if fx.dst is State.BREAKER_OPEN and fx.src is not State.BREAKER_OPEN:
+                        if self.opened_at is None:
+                            CoreMachine.breaker_runs += 1
+                        self.opened_at = self.now
                 case ReleaseCapacity():
                     self.holds_room = False
                 case CapacityChanged():
@@ -153,6 +184,13 @@ class CoreMachine(RuleBasedStateMachine):
         }[kind]
         self.feed(m.LoadFailed(op=op, error=error))
 
+    @precondition(lambda self: self.core.state is State.UNLOADED and self.pending_load is None)
+    @rule()
+    def a_load_that_fails(self) -> None:
+        # A request and its failure in one step, so that a run of 30 steps opens the breaker.
+        self.request(False, None)
+        self.load_failed("permanent")
+
     @precondition(lambda self: self.pending_verify is not None)
     @rule(ok=st.booleans())
     def verify_done(self, ok: bool) -> None:
@@ -203,12 +241,18 @@ class CoreMachine(RuleBasedStateMachine):
     @invariant()
     def breaker_only_after_the_threshold(self) -> None:
         if self.core.state is State.BREAKER_OPEN:
-            assert self.core.failures >= LIMITS.breaker_threshold
-            assert self.core.retry_at is not None
+            assert self.core.failures >= self.limits.breaker_threshold
+            assert self.opened_at is not None
+            # The cooldown counts from the failure that opened it, and its timer is armed.
+            retry_at = self.opened_at + self.limits.breaker_cooldown_s
+            assert self.core.retry_at == retry_at
+            assert self.timers[Timer.COOLDOWN] == (retry_at, self.core.timer_generation)
+        else:
+            assert self.core.retry_at is None
 
     @invariant()
     def ttl_is_explicit_and_bounded(self) -> None:
-        assert 0 < self.core.ttl_s <= LIMITS.max_ttl_s
+        assert 0 < self.core.ttl_s <= MAX_TTL
 
     @invariant()
     def a_slot_is_held_exactly_while_the_backend_may_hold_the_model(self) -> None:
@@ -224,3 +268,10 @@ class CoreMachine(RuleBasedStateMachine):
 
 
 TestCoreMachine = CoreMachine.TestCase
+
+
+def test_the_machine_opens_the_breaker() -> None:
+    # Derandomized, so this shows the invariants above do run, without ever flaking.
+    CoreMachine.breaker_runs = 0
+    run_state_machine_as_test(CoreMachine, settings=settings(max_examples=100, derandomize=True))
+    assert CoreMachine.breaker_runs >= 10

@@ -1,0 +1,1 @@
+"""Mutation testing of the core: ``python -m mutation`` (see ``docs/mutation.md``)."""
