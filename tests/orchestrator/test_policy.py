@@ -193,3 +193,12 @@ def test_the_idle_timeout_and_an_unload_are_told_apart() -> None:
 def test_a_message_outside_the_union_is_a_bug_not_ignored() -> None:
     with pytest.raises(AssertionError):
         decide(new_core("m", LIMITS), object(), 0.0)  # type: ignore[arg-type]
+
+
+def test_the_load_asks_for_the_context_length_the_request_named() -> None:
+    _, fx = _feed(new_core("m", LIMITS), m.EnsureLoaded(reply=_reply(), context_length=4096))
+    [load] = [e for e in fx if isinstance(e, StartLoad)]
+    assert load.context_length == 4096
+    _, fx = _feed(new_core("m", LIMITS), m.EnsureLoaded(reply=_reply()))
+    [load] = [e for e in fx if isinstance(e, StartLoad)]
+    assert load.context_length is None  # the backend's default
