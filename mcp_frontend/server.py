@@ -10,11 +10,14 @@ orchestrator over a fake backend and talk to it in memory::
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import Icon, ToolAnnotations
 
 from mcp_frontend import resources
 from mcp_frontend.checks.remote_images import RemoteFetcher
@@ -52,6 +55,52 @@ _STDLIB_LEVELS: dict[str, Literal["DEBUG", "WARNING", "ERROR"]] = {
     "warning": "WARNING",
     "error": "ERROR",
 }
+
+
+class _Server(MCPServer[Any]):
+    """The SDK's server, with tool descriptions as written, not as indented in the source.
+
+    The SDK takes a tool's description from its docstring verbatim, so every
+    line after the first kept the function's indentation.
+    """
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register ``fn`` as a tool, its description dedented (see the SDK's ``add_tool``)."""
+        doc = description if description is not None else fn.__doc__
+        super().add_tool(
+            fn,
+            name=name,
+            title=title,
+            description=inspect.cleandoc(doc or ""),
+            annotations=annotations,
+            icons=icons,
+            meta=meta,
+            structured_output=structured_output,
+        )
+
+
+def _drop_prompts(server: MCPServer[Any]) -> None:
+    """Stop serving prompts: with no prompt to offer, the capability would be a dead end.
+
+    The SDK always registers ``prompts/list`` and ``prompts/get`` and derives the
+    advertised capabilities from the handlers present; ``prompts/get`` on an empty
+    catalogue answered with error code 0 and a logged traceback. Without the
+    handlers, no prompts capability is advertised and both methods answer
+    "method not found". (The SDK has no public way to remove a handler.)
+    """
+    handlers = server._lowlevel_server._request_handlers
+    for method in ("prompts/list", "prompts/get"):
+        handlers.pop(method, None)
 
 
 def _version() -> str:
@@ -95,7 +144,7 @@ def build_server(
         started_at=time.monotonic(),
     )
     guard = UnknownArgumentGuard()
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = _Server(
         SERVER_NAME,
         title="LM Studio orchestrator",
         version=_version(),
@@ -103,7 +152,11 @@ def build_server(
         lifespan=holder.lifespan,
         middleware=[guard],
         log_level=_STDLIB_LEVELS[orch.config.log_level],
+        # No change feed is offered over subscriptions/listen, so the stateless
+        # (2026-07-28) discovery answer must not claim subscribe or listChanged.
+        subscriptions=False,
     )
+    _drop_prompts(server)
     for module in (lifecycle, inference, vision, schema_validation, resources):
         module.register(server, deps)
     agents.register(server, deps, settings=agent_settings, registry=McpRegistry(agent_settings))

@@ -30,6 +30,8 @@ ModelArg = Annotated[str, Field(description="Model key, as list_models shows it.
 Seconds = Annotated[float | None, Field(gt=0, description="Seconds; must be positive.")]
 
 _READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+# Lifecycle changes touch only the local model server, never the outside world.
+_LOCAL_CHANGE = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def _version(dist: str) -> str:
@@ -65,7 +67,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Load a model",
-        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+        annotations=_LOCAL_CHANGE,
     )
     async def load_model(
         model: ModelArg,
@@ -98,7 +100,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Unload a model",
-        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+        annotations=ToolAnnotations(
+            destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
     )
     async def unload_model(model: ModelArg) -> ModelStatusOut:
         """Unload a model now, freeing its memory. Refused while requests use it."""
@@ -107,7 +111,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Reset the circuit breaker",
-        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+        annotations=_LOCAL_CHANGE,
     )
     async def reset_breaker(model: ModelArg) -> ModelStatusOut:
         """Close a model's circuit breaker and forget its failures.

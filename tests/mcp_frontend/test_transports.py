@@ -17,12 +17,10 @@ import trio
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_frontend.server import build_server
-from mcp_frontend.transports.http import serve_http
 from orchestrator import Config
 from orchestrator.backends.provision import fetch_demo_model
 from tests.fakes import Reply, Simulator, open_simulator
-from tests.mcp_frontend.mcp_support import QWEN, Fake, error, ok
+from tests.mcp_frontend.mcp_support import QWEN, error, ok
 
 DEMO = "smollm2-135m-instruct.q4_1"
 TOKEN = "s3cret-token"
@@ -176,16 +174,6 @@ async def test_python_m_mcp_frontend_serves_lm_studio_over_stdio(
 
 
 # -- streamable HTTP --
-
-
-@pytest.fixture
-async def http_url(fake: Fake, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    token: str | None = getattr(request, "param", None)
-    server = build_server(fake.orch, settings=fake.settings)
-    async with trio.open_nursery() as nursery:
-        [base] = await nursery.start(partial(serve_http, server, port=0, token=token))
-        yield f"{base}/mcp"
-        nursery.cancel_scope.cancel()
 
 
 async def test_streamable_http_serves_the_tools_on_loopback(http_url: str) -> None:
