@@ -13,6 +13,7 @@ failures become tool errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -34,7 +35,7 @@ from mcp_frontend.tools.io_types import (
     usage_out,
 )
 from mcp_frontend.tools.progress import model_progress
-from orchestrator import InferenceCall, InferenceTarget, hold_model
+from orchestrator import InferenceCall, InferenceTarget, ModelInfo, hold_model
 from orchestrator.inference import (
     ChatMessage,
     ChatRequest,
@@ -50,6 +51,7 @@ __all__ = [
     "ModelOpt",
     "Temperature",
     "register",
+    "require_model_fits",
     "resolve_model",
     "run_inference",
 ]
@@ -95,6 +97,40 @@ async def resolve_model(deps: Deps, model: str | None, *, embedding: bool = Fals
         f"no model given and no {field} configured (set LMSORCH_{field.upper()}); "
         f"available: {', '.join(sorted(keys)) or 'none'}"
     )
+
+
+async def require_model_fits(
+    deps: Deps, model: str, fits: Callable[[ModelInfo], bool], problem: str, wanted: str
+) -> None:
+    """Refuse, before any load, a model the catalogue knows cannot serve the call.
+
+    Loading a text-only model for images, or a chat model for embeddings, only
+    ends in the backend's refusal (llama.cpp: HTTP 500 about a missing mmproj,
+    or 501 "does not support embeddings") after a load. A model the catalogue
+    does not list is left to the orchestrator, which names the available ones.
+
+    Args:
+        deps: the server's dependencies.
+        model: the model key (already resolved).
+        fits: whether a catalogue entry can serve the call.
+        problem: what is wrong with a model that does not fit, e.g. ``"takes no images"``.
+        wanted: what the fitting models are called, e.g. ``"vision models"``.
+
+    Raises:
+        ToolError: ``model`` does not fit; names the models that do.
+    """
+    with tool_errors():
+        catalog = await deps.orch.catalog()
+    info = next((m for m in catalog if m.key == model), None)
+    if info is None or fits(info):
+        return
+    capable = sorted(m.key for m in catalog if fits(m))
+    offer = f"{wanted}: {', '.join(capable)}" if capable else f"the backend offers no {wanted}"
+    raise ToolError(f"model {model!r} {problem} (type {info.type!r}); {offer}")
+
+
+def _embeds(info: ModelInfo) -> bool:
+    return info.type == "embedding"
 
 
 async def run_inference(
@@ -261,6 +297,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         texts = _texts(deps, text)
         request = EmbeddingRequest(input=text if isinstance(text, str) else texts)
         name = await resolve_model(deps, model, embedding=True)
+        await require_model_fits(deps, name, _embeds, "is no embedding model", "embedding models")
         call = functools.partial(deps.inference.get().embed, request=request)
         answer, t = await run_inference(deps, name, "embeddings", call, ctx=ctx)
         vectors = answer.vectors

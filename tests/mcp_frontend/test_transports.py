@@ -20,9 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 from orchestrator import Config
 from orchestrator.backends.provision import fetch_demo_model
 from tests.fakes import Reply, Simulator, open_simulator
-from tests.mcp_frontend.mcp_support import QWEN, error, ok
+from tests.mcp_frontend.mcp_support import DEMO, QWEN, error, ok, server_env
 
-DEMO = "smollm2-135m-instruct.q4_1"
 TOKEN = "s3cret-token"
 
 
@@ -30,12 +29,6 @@ TOKEN = "s3cret-token"
 async def sim() -> AsyncIterator[Simulator]:
     async with open_simulator(jit=False) as s:
         yield s
-
-
-def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A clean environment for a server subprocess: no inherited LMSORCH_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
-    return env | {"HOME": str(tmp_path), "LMSORCH_SHUTDOWN_TIMEOUT_S": "10"} | extra
 
 
 async def test_stdio_carries_json_rpc_only(tmp_path: Path) -> None:
