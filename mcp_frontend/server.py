@@ -28,6 +28,7 @@ from mcp_frontend.tools import agents, inference, lifecycle, schema_validation, 
 from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
+from orchestrator.response_chains import ResponseChains
 
 __all__ = ["SERVER_NAME", "build_server"]
 
@@ -142,6 +143,11 @@ def build_server(
         inference=holder,
         fetcher=fetcher or RemoteFetcher(),
         started_at=time.monotonic(),
+        chains=ResponseChains(
+            ttl_s=settings.response_chain_ttl_s,
+            max_chains=settings.max_response_chains,
+            max_chars=settings.max_response_chain_chars,
+        ),
     )
     guard = UnknownArgumentGuard()
     server: MCPServer[Any] = _Server(

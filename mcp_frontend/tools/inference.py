@@ -44,6 +44,7 @@ from orchestrator.inference import (
     ReasoningParams,
     ResponsesRequest,
 )
+from orchestrator.response_chains import STATELESS_RESPONSE_BACKENDS
 
 __all__ = [
     "INFERENCE",
@@ -276,8 +277,15 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             temperature=temperature,
         )
         name = await resolve_model(deps, model)
+        # A stateless backend gets the kept history instead of previous_response_id.
+        emulated = deps.orch.backend.name in STATELESS_RESPONSE_BACKENDS
+        if emulated:
+            with tool_errors():
+                request = deps.chains.expand(name, request)
         call = functools.partial(deps.inference.get().respond, request=request)
         answer, t = await run_inference(deps, name, "responses", call, ctx=ctx)
+        if emulated:
+            deps.chains.record(name, request, answer)
         return ResponseOut(
             id=answer.id,
             model=t.model,

@@ -100,3 +100,42 @@ async def test_refusals_reach_an_http_client_before_any_load(http_url: str, fake
     assert "takes no images" in image
     assert "is no embedding model" in embed
     assert fake.backend.count("load") == 0
+
+
+async def test_a_two_step_responses_chain_continues_on_llama_cpp_over_stdio(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models_dir))
+    lmsorch = str(Path(sys.executable).parent / "lmsorch")
+    args = ["serve", "--backend", "llamacpp"]
+    params = StdioServerParameters(command=lmsorch, args=args, env=env)
+    ask = {"model": DEMO, "max_output_tokens": 8, "temperature": 0}
+
+    with trio.fail_after(120):
+        async with Client(params, mode="legacy") as client:
+            first = ok(await client.call_tool("create_response", ask | {"input_text": "I am Ann."}))
+            second = ok(
+                await client.call_tool(
+                    "create_response",
+                    ask | {"input_text": "Who am I?", "previous_response_id": first["id"]},
+                )
+            )
+            third = ok(
+                await client.call_tool(
+                    "create_response",
+                    ask | {"input_text": "Again?", "previous_response_id": second["id"]},
+                )
+            )
+            expired = error(
+                await client.call_tool(
+                    "create_response", ask | {"input_text": "x", "previous_response_id": "resp_x"}
+                )
+            )
+
+    assert second["previous_response_id"] == first["id"]
+    assert third["previous_response_id"] == second["id"]
+    assert len({first["id"], second["id"], third["id"]}) == 3
+    # The history went with each step: the prompt grew by the earlier turns.
+    assert first["usage"]["input_tokens"] < second["usage"]["input_tokens"]
+    assert second["usage"]["input_tokens"] < third["usage"]["input_tokens"]
+    assert "unknown or expired response id 'resp_x'" in expired
