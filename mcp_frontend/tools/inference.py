@@ -161,7 +161,13 @@ async def run_inference(
     interval_s = deps.settings.progress_interval_s
     with tool_errors():
         async with (
-            model_progress(ctx, deps.orch, model, interval_s=interval_s),
+            model_progress(
+                ctx,
+                deps.orch,
+                model,
+                interval_s=interval_s,
+                heartbeat_s=deps.settings.progress_heartbeat_s,
+            ),
             hold_model(deps.orch, model, endpoint=endpoint) as held,
         ):
             result = await held.send(call)

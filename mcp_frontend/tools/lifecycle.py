@@ -88,9 +88,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             ttl_s = config.max_ttl_s if keep_loaded else config.temporary_ttl_s
         before = next((s for s in orch.status() if s.model == model), None)
         started = time.monotonic()
-        interval_s = deps.settings.progress_interval_s
+        quiet_s, beat_s = deps.settings.progress_interval_s, deps.settings.progress_heartbeat_s
         with tool_errors():
-            async with model_progress(ctx, orch, model, interval_s=interval_s):
+            async with model_progress(ctx, orch, model, interval_s=quiet_s, heartbeat_s=beat_s):
                 status = await orch.ensure_loaded(model, ttl_s=ttl_s, timeout_s=timeout_s)
         return LoadOut(
             status=status_out(status),
