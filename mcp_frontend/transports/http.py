@@ -27,6 +27,7 @@ from hypercorn.typing import ASGIFramework
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_frontend.transports.event_store import RETRY_INTERVAL_MS, BoundedEventStore
 from mcp_frontend.transports.observability import ObservabilityApp, route_observability
 from orchestrator import ConfigError
 
@@ -168,7 +169,13 @@ def build_http_app(
 
     With ``observability``, ``/metrics``, ``/status`` and ``/events`` are served too.
     """
-    app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        host=host,
+        # Event ids and a retry hint, so a dropped SSE connection can resume.
+        event_store=BoundedEventStore(),
+        retry_interval=RETRY_INTERVAL_MS,
+    )
     if observability is not None:
         app = route_observability(app, observability)
         if is_loopback(host):
