@@ -19,7 +19,7 @@ from typing import Any, Literal
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Icon, ToolAnnotations
 
-from mcp_frontend import resources
+from mcp_frontend import completions, resources
 from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
@@ -165,6 +165,8 @@ def build_server(
     _drop_prompts(server)
     for module in (lifecycle, inference, vision, schema_validation, resources):
         module.register(server, deps)
-    agents.register(server, deps, settings=agent_settings, registry=McpRegistry(agent_settings))
+    registry = McpRegistry(agent_settings)
+    agents.register(server, deps, settings=agent_settings, registry=registry)
+    completions.register(server, deps, registry)
     guard.bind(server)
     return server
