@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Icon, ToolAnnotations
 
-from mcp_frontend import completions, resources
+from mcp_frontend import completions, notifications, resources
 from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
+from mcp_frontend.notifications import watch_connection
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.tools import agents, inference, lifecycle, schema_validation, vision
 from orchestrator import SERVER_NAME, Orchestrator
@@ -104,6 +106,19 @@ def _drop_prompts(server: MCPServer[Any]) -> None:
         handlers.pop(method, None)
 
 
+def _lifespan(
+    holder: InferenceHolder, orch: Orchestrator
+) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[dict[str, Any]]]:
+    """One connection's lifespan: the inference client's, and its notification tasks."""
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with holder.lifespan(server) as state, watch_connection(orch) as conn:
+            yield state | {"notifications": conn}
+
+    return lifespan
+
+
 def _version() -> str:
     try:
         return metadata.version("lmstudio-orchestrator")
@@ -155,7 +170,7 @@ def build_server(
         title="LM Studio orchestrator",
         version=_version(),
         instructions=INSTRUCTIONS,
-        lifespan=holder.lifespan,
+        lifespan=_lifespan(holder, orch),
         middleware=[guard],
         log_level=_STDLIB_LEVELS[orch.config.log_level],
         # No change feed is offered over subscriptions/listen, so the stateless
@@ -168,5 +183,6 @@ def build_server(
     registry = McpRegistry(agent_settings)
     agents.register(server, deps, settings=agent_settings, registry=registry)
     completions.register(server, deps, registry)
+    notifications.register(server)
     guard.bind(server)
     return server

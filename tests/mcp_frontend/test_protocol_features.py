@@ -1,16 +1,30 @@
-"""Protocol features through real clients: completions (and more) over stdio and HTTP."""
+"""Protocol features through real clients: completions, subscriptions, logging.
+
+Over HTTP the conformance suite (tests/conformance) also exercises
+``resources/subscribe``, ``resources/unsubscribe`` and ``logging/setLevel``.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import trio
 from mcp import Client, StdioServerParameters
-from mcp.types import PromptReference, ResourceTemplateReference
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import (
+    LoggingMessageNotificationParams,
+    PromptReference,
+    ResourceTemplateReference,
+    ResourceUpdatedNotification,
+)
 
-from tests.mcp_frontend.mcp_support import server_env
+from orchestrator import Config
+from orchestrator.backends.provision import fetch_demo_model
+from tests.mcp_frontend.mcp_support import DEMO, ok, server_env
 
 STATUS = ResourceTemplateReference(uri="lmsorch://status/{+model}")
 
@@ -52,3 +66,47 @@ async def test_models_and_mcp_names_complete_over_stdio(tmp_path: Path) -> None:
 
     assert models_done.completion.values == ["alpha-chat", "alpha-coder"]
     assert names_done.completion.values == ["git", "github"]
+
+
+async def test_subscribers_hear_of_state_changes_and_log_events_over_stdio(
+    tmp_path: Path,
+) -> None:
+    models = Config.load().llamacpp.resolved_models_dir()
+    fetch_demo_model(models)
+    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "mcp_frontend", "--backend", "llamacpp"], env=env
+    )
+    watched, other = f"lmsorch://status/{DEMO}", "lmsorch://status/someone-else"
+    updated: list[str] = []
+    logs: list[LoggingMessageNotificationParams] = []
+    heard_ready = trio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updated.append(str(message.params.uri))
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+        data = params.data if isinstance(params.data, dict) else {}
+        if data.get("event") == "transition" and data.get("dst") == "READY":
+            heard_ready.set()
+
+    # The SDK marks the handshake-era subscribe and setLevel requests deprecated
+    # (2026-07-28 replaced them); this server serves them to handshake-era clients.
+    with warnings.catch_warnings(), trio.fail_after(60):
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        async with Client(
+            params, mode="legacy", message_handler=on_message, logging_callback=on_log
+        ) as client:
+            await client.subscribe_resource(watched)
+            await client.subscribe_resource(other)
+            await client.set_logging_level("info")
+            ok(await client.call_tool("load_model", {"model": DEMO}))
+            await heard_ready.wait()
+            await client.unsubscribe_resource(watched)
+
+    assert watched in updated
+    assert other not in updated
+    assert {e.level for e in logs} <= {"info", "notice", "warning", "error", "critical"}
+    assert all(e.logger == "lmsorch" for e in logs)

@@ -12,29 +12,35 @@ from mcp_frontend.server import build_server
 from tests.mcp_frontend.mcp_support import Fake
 
 
-def assert_honest(caps: ServerCapabilities) -> None:
-    """Nothing advertised that the server does not do."""
+def assert_honest(caps: ServerCapabilities, *, handshake: bool) -> None:
+    """Nothing advertised that the server does not do in that protocol era.
+
+    Resource subscriptions and logging are served to handshake-era connections
+    only; the stateless 2026-07-28 era would need subscriptions/listen.
+    """
     assert caps.prompts is None
     assert caps.resources is not None
-    assert (caps.resources.subscribe, caps.resources.list_changed) == (False, False)
+    assert (caps.resources.subscribe, caps.resources.list_changed) == (handshake, False)
+    assert (caps.logging is not None) == handshake
+    assert caps.completions is not None
     assert caps.tools is not None
     assert not caps.tools.list_changed
 
 
 async def test_the_discovery_answer_claims_only_what_is_honoured(fake: Fake) -> None:
     # The in-memory client probes server/discover (the stateless 2026-07-28 era).
-    assert_honest(fake.client.server_capabilities)
+    assert_honest(fake.client.server_capabilities, handshake=False)
 
 
 async def test_the_handshake_claims_only_what_is_honoured(fake: Fake) -> None:
     async with Client(build_server(fake.orch, settings=fake.settings), mode="legacy") as client:
-        assert_honest(client.server_capabilities)
+        assert_honest(client.server_capabilities, handshake=True)
 
 
 async def test_http_discovery_claims_only_what_is_honoured(http_url: str) -> None:
     with trio.fail_after(10):
         async with Client(http_url) as client:
-            assert_honest(client.server_capabilities)
+            assert_honest(client.server_capabilities, handshake=False)
 
 
 async def test_prompts_get_is_method_not_found_not_an_internal_error(fake: Fake) -> None:
