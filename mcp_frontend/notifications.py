@@ -181,7 +181,9 @@ def _tap(
                 send.send_nowait(note)
 
         # Events may be logged from worker threads too: hand over through trio.
-        token.run_sync_soon(put)
+        # A line logged as the run ends is dropped: logging must never fail.
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(put)
 
     return tap
 
