@@ -26,7 +26,16 @@ from benchmarks.report import markdown_table, text_table
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-CASE_NAMES = ("coalescing", "hot_path", "verification", "scale", "mcp", "real_model", "storm")
+CASE_NAMES = (
+    "coalescing",
+    "hot_path",
+    "verification",
+    "scale",
+    "mcp",
+    "real_model",
+    "storm",
+    "startup",
+)
 """Every case, in the issue's order (listed here so ``--help`` imports no case)."""
 
 
@@ -38,6 +47,7 @@ def all_cases() -> list[Case]:
         case_mcp,
         case_real_model,
         case_scale,
+        case_startup,
         case_storm,
         case_verification,
     )
@@ -50,6 +60,7 @@ def all_cases() -> list[Case]:
         case_mcp.CASE,
         case_real_model.CASE,
         case_storm.CASE,
+        case_startup.CASE,
     ]
     assert tuple(c.name for c in cases) == CASE_NAMES
     return cases

@@ -13,6 +13,7 @@ from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.settings import FrontendSettings
 from orchestrator import Orchestrator
 from orchestrator.inference import InferenceClient
+from orchestrator.response_chains import ResponseChains
 
 __all__ = ["Deps", "InferenceHolder"]
 
@@ -62,6 +63,7 @@ class Deps:
         inference: the inference client holder.
         fetcher: fetches remote images (when allowed).
         started_at: ``time.monotonic()`` when the server was built (for uptime).
+        chains: response chains kept for backends whose Responses API keeps none.
     """
 
     orch: Orchestrator
@@ -69,3 +71,4 @@ class Deps:
     inference: InferenceHolder
     fetcher: RemoteFetcher
     started_at: float
+    chains: ResponseChains

@@ -10,21 +10,27 @@ orchestrator over a fake backend and talk to it in memory::
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import Icon, ToolAnnotations
 
-from mcp_frontend import resources
+from mcp_frontend import completions, notifications, resources
 from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
+from mcp_frontend.notifications import watch_connection
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.tools import agents, inference, lifecycle, schema_validation, vision
 from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
+from orchestrator.response_chains import ResponseChains
 
 __all__ = ["SERVER_NAME", "build_server"]
 
@@ -52,6 +58,65 @@ _STDLIB_LEVELS: dict[str, Literal["DEBUG", "WARNING", "ERROR"]] = {
     "warning": "WARNING",
     "error": "ERROR",
 }
+
+
+class _Server(MCPServer[Any]):
+    """The SDK's server, with tool descriptions as written, not as indented in the source.
+
+    The SDK takes a tool's description from its docstring verbatim, so every
+    line after the first kept the function's indentation.
+    """
+
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register ``fn`` as a tool, its description dedented (see the SDK's ``add_tool``)."""
+        doc = description if description is not None else fn.__doc__
+        super().add_tool(
+            fn,
+            name=name,
+            title=title,
+            description=inspect.cleandoc(doc or ""),
+            annotations=annotations,
+            icons=icons,
+            meta=meta,
+            structured_output=structured_output,
+        )
+
+
+def _drop_prompts(server: MCPServer[Any]) -> None:
+    """Stop serving prompts: with no prompt to offer, the capability would be a dead end.
+
+    The SDK always registers ``prompts/list`` and ``prompts/get`` and derives the
+    advertised capabilities from the handlers present; ``prompts/get`` on an empty
+    catalogue answered with error code 0 and a logged traceback. Without the
+    handlers, no prompts capability is advertised and both methods answer
+    "method not found". (The SDK has no public way to remove a handler.)
+    """
+    handlers = server._lowlevel_server._request_handlers
+    for method in ("prompts/list", "prompts/get"):
+        handlers.pop(method, None)
+
+
+def _lifespan(
+    holder: InferenceHolder, orch: Orchestrator
+) -> Callable[[MCPServer[Any]], AbstractAsyncContextManager[dict[str, Any]]]:
+    """One connection's lifespan: the inference client's, and its notification tasks."""
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with holder.lifespan(server) as state, watch_connection(orch) as conn:
+            yield state | {"notifications": conn}
+
+    return lifespan
 
 
 def _version() -> str:
@@ -93,19 +158,31 @@ def build_server(
         inference=holder,
         fetcher=fetcher or RemoteFetcher(),
         started_at=time.monotonic(),
+        chains=ResponseChains(
+            ttl_s=settings.response_chain_ttl_s,
+            max_chains=settings.max_response_chains,
+            max_chars=settings.max_response_chain_chars,
+        ),
     )
     guard = UnknownArgumentGuard()
-    server: MCPServer[Any] = MCPServer(
+    server: MCPServer[Any] = _Server(
         SERVER_NAME,
         title="LM Studio orchestrator",
         version=_version(),
         instructions=INSTRUCTIONS,
-        lifespan=holder.lifespan,
+        lifespan=_lifespan(holder, orch),
         middleware=[guard],
         log_level=_STDLIB_LEVELS[orch.config.log_level],
+        # No change feed is offered over subscriptions/listen, so the stateless
+        # (2026-07-28) discovery answer must not claim subscribe or listChanged.
+        subscriptions=False,
     )
+    _drop_prompts(server)
     for module in (lifecycle, inference, vision, schema_validation, resources):
         module.register(server, deps)
-    agents.register(server, deps, settings=agent_settings, registry=McpRegistry(agent_settings))
+    registry = McpRegistry(agent_settings)
+    agents.register(server, deps, settings=agent_settings, registry=registry)
+    completions.register(server, deps, registry)
+    notifications.register(server)
     guard.bind(server)
     return server

@@ -41,6 +41,14 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         max_schema_bytes: largest JSON schema accepted (encoded size).
         remote_image_timeout_s: deadline for fetching one remote image.
         progress_interval_s: how long a waiting tool stays quiet before it reports progress.
+        progress_heartbeat_s: how often a long call (a load, an agent round) says it is
+            still going, with its elapsed time, while nothing else is reported.
+        response_chain_ttl_s: how long an emulated Responses chain is kept after its
+            last use (backends whose Responses API keeps no state: llama.cpp).
+        max_response_chains: most emulated response ids kept (least recently used
+            evicted first).
+        max_response_chain_chars: most text one emulated chain keeps (oldest turns
+            dropped first).
     """
 
     allowed_image_roots: tuple[str, ...] = ()
@@ -53,6 +61,10 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     max_schema_bytes: int = 64 * 1024
     remote_image_timeout_s: float = 20.0
     progress_interval_s: float = 0.25
+    progress_heartbeat_s: float = 5.0
+    response_chain_ttl_s: float = 3600.0
+    max_response_chains: int = 256
+    max_response_chain_chars: int = 200_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -62,10 +74,17 @@ class FrontendSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             "max_embedding_inputs",
             "max_schema_depth",
             "max_schema_bytes",
+            "max_response_chains",
+            "max_response_chain_chars",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
-        for name in ("remote_image_timeout_s", "progress_interval_s"):
+        for name in (
+            "remote_image_timeout_s",
+            "progress_interval_s",
+            "progress_heartbeat_s",
+            "response_chain_ttl_s",
+        ):
             value = getattr(self, name)
             if not 0 < value < float("inf"):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive number")

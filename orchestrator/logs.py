@@ -29,12 +29,20 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["REDACTED", "configure_logging", "dropped_lines", "redact", "register_secret"]
+__all__ = [
+    "REDACTED",
+    "LogTap",
+    "add_log_tap",
+    "configure_logging",
+    "dropped_lines",
+    "redact",
+    "register_secret",
+]
 
 # A key is secret when a secret word is one of its words (snake_case, kebab-case,
 # camelCase: ``api_key``, ``X-Api-Key``, ``accessToken``) and the last such word is not
@@ -202,6 +210,28 @@ class _StdlibHandler(logging.Handler):
         self._sink.msg(line)
 
 
+LogTap = Callable[[Mapping[str, Any]], None]
+"""Sees each structlog event (redacted, before rendering); must not block or raise."""
+
+_taps: list[LogTap] = []
+
+
+def add_log_tap(tap: LogTap) -> Callable[[], None]:
+    """Let ``tap`` see every event that passes the configured level; return its remover.
+
+    The MCP server forwards events to clients that asked for log messages; a tap
+    gets a copy of each event after redaction, so secrets never reach it.
+    """
+    _taps.append(tap)
+    return lambda: _taps.remove(tap) if tap in _taps else None
+
+
+def _tap(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for tap in list(_taps):
+        tap(dict(event))
+    return event
+
+
 def configure_logging(
     level: str = "info",
     *,
@@ -239,7 +269,7 @@ def configure_logging(
         structlog.processors.format_exc_info,
     ]
     structlog.configure(
-        processors=[*shared, redact, renderer],
+        processors=[*shared, redact, _tap, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_SafeWriteLoggerFactory(stream),
         cache_logger_on_first_use=False,

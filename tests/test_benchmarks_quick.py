@@ -99,6 +99,7 @@ POSITIVE = {
     "mcp": ("memory_direct_p50_ms", "stdio_direct_p50_ms", "memory_mcp_p50_ms", "stdio_mcp_p50_ms"),
     "real_model": ("orch_cold_first_token_s", "direct_tokens_per_s", "orch_tokens_per_s"),
     "storm": ("answered", "answered_per_s"),
+    "startup": ("bare_s", "lmsorch_s", "ratio"),
 }
 """Figures that are above 0 in any working run (something was answered, measured, streamed)."""
 

@@ -8,9 +8,11 @@ Like every argument error it is a tool result the model can read and correct,
 not a JSON-RPC error (the MCP spec's advice for input validation since
 2025-11-25).
 
-It also bounds the text of every tool error: the SDK's validation error lists
-each bad item, so a 50 000-item ``messages`` list of the wrong type would come
-back as an 11 MB error that helps no one.
+It also trims the SDK's argument errors to the documented form
+(:mod:`mcp_frontend.checks.argument_errors`) and bounds the text of every tool
+error: the SDK's validation error lists each bad item, so a 50 000-item
+``messages`` list of the wrong type would come back as an 11 MB error that
+helps no one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
+
+from mcp_frontend.checks.argument_errors import trim_validation_error
 
 __all__ = ["UnknownArgumentGuard"]
 
@@ -79,9 +83,12 @@ class UnknownArgumentGuard:
 
 
 def _bounded(block: Any) -> Any:
-    """A serialised content ``block`` with its text cut to :data:`MAX_ERROR_CHARS`."""
+    """A serialised content ``block``, trimmed, with its text cut to :data:`MAX_ERROR_CHARS`."""
     text = block.get("text") if isinstance(block, dict) else None
-    if not isinstance(text, str) or len(text) <= MAX_ERROR_CHARS:
+    if not isinstance(text, str):
         return block
+    text = trim_validation_error(text)
+    if len(text) <= MAX_ERROR_CHARS:
+        return block | {"text": text}
     note = f" ... [error cut: {len(text) - MAX_ERROR_CHARS} more characters]"
     return block | {"text": text[:MAX_ERROR_CHARS] + note}

@@ -10,6 +10,7 @@ stopped it (``success`` is then false and ``trace.stop_reason`` says why).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -24,11 +25,11 @@ from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, tool_errors
 from mcp_frontend.tools.agent_outputs import AgentOut, McpListOut, agent_out, server_out
 from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature, resolve_model
+from mcp_frontend.tools.progress import heartbeat
 from orchestrator import UnknownModel
 from orchestrator.agent import (
     AgentSettings,
     McpRegistry,
-    Progress,
     ServerSpec,
     check_rounds,
     open_toolbox,
@@ -36,7 +37,7 @@ from orchestrator.agent import (
     run_agent,
 )
 
-__all__ = ["register"]
+__all__ = ["RoundProgress", "register"]
 
 Task = Annotated[str, Field(min_length=1, description="What the agent should do, in words.")]
 McpName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -59,13 +60,38 @@ _AGENT = ToolAnnotations(
 _LIST = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def _progress(ctx: Context[Any, Any]) -> Progress:
-    async def report(round_: int, total: int, message: str) -> None:
+class RoundProgress:
+    """Agent progress: each round as it starts, then heartbeats while it runs.
+
+    A round (a model request, then its tool calls) can take minutes on a local
+    model; without news a client that cuts calls at a timeout gives up. A
+    heartbeat repeats the round's message with the time the run has taken, at a
+    progress value between this round and the next, as progress must grow.
+    """
+
+    def __init__(self, ctx: Context[Any, Any]) -> None:
+        self._ctx = ctx
+        self._started = time.monotonic()
+        self._round, self._message = 0, "starting"
+        self._total: int | None = None
+        self._beats = 0
+
+    async def _send(self, progress: float, total: float | None, message: str) -> None:
         # Best-effort: the client may have gone away.
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await ctx.report_progress(round_, total, message)
+            await self._ctx.report_progress(progress, total, message)
 
-    return report
+    async def report(self, round_: int, total: int, message: str) -> None:
+        """The agent loop's progress callback: a round starts."""
+        self._round, self._total, self._message, self._beats = round_, total, message, 0
+        await self._send(round_, total, message)
+
+    async def beat(self) -> None:
+        """Say the current round goes on, with the run's elapsed time."""
+        self._beats += 1
+        elapsed = time.monotonic() - self._started
+        step = self._round + 1 - 0.5**self._beats  # below the next round's value
+        await self._send(step, self._total, f"{self._message} ({elapsed:.0f}s elapsed)")
 
 
 class _Options(NamedTuple):
@@ -102,7 +128,11 @@ def register(
             keys = [m.key for m in await deps.orch.catalog()]
             if name not in keys:
                 raise UnknownModel(name, keys)
-            async with open_toolbox(specs, settings, skip_failed=skip_failed) as tools:
+            progress = RoundProgress(ctx)
+            async with (
+                open_toolbox(specs, settings, skip_failed=skip_failed) as tools,
+                heartbeat(deps.settings.progress_heartbeat_s, progress.beat),
+            ):
                 result = await run_agent(
                     deps.orch,
                     deps.inference.get(),
@@ -115,7 +145,7 @@ def register(
                     max_tokens=max_tokens,
                     temperature=temperature,
                     instructions=instructions,
-                    progress=_progress(ctx),
+                    progress=progress.report,
                 )
                 result.trace.errors[:0] = [
                     f"MCP server {n!r} was left out: {reason}"

@@ -13,6 +13,7 @@ failures become tool errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -34,7 +35,7 @@ from mcp_frontend.tools.io_types import (
     usage_out,
 )
 from mcp_frontend.tools.progress import model_progress
-from orchestrator import InferenceCall, InferenceTarget, hold_model
+from orchestrator import InferenceCall, InferenceTarget, ModelInfo, hold_model
 from orchestrator.inference import (
     ChatMessage,
     ChatRequest,
@@ -43,6 +44,7 @@ from orchestrator.inference import (
     ReasoningParams,
     ResponsesRequest,
 )
+from orchestrator.response_chains import STATELESS_RESPONSE_BACKENDS
 
 __all__ = [
     "INFERENCE",
@@ -50,6 +52,7 @@ __all__ = [
     "ModelOpt",
     "Temperature",
     "register",
+    "require_model_fits",
     "resolve_model",
     "run_inference",
 ]
@@ -100,6 +103,40 @@ async def resolve_model(deps: Deps, model: str | None, *, embedding: bool = Fals
     )
 
 
+async def require_model_fits(
+    deps: Deps, model: str, fits: Callable[[ModelInfo], bool], problem: str, wanted: str
+) -> None:
+    """Refuse, before any load, a model the catalogue knows cannot serve the call.
+
+    Loading a text-only model for images, or a chat model for embeddings, only
+    ends in the backend's refusal (llama.cpp: HTTP 500 about a missing mmproj,
+    or 501 "does not support embeddings") after a load. A model the catalogue
+    does not list is left to the orchestrator, which names the available ones.
+
+    Args:
+        deps: the server's dependencies.
+        model: the model key (already resolved).
+        fits: whether a catalogue entry can serve the call.
+        problem: what is wrong with a model that does not fit, e.g. ``"takes no images"``.
+        wanted: what the fitting models are called, e.g. ``"vision models"``.
+
+    Raises:
+        ToolError: ``model`` does not fit; names the models that do.
+    """
+    with tool_errors():
+        catalog = await deps.orch.catalog()
+    info = next((m for m in catalog if m.key == model), None)
+    if info is None or fits(info):
+        return
+    capable = sorted(m.key for m in catalog if fits(m))
+    offer = f"{wanted}: {', '.join(capable)}" if capable else f"the backend offers no {wanted}"
+    raise ToolError(f"model {model!r} {problem} (type {info.type!r}); {offer}")
+
+
+def _embeds(info: ModelInfo) -> bool:
+    return info.type == "embedding"
+
+
 async def run_inference(
     deps: Deps,
     model: str,
@@ -127,7 +164,13 @@ async def run_inference(
     interval_s = deps.settings.progress_interval_s
     with tool_errors():
         async with (
-            model_progress(ctx, deps.orch, model, interval_s=interval_s),
+            model_progress(
+                ctx,
+                deps.orch,
+                model,
+                interval_s=interval_s,
+                heartbeat_s=deps.settings.progress_heartbeat_s,
+            ),
             hold_model(deps.orch, model, endpoint=endpoint) as held,
         ):
             result = await held.send(call)
@@ -250,8 +293,15 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             temperature=temperature,
         )
         name = await resolve_model(deps, model)
+        # A stateless backend gets the kept history instead of previous_response_id.
+        emulated = deps.orch.backend.name in STATELESS_RESPONSE_BACKENDS
+        if emulated:
+            with tool_errors():
+                request = deps.chains.expand(name, request)
         call = functools.partial(deps.inference.get().respond, request=request)
         answer, t = await run_inference(deps, name, "responses", call, ctx=ctx)
+        if emulated:
+            deps.chains.record(name, request, answer)
         return ResponseOut(
             id=answer.id,
             model=t.model,
@@ -274,6 +324,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         texts = _texts(deps, text)
         request = EmbeddingRequest(input=text if isinstance(text, str) else texts)
         name = await resolve_model(deps, model, embedding=True)
+        await require_model_fits(deps, name, _embeds, "is no embedding model", "embedding models")
         call = functools.partial(deps.inference.get().embed, request=request)
         answer, t = await run_inference(deps, name, "embeddings", call, ctx=ctx)
         vectors = answer.vectors

@@ -8,8 +8,9 @@ converters, so a field added to a Struct never leaks into a schema unseen.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
+from pydantic import WithJsonSchema
 from typing_extensions import TypedDict
 
 from orchestrator import LoadedModel, ModelInfo, ModelStatus
@@ -39,6 +40,12 @@ __all__ = [
     "status_out",
     "usage_out",
 ]
+
+# Any JSON value, spelled out: an empty schema ({}) is "anything" too, but strict
+# clients (the MCP Inspector) warn about an untyped property.
+_JSON_VALUE: dict[str, Any] = {
+    "type": ["object", "array", "string", "number", "integer", "boolean", "null"]
+}
 
 # -- inputs --
 
@@ -177,7 +184,7 @@ class ChatOut(TypedDict):
     reasoning: str | None
     finish_reason: str | None
     usage: UsageOut | None
-    parsed: Any
+    parsed: Annotated[Any, WithJsonSchema(_JSON_VALUE)]
     """The answer decoded as JSON, when a ``json_schema`` response format was asked for."""
     schema_errors: list[str]
     """Where the decoded answer breaks the schema (empty when it conforms)."""

@@ -30,6 +30,8 @@ ModelArg = Annotated[str, Field(description="Model key, as list_models shows it.
 Seconds = Annotated[float | None, Field(gt=0, description="Seconds; must be positive.")]
 
 _READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+# Lifecycle changes touch only the local model server, never the outside world.
+_LOCAL_CHANGE = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def _version(dist: str) -> str:
@@ -65,7 +67,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Load a model",
-        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+        annotations=_LOCAL_CHANGE,
     )
     async def load_model(
         model: ModelArg,
@@ -89,9 +91,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
             ttl_s = config.max_ttl_s if keep_loaded else config.temporary_ttl_s
         before = next((s for s in orch.status() if s.model == model), None)
         started = time.monotonic()
-        interval_s = deps.settings.progress_interval_s
+        quiet_s, beat_s = deps.settings.progress_interval_s, deps.settings.progress_heartbeat_s
         with tool_errors():
-            async with model_progress(ctx, orch, model, interval_s=interval_s):
+            async with model_progress(ctx, orch, model, interval_s=quiet_s, heartbeat_s=beat_s):
                 status = await orch.ensure_loaded(
                     model, ttl_s=ttl_s, timeout_s=timeout_s, context_length=context_length
                 )
@@ -103,7 +105,9 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Unload a model",
-        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True),
+        annotations=ToolAnnotations(
+            destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
     )
     async def unload_model(model: ModelArg) -> ModelStatusOut:
         """Unload a model now, freeing its memory. Refused while requests use it."""
@@ -112,7 +116,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(
         title="Reset the circuit breaker",
-        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True),
+        annotations=_LOCAL_CHANGE,
     )
     async def reset_breaker(model: ModelArg) -> ModelStatusOut:
         """Close a model's circuit breaker and forget its failures.

@@ -14,11 +14,18 @@ the model's current state is reported, then each change as it happens, until it
 is READY; a block that ends while a wait is reported closes it with where the
 model is (repeating the last report only if it was cut short). Requests to a
 READY model report nothing however long they take.
+
+A reported wait also sends a heartbeat every ``heartbeat_s`` while nothing
+changes (``qwen/qwen3-4b: still LOADING after 12s``): a load of a large model
+may stay in one state for minutes, and a client that resets its request
+timeout on progress (``resetTimeoutOnProgress`` in the TypeScript SDK) keeps
+waiting only while progress arrives.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,7 +42,7 @@ from orchestrator import (
     TransitionEvent,
 )
 
-__all__ = ["describe", "model_progress"]
+__all__ = ["describe", "heartbeat", "model_progress"]
 
 _BUFFER = 64  # transitions of one wait; a watcher this far behind re-reads the status
 
@@ -92,6 +99,7 @@ class _Reporter:
         self._last: str | None = None
         self._gone = False
         self.reporting = False  # a wait has been reported and has not reached READY yet
+        self.wait_started = time.monotonic()
 
     async def send(self, line: str) -> None:
         if self._gone or line == self._last:
@@ -146,11 +154,19 @@ class _Reporter:
         waiting = not _ready(_snapshot(self._orch, self._model))
         while waiting or await self._until(feed, ready=False):
             waiting = False
+            self.wait_started = time.monotonic()
             with trio.move_on_after(quiet_s) as quiet:
                 if not await self._until(feed, ready=True):
                     return
             if quiet.cancelled_caught and not await self._report_wait(feed):
                 return
+
+    async def beat(self) -> None:
+        """Say the wait goes on, with its elapsed time (if one is being reported)."""
+        status = _snapshot(self._orch, self._model)
+        if self.reporting and status is not None and not _ready(status):
+            elapsed = time.monotonic() - self.wait_started
+            await self.send(f"{self._model}: still {status.state.value} after {elapsed:.0f}s")
 
     async def close(self, feed: Subscription) -> None:
         """Close a wait still being reported with where the model is now."""
@@ -163,9 +179,38 @@ class _Reporter:
         await self.send(describe(self._model, _snapshot(self._orch, self._model)))
 
 
+async def _beat_every(every_s: float, beat: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await trio.sleep(every_s)
+        await beat()
+
+
+@asynccontextmanager
+async def heartbeat(every_s: float, beat: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Call ``beat`` every ``every_s`` seconds while the block runs.
+
+    An error of the block is raised as it is, not in an exception group.
+    """
+    failure: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_beat_every, every_s, beat)
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - not swallowed: re-raised below
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+
+
 @asynccontextmanager
 async def model_progress(
-    ctx: Context[Any, Any] | None, orch: Orchestrator, model: str, *, interval_s: float
+    ctx: Context[Any, Any] | None,
+    orch: Orchestrator,
+    model: str,
+    *,
+    interval_s: float,
+    heartbeat_s: float = 5.0,
 ) -> AsyncIterator[None]:
     """Report ``model``'s state changes to the caller while the block waits on it.
 
@@ -174,6 +219,7 @@ async def model_progress(
         orch: the orchestrator whose change feed to follow.
         model: the model the block waits on.
         interval_s: the quiet period of each wait: nothing is reported before it has passed.
+        heartbeat_s: while a reported wait goes on unchanged, how often to say so.
 
     Progress is sent only if the client asked for it (a progress token); the
     SDK makes it a no-op otherwise. Cancelling the caller cancels both; an
@@ -187,6 +233,7 @@ async def model_progress(
     async with orch.watch(buffer=_BUFFER) as feed:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reporter.follow, feed, interval_s)
+            nursery.start_soon(_beat_every, heartbeat_s, reporter.beat)
             # Raised inside the nursery, the error would reach the caller wrapped in an
             # ExceptionGroup; carry it out and raise it bare. Cancellation is not caught.
             try:

@@ -21,13 +21,15 @@ from mcp_frontend.tools.inference import (
     MaxTokens,
     ModelOpt,
     Temperature,
+    require_model_fits,
     resolve_model,
     run_inference,
 )
 from mcp_frontend.tools.io_types import ImageOut, VisionOut
+from orchestrator import ModelInfo
 from orchestrator.inference import ChatMessage, ChatRequest, ImagePart, ImageUrl, TextPart
 
-__all__ = ["instruction", "register"]
+__all__ = ["instruction", "register", "sees_images"]
 
 Mode = Literal["describe", "ocr", "compare", "objects", "question"]
 Style = Literal["detailed", "brief", "technical", "creative"]
@@ -63,6 +65,11 @@ def instruction(mode: Mode, style: Style, question: str | None, images: int) -> 
     base = _DESCRIBE[style] if mode == "describe" else _PROMPTS[mode]
     # Outside question mode, a question refines the canned instruction.
     return f"{base}\n\n{question}" if question else base
+
+
+def sees_images(info: ModelInfo) -> bool:
+    """Whether the catalogue says ``info`` takes images."""
+    return info.type == "vlm" or "vision" in info.capabilities
 
 
 def register(mcp: MCPServer[Any], deps: Deps) -> None:
@@ -101,6 +108,7 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         message = ChatMessage(role="user", content=[TextPart(text=text), *parts])
         request = ChatRequest(messages=[message], max_tokens=max_tokens, temperature=temperature)
         name = await resolve_model(deps, model)
+        await require_model_fits(deps, name, sees_images, "takes no images", "vision models")
         call = functools.partial(deps.inference.get().chat, request=request)
         answer, target = await run_inference(deps, name, "vision", call, ctx=ctx)
         out = chat.chat_out(answer, target, None)

@@ -18,17 +18,18 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
-from hypercorn.typing import ASGIFramework
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_frontend.transports.event_store import RETRY_INTERVAL_MS, BoundedEventStore
 from mcp_frontend.transports.observability import ObservabilityApp, route_observability
 from orchestrator import ConfigError
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIFramework
 
 __all__ = [
     "DEFAULT_HOST",
@@ -168,7 +169,13 @@ def build_http_app(
 
     With ``observability``, ``/metrics``, ``/status`` and ``/events`` are served too.
     """
-    app: ASGIApp = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        host=host,
+        # Event ids and a retry hint, so a dropped SSE connection can resume.
+        event_store=BoundedEventStore(),
+        retry_interval=RETRY_INTERVAL_MS,
+    )
     if observability is not None:
         app = route_observability(app, observability)
         if is_loopback(host):
@@ -184,6 +191,11 @@ async def _serve_asgi(
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
+    # Imported here: hypercorn (and h2, hpack) is a tenth of a second that a stdio
+    # server, the common case, never needs before its first answer.
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve
+
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # hypercorn's "-" would mean stdout

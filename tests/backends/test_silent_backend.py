@@ -24,7 +24,7 @@ from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.config import LMStudioSettings
 from tests.fakes.fixtures import remove_lms
 from tests.mcp_frontend.mcp_support import error, make_settings
-from tests.mcp_frontend.test_transports import server_env
+from tests.mcp_frontend.mcp_support import server_env
 
 SILENT = "accepted the connection but did not answer"
 

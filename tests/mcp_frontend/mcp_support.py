@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from orchestrator.testing import FakeBackend
 from tests.fakes import Simulator, open_simulator
 from tests.fakes.fixtures import install_fake_lms, make_backend
 
+DEMO = "smollm2-135m-instruct.q4_1"
 QWEN = "qwen/qwen3-4b"
 GEMMA = "google/gemma-3-4b"
 EMBED = "text-embedding-nomic-embed-text-v1.5"
@@ -41,6 +43,12 @@ FAST = Config(
     unload_timeout_s=5.0,
     shutdown_timeout_s=5.0,
 )
+
+
+def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for a server subprocess: no inherited LMSORCH_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
+    return env | {"HOME": str(tmp_path), "LMSORCH_SHUTDOWN_TIMEOUT_S": "10"} | extra
 
 
 def ok(result: CallToolResult) -> dict[str, Any]:

@@ -56,6 +56,16 @@ async def test_a_missing_or_wrong_typed_argument_is_named_in_a_tool_error(
     assert fake.backend.count("load") == 0
 
 
+async def test_an_argument_error_is_trimmed_to_field_and_problem(fake: Fake) -> None:
+    msg = error(await fake.client.call_tool("chat_completion", {"messages": [{"role": "x"}]}))
+
+    assert msg == (
+        "Error executing tool chat_completion: 2 argument errors\n"
+        "messages.0.role\n  Input should be 'system', 'user' or 'assistant'\n"
+        "messages.0.content\n  Field required"
+    )
+
+
 async def test_an_unknown_argument_is_rejected_with_the_accepted_ones(fake: Fake) -> None:
     msg = error(await fake.client.call_tool("chat_completion", {"prompt": "hi", "temprature": 0.2}))
 
@@ -68,7 +78,7 @@ async def test_a_huge_validation_error_is_cut_with_a_note(fake: Fake) -> None:
     # The SDK's validation error lists every bad item: 5 000 of them is ~1 MB of text.
     msg = error(await fake.client.call_tool("chat_completion", {"messages": ["x"] * 5000}))
 
-    assert msg.startswith("Error executing tool chat_completion: 5000 validation errors")
+    assert msg.startswith("Error executing tool chat_completion: 5000 argument errors")
     assert len(msg) <= MAX_ERROR_CHARS + 60
     assert msg.endswith("more characters]")
     assert "[error cut: " in msg

@@ -7,6 +7,8 @@ Allowed modules, and why:
 - ``orchestrator.agent``: MCP server discovery, the toolbox and the agent loop.
 - ``orchestrator.lifecycle``: ``render_mermaid``, for the live statechart resource.
 - ``orchestrator.logs``: ``configure_logging``, called once by the entry point.
+- ``orchestrator.response_chains``: the emulated Responses chains (a store the
+  server owns, for backends whose Responses API keeps no state).
 - ``orchestrator.backends.lmstudio`` / ``.llamacpp``: the concrete backend
   constructors, in ``backend_factory`` only (not re-exported by
   ``orchestrator.backends``, so importing that package stays light).
@@ -34,6 +36,7 @@ ALLOWED = {
     "orchestrator.inference",
     "orchestrator.lifecycle",
     "orchestrator.logs",
+    "orchestrator.response_chains",
 }
 ALLOWED_IN = {
     "backend_factory.py": {"orchestrator.backends.lmstudio", "orchestrator.backends.llamacpp"},

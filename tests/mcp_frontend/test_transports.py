@@ -17,14 +17,11 @@ import trio
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_frontend.server import build_server
-from mcp_frontend.transports.http import serve_http
 from orchestrator import Config
 from orchestrator.backends.provision import fetch_demo_model
 from tests.fakes import Reply, Simulator, open_simulator
-from tests.mcp_frontend.mcp_support import QWEN, Fake, error, ok
+from tests.mcp_frontend.mcp_support import DEMO, QWEN, error, ok, server_env
 
-DEMO = "smollm2-135m-instruct.q4_1"
 TOKEN = "s3cret-token"
 
 
@@ -32,12 +29,6 @@ TOKEN = "s3cret-token"
 async def sim() -> AsyncIterator[Simulator]:
     async with open_simulator(jit=False) as s:
         yield s
-
-
-def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A clean environment for a server subprocess: no inherited LMSORCH_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LMSORCH_", "LMSTUDIO_"))}
-    return env | {"HOME": str(tmp_path), "LMSORCH_SHUTDOWN_TIMEOUT_S": "10"} | extra
 
 
 async def test_stdio_carries_json_rpc_only(tmp_path: Path) -> None:
@@ -176,16 +167,6 @@ async def test_python_m_mcp_frontend_serves_lm_studio_over_stdio(
 
 
 # -- streamable HTTP --
-
-
-@pytest.fixture
-async def http_url(fake: Fake, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    token: str | None = getattr(request, "param", None)
-    server = build_server(fake.orch, settings=fake.settings)
-    async with trio.open_nursery() as nursery:
-        [base] = await nursery.start(partial(serve_http, server, port=0, token=token))
-        yield f"{base}/mcp"
-        nursery.cancel_scope.cancel()
 
 
 async def test_streamable_http_serves_the_tools_on_loopback(http_url: str) -> None:

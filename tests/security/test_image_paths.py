@@ -45,8 +45,11 @@ def server(home: Path) -> Iterator[ServerThread]:
         yield running
 
 
+VISION = "google/gemma-3-4b"  # the default model takes no images, so it would be refused
+
+
 def look(server: ServerThread, image: str) -> tuple[bool, str]:
-    result = server.call("analyze_image", {"images": image})
+    result = server.call("analyze_image", {"images": image, "model": VISION})
     return bool(result.is_error), message(result)
 
 
