@@ -23,8 +23,7 @@ from mcp import Client, StdioServerParameters
 from orchestrator.backends.gguf import GGUFError, GGUFInfo, read_gguf_info
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.config import LlamaCppSettings
-from tests.mcp_frontend.mcp_support import ok
-from tests.mcp_frontend.mcp_support import DEMO, server_env
+from tests.mcp_frontend.mcp_support import DEMO, ok, server_env
 
 HUGE = (1 << 62, (1 << 64) - 1, 1 << 40, 1 << 32, (1 << 24) + 1)
 SLACK = 1 << 20  # Python's own objects while parsing; far below any runaway allocation

@@ -23,8 +23,7 @@ from orchestrator import BackendSilent, Config, open_orchestrator
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.config import LMStudioSettings
 from tests.fakes.fixtures import remove_lms
-from tests.mcp_frontend.mcp_support import error, make_settings
-from tests.mcp_frontend.mcp_support import server_env
+from tests.mcp_frontend.mcp_support import error, make_settings, server_env
 
 SILENT = "accepted the connection but did not answer"
 
