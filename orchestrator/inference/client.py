@@ -170,7 +170,11 @@ class InferenceClient:
         if not timeout_s > 0:
             raise InvalidRequest(f"timeout_s must be positive, got {timeout_s!r}")
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(trust_env=False)
+        # Our own client is created on first use, not here: creating one imports
+        # httpcore (and h2/hpack whenever installed, ~0.1 s), which the server would
+        # otherwise pay at start-up before it can answer ``tools/list``.
+        self._http_client: httpx.AsyncClient | None = http
+        self._closed = False
         self._timeout_s = timeout_s
         self._max_body = max_body_bytes
         self._max_event = max_event_bytes
@@ -186,8 +190,19 @@ class InferenceClient:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this client created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        self._closed = True
+        if self._owns_http and self._http_client is not None:
+            await self._http_client.aclose()
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The HTTP client: the shared one, or ours, created on first use."""
+        if self._http_client is None:
+            if self._closed:
+                # What httpx says of a closed client; ours was never needed before.
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            self._http_client = httpx.AsyncClient(trust_env=False)
+        return self._http_client
 
     # -- chat --
 
