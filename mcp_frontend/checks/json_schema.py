@@ -18,12 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
 import msgspec
-import referencing.exceptions
+
+if TYPE_CHECKING:
+    import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
 
 __all__ = ["SchemaReport", "answer_errors", "check_schema", "risky_pattern"]
 
@@ -66,6 +67,8 @@ def _pattern_unless_risky(
     if not isinstance(pattern, str) or not validator.is_type(instance, "string"):
         return
     if not risky_pattern(pattern) and not re.search(pattern, instance):
+        import jsonschema  # loaded already by answer_errors
+
         yield jsonschema.ValidationError(f"{instance[:200]!r} does not match {pattern!r}")
 
 
@@ -251,6 +254,10 @@ def check_schema(schema: Any, *, max_depth: int, max_bytes: int) -> SchemaReport
         report.warnings.append("#: no 'type' at the root")
     elif isinstance(kind, str) and kind in _TYPES and kind != "object":
         report.warnings.append("#: the root is not an object; some servers require one")
+    # Imported here, when a schema is first checked: jsonschema (with referencing and
+    # rpds) costs ~20 ms that ``lmsorch serve`` need not pay before ``tools/list``.
+    import jsonschema
+
     validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         validator.check_schema(schema)
@@ -269,6 +276,10 @@ def answer_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
     """
     if not _json_depth(instance, _MAX_ANSWER_DEPTH):
         return [f"$: the answer nests deeper than {_MAX_ANSWER_DEPTH} levels; not checked"]
+    # Imported here rather than at start-up, as in check_schema.
+    import jsonschema
+    import referencing.exceptions
+
     base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls = jsonschema.validators.extend(base, {"pattern": _pattern_unless_risky})
     found = []

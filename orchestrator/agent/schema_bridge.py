@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
-
 from orchestrator.errors import excerpt
 from orchestrator.inference.responses_types import FunctionTool
 from orchestrator.inference.types import FunctionDef, Tool
@@ -133,6 +131,10 @@ def schema_errors(validator: Any, arguments: dict[str, Any]) -> list[str]:
 
 def _validator(schema: dict[str, Any]) -> Any:
     """A validator for ``schema``, or ``None`` when the server's schema itself is invalid."""
+    # Imported here, when an agent first checks a call: jsonschema (with referencing
+    # and rpds) costs ~20 ms that ``lmsorch serve`` need not pay before ``tools/list``.
+    import jsonschema  # type: ignore[import-untyped]  # ships no py.typed marker
+
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)

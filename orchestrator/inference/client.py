@@ -25,15 +25,12 @@ abandoned async generator would only be closed by the garbage collector)::
 
 from __future__ import annotations
 
-import contextlib
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import httpx
 import msgspec
-import trio
 
 from orchestrator.backends.http_errors import (
     check_answer,
@@ -47,12 +44,14 @@ from orchestrator.backends.http_errors import (
     transport_errors,
 )
 from orchestrator.errors import InvalidRequest
+from orchestrator.inference.event_stream import DONE as _DONE
+from orchestrator.inference.event_stream import EventStream
 from orchestrator.inference.responses_types import (
     ModelResponse,
     ResponsesRequest,
     ResponseStreamEvent,
 )
-from orchestrator.inference.sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder, SSEEvent
+from orchestrator.inference.sse import DEFAULT_MAX_EVENT_BYTES, SSEEvent
 from orchestrator.inference.target import InferenceTarget
 from orchestrator.inference.types import (
     ChatCompletion,
@@ -73,79 +72,6 @@ Q = TypeVar("Q", ChatRequest, CompletionRequest, EmbeddingRequest, ResponsesRequ
 
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 """Largest non-streamed answer accepted (big embedding batches run to tens of MB)."""
-
-_DONE: Final = object()
-_DRAIN_S: Final = 1.0
-_DRAIN_BYTES: Final = 1024 * 1024
-
-
-class EventStream(Generic[T]):
-    """Decoded items of one server-sent event stream; iterate with ``async for``.
-
-    Obtain one from an ``InferenceClient.stream_*`` context manager; it is
-    only valid inside that block.
-    """
-
-    def __init__(
-        self,
-        response: httpx.Response,
-        decode: Callable[[SSEEvent], Any],
-        *,
-        what: str,
-        max_event_bytes: int,
-    ) -> None:
-        self._bytes = response.aiter_bytes()
-        self._decode = decode
-        self._what = what
-        self._decoder = SSEDecoder(what=what, max_event_bytes=max_event_bytes)
-        self._pending: deque[SSEEvent] = deque()
-        self._finished = False
-        self._eof = False
-
-    def __aiter__(self) -> EventStream[T]:
-        return self
-
-    async def aclose(self) -> None:
-        """Stop reading (the client calls this when the ``async with`` block ends).
-
-        What is left of the body is drained briefly first: httpcore does not
-        close its inner async generators when a body is abandoned, and trio
-        warns about every one the garbage collector finds.
-        """
-        self._finished = True
-        if not self._eof:
-            drained = 0
-            with trio.move_on_after(_DRAIN_S), contextlib.suppress(httpx.HTTPError):
-                while drained < _DRAIN_BYTES:
-                    try:
-                        drained += len(await anext(self._bytes))
-                    except StopAsyncIteration:
-                        self._eof = True
-                        break
-        close = getattr(self._bytes, "aclose", None)
-        if close is not None:
-            await close()
-
-    async def __anext__(self) -> T:
-        while True:
-            while self._pending:
-                item = self._decode(self._pending.popleft())
-                if item is _DONE:
-                    self._pending.clear()
-                    self._finished = True
-                    break
-                if item is not None:
-                    return cast(T, item)
-            if self._finished:
-                raise StopAsyncIteration
-            with transport_errors(self._what):
-                try:
-                    chunk = await anext(self._bytes)
-                except StopAsyncIteration:
-                    self._pending.extend(self._decoder.close())
-                    self._finished = self._eof = True
-                    continue
-            self._pending.extend(self._decoder.feed(chunk))
 
 
 class InferenceClient:
@@ -170,9 +96,8 @@ class InferenceClient:
         if not timeout_s > 0:
             raise InvalidRequest(f"timeout_s must be positive, got {timeout_s!r}")
         self._owns_http = http is None
-        # Our own client is created on first use, not here: creating one imports
-        # httpcore (and h2/hpack whenever installed, ~0.1 s), which the server would
-        # otherwise pay at start-up before it can answer ``tools/list``.
+        # Ours is created on first use: creating one imports httpcore (and h2/hpack
+        # whenever installed, ~0.1 s), which lmsorch serve would pay before tools/list.
         self._http_client: httpx.AsyncClient | None = http
         self._closed = False
         self._timeout_s = timeout_s
