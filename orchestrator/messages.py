@@ -101,9 +101,14 @@ class LoadFailed(_Msg, frozen=True):
 
 
 class VerifyOk(_Msg, frozen=True):
-    """Verification ``op`` saw the model listed as loaded."""
+    """Verification ``op`` saw the model listed as loaded.
+
+    ``context_length`` is the context the backend says it loaded, when it says
+    (issue 17, F5: LM Studio may fit it below what was asked).
+    """
 
     op: int
+    context_length: int | None = None
 
 
 class VerifyFailed(_Msg, frozen=True):

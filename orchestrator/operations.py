@@ -130,7 +130,7 @@ async def verify(on: Operand, op: int, started: float) -> m.VerifyOk | m.VerifyF
                 if entry is not None and entry.status == "loaded":
                     elapsed = trio.current_time() - started
                     on.metrics.verify_duration.labels(model=on.model).observe(elapsed)
-                    return m.VerifyOk(op=op)
+                    return m.VerifyOk(op=op, context_length=entry.context_length)
                 if entry is not None:
                     problem, reason = "was still loading", "still_loading"
             await trio.sleep(interval)

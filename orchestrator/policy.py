@@ -48,7 +48,7 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.lifecycle import Input, State, next_state
-from orchestrator.status import ModelStatus
+from orchestrator.status import ModelStatus, context_warning
 
 __all__ = ["Core", "Limits", "decide", "new_core", "snapshot", "unload_on_stop"]
 
@@ -87,6 +87,9 @@ class Core(Struct, frozen=True, kw_only=True):
     loaded_by_us: bool = False
     # The breaker opened since the last success: reaching READY closes it (a log event).
     breaker_opened: bool = False
+    # The context the last load asked for, and the one the backend reports it loaded.
+    asked_context: int | None = None
+    context_length: int | None = None
 
 
 def new_core(model: str, limits: Limits, *, identifier: str | None = None) -> Core:
@@ -102,6 +105,8 @@ def snapshot(core: Core, now: float) -> ModelStatus:
     if core.state is State.READY and core.in_flight == 0 and core.idle_deadline is not None:
         expires = max(0.0, core.idle_deadline - now)
     retry = None
+    # Only a model holding memory has a loaded context (a lost or unloaded one has none).
+    loaded = None if core.state in _WITHOUT_ROOM else core.context_length
     if core.state is State.BREAKER_OPEN and core.retry_at is not None:
         retry = max(0.0, core.retry_at - now)
     return ModelStatus(
@@ -115,6 +120,8 @@ def snapshot(core: Core, now: float) -> ModelStatus:
         retry_after_s=retry,
         last_error=core.last_error,
         generation=core.op,
+        context_length=loaded,
+        warning=context_warning(core.model, core.asked_context, loaded),
     )
 
 
@@ -157,7 +164,8 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
             fx.append(SendReply(reply=msg.reply, result=snapshot(core, now)))
         case m.Discovered():
             if core.state is State.UNLOADED:
-                core = _fire(core, Input.DISCOVERED, fx, op=core.op + 1)
+                core = _fire(core, Input.DISCOVERED, fx, op=core.op + 1, asked_context=None)
+                core = structs.replace(core, context_length=None)
                 fx.append(StartVerify(op=core.op))
         case m.Lost():
             if core.state is State.READY and msg.generation == core.op:
@@ -176,7 +184,7 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
                 core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:
-                core = _ready(core, now, fx)
+                core = _ready(structs.replace(core, context_length=msg.context_length), now, fx)
         case m.VerifyFailed():
             if core.state is State.VERIFYING and msg.op == core.op:
                 core = _fail(core, Input.VERIFY_FAILED, msg.error, True, now, fx)
@@ -272,7 +280,7 @@ def _start_load(core: Core, now: float, fx: list[Effect]) -> Core:
     # The first waiter that names a context length sets it (issue 17, F5).
     context = next((w.context_length for w in core.waiters if w.context_length), None)
     fx.append(StartLoad(op=core.op, ttl_s=core.ttl_s, wait_s=wait_s, context_length=context))
-    return core
+    return structs.replace(core, asked_context=context, context_length=None)
 
 
 def _release(core: Core, now: float, fx: list[Effect]) -> Core:

@@ -6,7 +6,7 @@ import msgspec
 
 from orchestrator.lifecycle import State
 
-__all__ = ["ModelStatus"]
+__all__ = ["ModelStatus", "context_warning"]
 
 
 class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +23,9 @@ class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
         retry_after_s: seconds until the breaker allows a probe, when open.
         last_error: the most recent failure's message, if any.
         generation: increases with every load; tells a stale report from a fresh one.
+        context_length: the context the backend reports it loaded, when it says.
+        warning: set when the backend loaded less context than the load asked for
+            (LM Studio fits it to memory silently); else None.
     """
 
     model: str
@@ -35,3 +38,28 @@ class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_s: float | None = None
     last_error: str | None = None
     generation: int = 0
+    context_length: int | None = None
+    warning: str | None = None
+
+
+def context_warning(model: str, asked: int | None, loaded: int | None) -> str | None:
+    """Say so when the backend loaded ``model`` with less context than was asked.
+
+    LM Studio 0.4.12+ fits the context to memory and may silently load less
+    than requested (issue 17, F5; BT#1902, BT#2174).
+
+    Args:
+        model: the model key.
+        asked: the context length the load asked for, if any.
+        loaded: the context length the backend reports it loaded, if it says.
+
+    Returns:
+        The warning text, or None when nothing was fitted down (or it is unknown).
+    """
+    if asked is None or loaded is None or loaded >= asked:
+        return None
+    return (
+        f"model {model!r} was loaded with a context of {loaded} tokens, less than the "
+        f"{asked} asked for (the backend fitted it to memory); longer prompts fail: "
+        "unload it and load it with a context that fits"
+    )

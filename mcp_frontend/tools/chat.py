@@ -16,11 +16,27 @@ import msgspec
 from mcp_frontend.checks.json_schema import answer_errors, check_schema
 from mcp_frontend.errors import ToolError
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.tools.io_types import ChatOut, ResponseFormatIn, usage_out
+from mcp_frontend.tools.io_types import ChatOut, ResponseFormatIn, UsageOut, usage_out
 from orchestrator import InferenceTarget
-from orchestrator.inference import ChatCompletion, JsonSchema, ResponseFormat
+from orchestrator.inference import (
+    ChatCompletion,
+    ChatMessage,
+    InputMessage,
+    JsonSchema,
+    ModelResponse,
+    ReasoningParams,
+    ResponseFormat,
+    ResponsesRequest,
+)
 
-__all__ = ["chat_out", "empty_answer_warning", "response_format", "split_reasoning"]
+__all__ = [
+    "chat_out",
+    "empty_answer_warning",
+    "reasoning_off_request",
+    "response_format",
+    "responses_chat_out",
+    "split_reasoning",
+]
 
 # Models whose reasoning the server does not parse put it inline, first, in <think> tags.
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
@@ -92,6 +108,47 @@ def chat_out(
     )
 
 
+def reasoning_off_request(
+    messages: list[ChatMessage], max_tokens: int | None, temperature: float | None
+) -> ResponsesRequest:
+    """The chat as a Responses request with reasoning switched off.
+
+    LM Studio ignores ``reasoning_effort: "off"`` on ``/v1/chat/completions``
+    (BT#2413) but honours ``reasoning: {"effort": "none"}`` on ``/v1/responses``
+    (BT#988 comment, 2026-08). Nothing is stored on the server (``store: false``).
+    """
+    return ResponsesRequest(
+        input=[InputMessage(role=m.role, content=m.text) for m in messages],
+        reasoning=ReasoningParams(effort="none"),
+        max_output_tokens=max_tokens,
+        temperature=temperature,
+        store=False,
+    )
+
+
+def responses_chat_out(answer: ModelResponse, target: InferenceTarget) -> ChatOut:
+    """Convert a Responses answer (from :func:`reasoning_off_request`) to the chat output."""
+    usage = answer.usage
+    limited = answer.status == "incomplete"
+    return ChatOut(
+        model=target.model,
+        identifier=target.identifier,
+        content=answer.output_text,
+        reasoning=answer.reasoning_text,
+        finish_reason="length" if limited else "stop",
+        usage=None
+        if usage is None
+        else UsageOut(
+            prompt_tokens=usage.input_tokens,
+            completion_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+        parsed=None,
+        schema_errors=[],
+        warning=empty_answer_warning(answer.output_text, limited, answer.reasoning_text),
+    )
+
+
 def empty_answer_warning(answer: str, limit_reached: bool, reasoning: str | None) -> str | None:
     """Say why an answer is empty, when LM Studio is known to answer so.
 
@@ -106,7 +163,7 @@ def empty_answer_warning(answer: str, limit_reached: bool, reasoning: str | None
         return (
             "the token limit ran out before the model wrote any answer (reasoning models can "
             "spend it all thinking): raise max_tokens, or switch reasoning off "
-            "(create_response with reasoning_effort 'off')"
+            "(chat_completion with reasoning 'off', create_response with reasoning_effort 'off')"
         )
     if reasoning:
         return None

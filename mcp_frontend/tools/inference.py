@@ -59,6 +59,10 @@ __all__ = [
 
 T = TypeVar("T")
 
+_TEMPLATE_SWITCH_BACKENDS = frozenset({"llamacpp"})
+"""Backends whose chat endpoint switches reasoning off through the chat template
+(llama.cpp: ``chat_template_kwargs: {"enable_thinking": false}``, ggml-org/llama.cpp#13196)."""
+
 _EFFORT = {"off": "none"}
 """Our reasoning setting -> the Responses API ``reasoning.effort`` LM Studio honours."""
 
@@ -215,24 +219,41 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         max_tokens: MaxTokens = None,
         response_format: ResponseFormatIn | None = None,
         reasoning_effort: Literal["low", "medium", "high"] | None = None,
+        reasoning: Literal["off", "low", "medium", "high"] | None = None,
     ) -> ChatOut:
         """Ask a local model: one prompt or a conversation, with an optional system prompt.
 
         With response_format {type: json_schema, json_schema: {name, schema}} the answer
         is constrained to the schema (checked first), decoded into 'parsed', and checked
-        against it ('schema_errors'). Reasoning comes back apart from the answer. To switch
-        reasoning off use create_response (LM Studio ignores "off" on chat completions).
+        against it ('schema_errors'). Reasoning comes back apart from the answer.
+        reasoning 'off' switches it off where the model allows (on LM Studio the chat goes
+        through its Responses endpoint, which honours it); low/medium/high set the effort.
         """
         check_prompt_size(deps, prompt, system_prompt, *(m["content"] for m in messages or []))
+        if reasoning is not None and reasoning_effort is not None:
+            raise ToolError("give 'reasoning' or 'reasoning_effort', not both")
         fmt, schema = chat.response_format(response_format, deps.settings)
+        turns = _messages(prompt, messages, system_prompt)
+        name = await resolve_model(deps, model)
+        off = reasoning == "off"
+        if off and deps.orch.backend.name not in _TEMPLATE_SWITCH_BACKENDS:
+            if fmt is not None:
+                raise ToolError(
+                    "reasoning 'off' goes through LM Studio's Responses endpoint, which takes "
+                    "no response_format here: drop one of them"
+                )
+            off_request = chat.reasoning_off_request(turns, max_tokens, temperature)
+            respond = functools.partial(deps.inference.get().respond, request=off_request)
+            reply, target = await run_inference(deps, name, "chat", respond, ctx=ctx)
+            return chat.responses_chat_out(reply, target)
         request = ChatRequest(
-            messages=_messages(prompt, messages, system_prompt),
+            messages=turns,
             temperature=temperature,
             max_tokens=max_tokens,
             response_format=fmt,
-            reasoning_effort=reasoning_effort,
+            reasoning_effort=None if off else reasoning or reasoning_effort,
+            chat_template_kwargs={"enable_thinking": False} if off else None,
         )
-        name = await resolve_model(deps, model)
         call = functools.partial(deps.inference.get().chat, request=request)
         answer, target = await run_inference(deps, name, "chat", call, ctx=ctx)
         return chat.chat_out(answer, target, schema)

@@ -87,6 +87,10 @@ class ModelStatusOut(TypedDict):
     consecutive_failures: int
     retry_after_s: float | None
     last_error: str | None
+    context_length: int | None
+    """The context the backend reports it loaded; null when unknown or not loaded."""
+    warning: str | None
+    """Set when the backend loaded less context than was asked (LM Studio fits it silently)."""
 
 
 class StatusListOut(TypedDict):
@@ -273,6 +277,8 @@ def status_out(s: ModelStatus) -> ModelStatusOut:
         consecutive_failures=s.consecutive_failures,
         retry_after_s=s.retry_after_s,
         last_error=s.last_error,
+        context_length=s.context_length,
+        warning=s.warning,
     )
 
 

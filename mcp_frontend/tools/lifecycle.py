@@ -207,4 +207,6 @@ def _never_used(model: str, ttl_s: float) -> ModelStatusOut:
         consecutive_failures=0,
         retry_after_s=None,
         last_error=None,
+        context_length=None,
+        warning=None,
     )

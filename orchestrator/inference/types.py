@@ -208,6 +208,8 @@ class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     ttl: int | None = None
     reasoning_effort: str | None = None
     draft_model: str | None = None
+    # llama.cpp's server passes these to the chat template (e.g. Qwen3's enable_thinking).
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 class Usage(msgspec.Struct, kw_only=True):

@@ -272,6 +272,10 @@ async def responses(sim: Simulator, body: dict[str, Any], v0: bool) -> Answer | 
     reply = sim.scripts.pop(inst.identifier, inst.key) or Reply(
         content="echo: " + _input_text(given)
     )
+    # Effort "none" switches reasoning off here (BT#988 comment, 2026-08); on chat
+    # completions reasoning_effort "off" is accepted and ignored (BT#2413), so chat keeps it.
+    if (body.get("reasoning") or {}).get("effort") == "none":
+        reply = msgspec.structs.replace(reply, reasoning=None)
     rid = response_id()
     out = response_body(rid, inst.identifier, reply, previous)
     if body.get("store") is not False:

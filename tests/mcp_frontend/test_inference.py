@@ -352,3 +352,16 @@ async def test_load_model_takes_a_context_length_and_list_models_shows_what_load
     listed = ok(await lm.client.call_tool("list_models", {}))
     (entry,) = [m for m in listed["models"] if m["key"] == QWEN]
     assert [i["context_length"] for i in entry["loaded_instances"]] == [8192]
+
+
+async def test_model_status_shows_the_loaded_context_and_warns_of_a_silent_fit(
+    lm: LMStudio,
+) -> None:
+    """F5: LM Studio 0.4.12+ may fit the context below what was asked; the status says so."""
+    lm.sim.state.catalog[QWEN].fit_context = 4096
+    loaded = ok(await lm.client.call_tool("load_model", {"model": QWEN, "context_length": 16384}))
+    assert loaded["status"]["context_length"] == 4096
+    assert "less than the 16384 asked for" in loaded["status"]["warning"]
+    listed = ok(await lm.client.call_tool("model_status", {"model": QWEN}))
+    (status,) = listed["models"]
+    assert (status["context_length"], status["warning"]) == (4096, loaded["status"]["warning"])

@@ -202,3 +202,42 @@ def test_the_load_asks_for_the_context_length_the_request_named() -> None:
     _, fx = _feed(new_core("m", LIMITS), m.EnsureLoaded(reply=_reply()))
     [load] = [e for e in fx if isinstance(e, StartLoad)]
     assert load.context_length is None  # the backend's default
+
+
+def _ready_with_context(asked: int | None, loaded: int | None) -> Core:
+    core, fx = _feed(new_core("m", LIMITS), m.EnsureLoaded(reply=_reply(), context_length=asked))
+    core, fx = _feed(core, m.LoadOk(op=_op(fx, StartLoad)))
+    core, _ = _feed(core, m.VerifyOk(op=_op(fx, StartVerify), context_length=loaded))
+    assert core.state is State.READY
+    return core
+
+
+def test_status_shows_the_loaded_context_and_warns_when_it_was_fitted_down() -> None:
+    """F5: LM Studio may load less context than asked, silently; the status says so."""
+    fitted = snapshot(_ready_with_context(16384, 4096), 0.0)
+    assert fitted.context_length == 4096
+    assert fitted.warning is not None
+    assert "a context of 4096 tokens, less than the 16384 asked for" in fitted.warning
+    for asked, loaded in ((4096, 4096), (None, 4096), (4096, None), (4096, 8192)):
+        status = snapshot(_ready_with_context(asked, loaded), 0.0)
+        assert (status.context_length, status.warning) == (loaded, None)
+
+
+def test_a_model_that_holds_no_memory_shows_no_loaded_context() -> None:
+    core = _ready_with_context(16384, 4096)
+    lost, _ = _feed(core, m.Lost(generation=core.op, reason="gone"))
+    assert (snapshot(lost, 0.0).context_length, snapshot(lost, 0.0).warning) == (None, None)
+    core, fx = _feed(core, m.Unload(reply=_reply()))
+    core, _ = _feed(core, m.UnloadDone(op=_op(fx, StartUnload)))
+    assert core.state is State.UNLOADED
+    assert (snapshot(core, 0.0).context_length, snapshot(core, 0.0).warning) == (None, None)
+
+
+def test_a_new_load_forgets_the_last_loaded_context() -> None:
+    core = _ready_with_context(16384, 4096)
+    lost, _ = _feed(core, m.Lost(generation=core.op, reason="gone"))
+    found, _ = _feed(lost, m.Discovered())
+    assert (found.asked_context, found.context_length) == (None, None)
+    again, _ = _feed(lost, m.EnsureLoaded(reply=_reply(), context_length=8192))
+    assert (again.asked_context, again.context_length) == (8192, None)
+    assert snapshot(again, 0.0).context_length is None

@@ -280,6 +280,7 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "detail": st.one_of(st.sampled_from(["auto", "low", "high"]), hostile_text),
     "reasoning_effort": st.one_of(st.sampled_from(["low", "medium", "high"]), hostile_text),
+    "reasoning": st.one_of(st.sampled_from(["off", "low", "medium", "high"]), hostile_text),
     "refresh": st.one_of(st.booleans(), hostile_json(2)),
     "check": st.one_of(st.booleans(), hostile_json(2)),
     # agent tools
