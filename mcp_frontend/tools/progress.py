@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -186,14 +187,16 @@ async def _beat_every(every_s: float, beat: Callable[[], Awaitable[None]]) -> No
 
 
 @asynccontextmanager
-async def heartbeat(every_s: float, beat: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
-    """Call ``beat`` every ``every_s`` seconds while the block runs.
+async def _beside(*tasks: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run ``tasks`` while the block runs; stop them when it ends.
 
-    An error of the block is raised as it is, not in an exception group.
+    Raised inside the nursery, the block's error would reach the caller wrapped in
+    an ExceptionGroup; it is carried out and raised bare. Cancellation is not caught.
     """
     failure: Exception | None = None
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_beat_every, every_s, beat)
+        for task in tasks:
+            nursery.start_soon(task)
         try:
             yield
         except Exception as exc:  # noqa: BLE001 - not swallowed: re-raised below
@@ -201,6 +204,16 @@ async def heartbeat(every_s: float, beat: Callable[[], Awaitable[None]]) -> Asyn
         nursery.cancel_scope.cancel()
     if failure is not None:
         raise failure
+
+
+@asynccontextmanager
+async def heartbeat(every_s: float, beat: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Call ``beat`` every ``every_s`` seconds while the block runs.
+
+    An error of the block is raised as it is, not in an exception group.
+    """
+    async with _beside(partial(_beat_every, every_s, beat)):
+        yield
 
 
 @asynccontextmanager
@@ -229,18 +242,10 @@ async def model_progress(
         yield
         return
     reporter = _Reporter(ctx, orch, model)
-    failure: Exception | None = None
     async with orch.watch(buffer=_BUFFER) as feed:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(reporter.follow, feed, interval_s)
-            nursery.start_soon(_beat_every, heartbeat_s, reporter.beat)
-            # Raised inside the nursery, the error would reach the caller wrapped in an
-            # ExceptionGroup; carry it out and raise it bare. Cancellation is not caught.
-            try:
-                yield
-            except Exception as exc:  # noqa: BLE001 - not swallowed: re-raised below
-                failure = exc
-            nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
+        async with _beside(
+            partial(reporter.follow, feed, interval_s),
+            partial(_beat_every, heartbeat_s, reporter.beat),
+        ):
+            yield
         await reporter.close(feed)
