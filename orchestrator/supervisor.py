@@ -8,8 +8,8 @@ backend still holds it. A crash never cancels another model's actor.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import structlog
 import trio
@@ -98,16 +98,22 @@ class Supervisor:
                 if starting.error is not None:
                     raise starting.error
                 continue
-            starting = self._starting[model] = _Starting()
-            try:
+            with self._claim(model):
                 info = await self.catalog.lookup(model)
                 return await self._start(model, info.size_bytes)
-            except OrchestratorError as exc:
-                starting.error = exc
-                raise
-            finally:
-                del self._starting[model]
-                starting.done.set()
+
+    @contextmanager
+    def _claim(self, model: str) -> Iterator[None]:
+        """Start ``model``'s actor in the block; others asking meanwhile wait for its outcome."""
+        starting = self._starting[model] = _Starting()
+        try:
+            yield
+        except OrchestratorError as exc:
+            starting.error = exc
+            raise
+        finally:
+            del self._starting[model]
+            starting.done.set()
 
     def spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run ``fn(*args)`` in the supervisor's nursery (cancelled at shutdown)."""
@@ -146,14 +152,10 @@ class Supervisor:
                 known = entry.key in self._actors or entry.key in self._starting
                 if info is None or entry.identifier != entry.key or known:
                     continue
-                starting = self._starting[entry.key] = _Starting()
-                try:  # requests for it meanwhile wait, and find it DISCOVERED first
+                with self._claim(entry.key):  # requests meanwhile find it DISCOVERED first
                     actor = await self._start(entry.key, info.size_bytes)
                     self.pool.adopt(entry.key, info.size_bytes)
                     actor.post(m.Discovered())
-                finally:
-                    del self._starting[entry.key]
-                    starting.done.set()
                 _log.info("adopted", model=entry.key)
 
     def close(self) -> None:
