@@ -38,13 +38,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def _llamacpp_server(tmp_path: Path, models_dir: Path) -> StdioServerParameters:
+    """``lmsorch serve --backend llamacpp`` on ``models_dir``, as an MCP client starts it."""
+    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models_dir))
+    lmsorch = str(Path(sys.executable).parent / "lmsorch")
+    return StdioServerParameters(command=lmsorch, args=["serve", "--backend", "llamacpp"], env=env)
+
+
 async def test_the_embedded_backend_embeds_and_refuses_what_it_cannot_serve_over_stdio(
     tmp_path: Path, models_dir: Path
 ) -> None:
-    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models_dir))
-    lmsorch = str(Path(sys.executable).parent / "lmsorch")
-    args = ["serve", "--backend", "llamacpp"]
-    params = StdioServerParameters(command=lmsorch, args=args, env=env)
+    params = _llamacpp_server(tmp_path, models_dir)
     image = data_url(png())
 
     with trio.fail_after(120):
@@ -105,10 +109,7 @@ async def test_refusals_reach_an_http_client_before_any_load(http_url: str, fake
 async def test_a_two_step_responses_chain_continues_on_llama_cpp_over_stdio(
     tmp_path: Path, models_dir: Path
 ) -> None:
-    env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models_dir))
-    lmsorch = str(Path(sys.executable).parent / "lmsorch")
-    args = ["serve", "--backend", "llamacpp"]
-    params = StdioServerParameters(command=lmsorch, args=args, env=env)
+    params = _llamacpp_server(tmp_path, models_dir)
     ask = {"model": DEMO, "max_output_tokens": 8, "temperature": 0}
 
     with trio.fail_after(120):
