@@ -12,12 +12,19 @@ failures raise a :class:`~orchestrator.errors.BackendError` whose
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["Backend", "BackendHealth", "KeepsAlive", "LoadedModel", "ModelInfo"]
+__all__ = [
+    "Backend",
+    "BackendHealth",
+    "KeepsAlive",
+    "LoadedModel",
+    "ModelInfo",
+    "WatchesInstances",
+]
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,4 +158,23 @@ class KeepsAlive(Protocol):
 
     async def keep_alive(self, info: ModelInfo, identifier: str, ttl_s: float) -> None:
         """Reset the backend's idle timer of ``identifier``; failures are not raised."""
+        ...
+
+
+@runtime_checkable
+class WatchesInstances(Protocol):
+    """A backend that sees an instance end the moment it ends (issue 16).
+
+    The embedded llama.cpp backend owns its worker processes, so it learns of a
+    worker's death from the process itself (a waiter task), not from the next
+    listing. The supervisor's reconciler runs :meth:`watch_instances` beside its
+    periodic listing and turns each report into a ``Lost`` fact for the actor.
+    """
+
+    async def watch_instances(self, lost: Callable[[str, str], None]) -> None:
+        """Run until cancelled; call ``lost(identifier, reason)`` when an instance ends.
+
+        ``lost`` is synchronous and must not block; it is called after the
+        process has been reaped (no zombie is left behind).
+        """
         ...
