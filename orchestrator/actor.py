@@ -21,7 +21,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator import operations
-from orchestrator.backends.base import Backend
+from orchestrator.backends.base import Backend, KeepsAlive
 from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.config import Config
 from orchestrator.effects import (
@@ -29,6 +29,7 @@ from orchestrator.effects import (
     BreakerChange,
     CapacityChanged,
     Effect,
+    HoldCapacity,
     ReleaseCapacity,
     SendReply,
     StartLoad,
@@ -42,7 +43,8 @@ from orchestrator.feed import ChangeFeed, TransitionEvent
 from orchestrator.lifecycle import State
 from orchestrator.metrics import Metrics
 from orchestrator.policy import Core, Limits, decide, new_core, snapshot, unload_on_stop
-from orchestrator.status import ModelStatus
+from orchestrator.policy_core import owns
+from orchestrator.status import ModelStatus, Owner
 from orchestrator.timer import RestartableTimer
 
 __all__ = ["ModelActor"]
@@ -95,6 +97,8 @@ class ModelActor:
             max_ttl_s=config.max_ttl_s,
             breaker_threshold=config.breaker_threshold,
             breaker_cooldown_s=config.breaker_cooldown_s,
+            manage_foreign=config.manage_foreign,
+            backend_ttl=isinstance(backend, KeepsAlive),
         )
         self._core: Core = new_core(model, limits)
         # Unbounded so the actor's own reports and releases never block or get lost;
@@ -103,6 +107,7 @@ class ModelActor:
         self._timers = {
             Timer.IDLE: RestartableTimer(lambda g: self.post(m.IdleTimeout(generation=g))),
             Timer.COOLDOWN: RestartableTimer(lambda g: self.post(m.CooldownOver(generation=g))),
+            Timer.UNLOAD_RETRY: RestartableTimer(lambda g: self.post(m.UnloadRetry(generation=g))),
         }
         self._scope = trio.CancelScope()
         # Callers waiting for room in a full mailbox, woken in arrival order.
@@ -130,9 +135,11 @@ class ModelActor:
         return Resident(
             model=core.model,
             state=core.state.value,
-            idle=core.state is State.READY and core.in_flight == 0,
+            # Only what we own may be evicted; a foreign instance holds its slot.
+            idle=core.state is State.READY and core.in_flight == 0 and owns(core),
             in_flight=core.in_flight,
             last_used_at=core.last_used_at,
+            foreign=core.owner is Owner.FOREIGN,
         )
 
     # -- the mailbox --
@@ -245,6 +252,8 @@ class ModelActor:
                 self._metrics.unloads.labels(model=self.model, reason=effect.reason).inc()
                 unload = partial(operations.unload, self._operand, effect)
                 self._nursery.start_soon(self._report, unload, name=operations.unload)
+            case HoldCapacity():
+                self._pool.adopt(self.model, self._operand.size_bytes)
             case ReleaseCapacity():
                 self._pool.release(self.model)
             case CapacityChanged():

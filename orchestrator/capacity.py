@@ -3,7 +3,10 @@
 A load first reserves a slot. When none is free, the pool asks the least
 recently used *idle* model to unload (an ``Evict`` message: the victim's actor
 makes the final decision and refuses if a lease arrived meanwhile) and waits
-for a slot to free. A model with a lease is never a candidate. If nothing can
+for a slot to free. A model with a lease is never a candidate, nor one another
+client loaded (a foreign instance counts against the limit but is never evicted
+by us, issue 16). A slot is given back only once the backend confirmed the
+instance gone (a failed unload keeps it). If nothing can
 be evicted before the wait runs out, the load fails with
 :class:`~orchestrator.errors.CapacityExhausted` saying who holds the room.
 """
@@ -25,9 +28,10 @@ class Resident(msgspec.Struct, frozen=True, kw_only=True):
 
     model: str
     state: str
-    idle: bool
+    idle: bool  # READY, nothing in flight and ours: a candidate for eviction
     in_flight: int
     last_used_at: float
+    foreign: bool = False  # loaded by another client: holds room, never evicted by us
 
 
 class CapacityPool:
@@ -123,7 +127,9 @@ class CapacityPool:
     def _why_full(self, model: str, wait_s: float) -> str:
         busy = [r for r in self._residents() if r.model in self._holders and r.model != model]
         holders = ", ".join(
-            f"{r.model} ({r.state}, {r.in_flight} in flight)" for r in busy
+            f"{r.model} ({r.state}, {r.in_flight} in flight"
+            + (", loaded by another client)" if r.foreign else ")")
+            for r in busy
         ) or ", ".join(sorted(self._holders))
         limit = f"max_loaded_models={self._max}"
         if self._budget is not None:

@@ -148,7 +148,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             their deadline, then ``Overloaded``).
         unload_timeout_s: deadline for one unload.
         shutdown_timeout_s: bound on the unloads done at shutdown.
-        adopt_loaded: at start, adopt models the backend already holds.
+        adopt_loaded: at start, take note of models the backend already holds (as
+            foreign instances, see ``manage_foreign``).
+        manage_foreign: let this server unload (idle TTL, eviction, ``unload_model``)
+            instances another client or the user loaded; off by default, so a model
+            this server did not load is never unloaded by it.
+        reconcile_interval_s: how often the reconciler lists what the backend holds
+            and corrects what the actors believe (one listing per interval).
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         lmstudio: LM Studio settings.
         llamacpp: embedded llama.cpp settings.
@@ -177,6 +183,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     unload_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     adopt_loaded: bool = True
+    manage_foreign: bool = False
+    reconcile_interval_s: float = 5.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     lmstudio: LMStudioSettings = msgspec.field(default_factory=LMStudioSettings)
     llamacpp: LlamaCppSettings = msgspec.field(default_factory=LlamaCppSettings)
@@ -194,6 +202,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             "breaker_cooldown_s",
             "unload_timeout_s",
             "shutdown_timeout_s",
+            "reconcile_interval_s",
         ):
             check.seconds(name, getattr(self, name))
         for name in ("retry_initial_s", "retry_max_s", "retry_jitter_s", "catalog_ttl_s"):

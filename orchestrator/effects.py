@@ -15,6 +15,7 @@ __all__ = [
     "BreakerChange",
     "CapacityChanged",
     "Effect",
+    "HoldCapacity",
     "ReleaseCapacity",
     "SendReply",
     "StartLoad",
@@ -30,6 +31,7 @@ class Timer(enum.StrEnum):
 
     IDLE = "idle"
     COOLDOWN = "cooldown"
+    UNLOAD_RETRY = "unload_retry"
 
 
 class BreakerChange(enum.StrEnum):
@@ -83,6 +85,14 @@ class SendReply(_Effect, frozen=True):
     lease: bool = False
 
 
+class HoldCapacity(_Effect, frozen=True):
+    """The backend holds the model without a load of ours (found there): it takes a slot.
+
+    The slot may exceed the limit until the instance goes; it is never evicted
+    unless we own it (issue 16).
+    """
+
+
 class ReleaseCapacity(_Effect, frozen=True):
     """The model settled without holding memory: give its slot back to the capacity pool."""
 
@@ -106,6 +116,7 @@ Effect: TypeAlias = (
     | StartUnload
     | ArmTimer
     | SendReply
+    | HoldCapacity
     | ReleaseCapacity
     | CapacityChanged
     | Transitioned

@@ -15,6 +15,7 @@ now* from *the backend misbehaved*::
     │   ├── VerifyFailed         # load reported success but the model never appeared
     │   ├── CapacityExhausted    # max_loaded_models / memory budget held by models in use
     │   ├── ModelBusy            # e.g. unload while requests are in flight
+    │   ├── NotOwned             # unload of an instance another client loaded
     │   ├── WaitTimeout          # the caller's own timeout ran out; the load goes on
     │   └── Overloaded           # the model's mailbox stayed full for the whole wait
     ├── ActorStopped             # the orchestrator stopped before answering
@@ -57,6 +58,7 @@ __all__ = [
     "ModelBusy",
     "ModelNotLoaded",
     "ModelUnavailable",
+    "NotOwned",
     "OrchestratorError",
     "Overloaded",
     "UnknownModel",
@@ -161,6 +163,19 @@ class CapacityExhausted(ModelUnavailable):
 
 class ModelBusy(ModelUnavailable):
     """The request conflicts with work in progress (loading, or requests in flight)."""
+
+
+class NotOwned(ModelUnavailable):
+    """The instance was loaded by another client (or by hand): this server does not unload it."""
+
+    def __init__(self, model: str, identifier: str) -> None:
+        super().__init__(
+            model,
+            f"model {model!r} (instance {identifier!r}) was loaded by another client or by "
+            "hand, not by this server, so it is left loaded; unload it where it was loaded "
+            f"(e.g. `lms unload {identifier}` or the LM Studio app), or set "
+            "manage_foreign = true (LMSORCH_MANAGE_FOREIGN=1) to let this server manage it",
+        )
 
 
 class WaitTimeout(ModelUnavailable):

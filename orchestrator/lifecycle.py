@@ -63,6 +63,7 @@ class Input(enum.StrEnum):
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     UNLOAD_REQUESTED = "UNLOAD_REQUESTED"
     UNLOAD_DONE = "UNLOAD_DONE"
+    UNLOAD_FAILED = "UNLOAD_FAILED"
     LOST = "LOST"
     DISCOVERED = "DISCOVERED"
     COOLDOWN_OVER = "COOLDOWN_OVER"
@@ -98,15 +99,22 @@ TRANSITIONS: Final[tuple[Edge, ...]] = (
     Edge(S.LOADING, I.LOAD_FAILED, S.UNLOADED, G.NOT_TRIPPED),
     Edge(S.VERIFYING, I.REQUESTED, S.VERIFYING),
     Edge(S.VERIFYING, I.VERIFY_OK, S.READY),
-    Edge(S.VERIFYING, I.VERIFY_FAILED, S.BREAKER_OPEN, G.TRIPPED),
-    Edge(S.VERIFYING, I.VERIFY_FAILED, S.UNLOADED, G.NOT_TRIPPED),
+    # A failed verification may leave the model loading or loaded on the backend: it is
+    # cleaned up (unloaded, keeping its slot) before it settles (issue 16).
+    Edge(S.VERIFYING, I.VERIFY_FAILED, S.EXPIRING),
     Edge(S.READY, I.REQUESTED, S.READY),
     Edge(S.READY, I.IDLE_TIMEOUT, S.EXPIRING),
     Edge(S.READY, I.UNLOAD_REQUESTED, S.EXPIRING),
     Edge(S.READY, I.LOST, S.UNLOADED),
     Edge(S.EXPIRING, I.REQUESTED, S.EXPIRING),
     Edge(S.EXPIRING, I.UNLOAD_REQUESTED, S.EXPIRING),
-    Edge(S.EXPIRING, I.UNLOAD_DONE, S.UNLOADED),
+    Edge(S.EXPIRING, I.UNLOAD_DONE, S.BREAKER_OPEN, G.TRIPPED),
+    Edge(S.EXPIRING, I.UNLOAD_DONE, S.UNLOADED, G.NOT_TRIPPED),
+    # A failed unload keeps the slot and is retried with backoff (issue 16).
+    Edge(S.EXPIRING, I.UNLOAD_FAILED, S.EXPIRING),
+    # The reconciler saw the instance gone: the unload's outcome no longer matters.
+    Edge(S.EXPIRING, I.LOST, S.BREAKER_OPEN, G.TRIPPED),
+    Edge(S.EXPIRING, I.LOST, S.UNLOADED, G.NOT_TRIPPED),
     Edge(S.BREAKER_OPEN, I.REQUESTED, S.BREAKER_OPEN),
     Edge(S.BREAKER_OPEN, I.UNLOAD_REQUESTED, S.BREAKER_OPEN),
     Edge(S.BREAKER_OPEN, I.COOLDOWN_OVER, S.UNLOADED),

@@ -30,8 +30,10 @@ __all__ = [
     "Reply",
     "ReplyChannel",
     "ResetBreaker",
+    "TtlObserved",
     "Unload",
     "UnloadDone",
+    "UnloadRetry",
     "VerifyFailed",
     "VerifyOk",
 ]
@@ -76,11 +78,15 @@ class ResetBreaker(_Msg, frozen=True):
 
 
 class Discovered(_Msg, frozen=True):
-    """The backend already holds this model (adopted at start)."""
+    """The backend holds this model and no load of ours put it there.
+
+    Found at start or by the reconciler: a foreign instance, or adopted when
+    ``manage_foreign`` is set.
+    """
 
 
 class Lost(_Msg, frozen=True):
-    """The backend no longer holds the model loaded as ``generation``."""
+    """The backend no longer holds the instance this actor knew as ``generation``."""
 
     generation: int
     reason: str = "not listed by the backend"
@@ -125,6 +131,18 @@ class UnloadDone(_Msg, frozen=True):
     error: OrchestratorError | None = None
 
 
+class TtlObserved(_Msg, frozen=True):
+    """The backend lists the instance with this idle TTL (the one it enforces)."""
+
+    ttl_s: float
+
+
+class UnloadRetry(_Msg, frozen=True):
+    """The backoff armed as ``generation`` after a failed unload ended: try again."""
+
+    generation: int
+
+
 class IdleTimeout(_Msg, frozen=True):
     """The idle timer armed as ``generation`` fired."""
 
@@ -150,6 +168,8 @@ Message: TypeAlias = (
     | VerifyOk
     | VerifyFailed
     | UnloadDone
+    | UnloadRetry
+    | TtlObserved
     | IdleTimeout
     | CooldownOver
 )

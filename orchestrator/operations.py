@@ -146,7 +146,12 @@ def _verify_failed(on: Operand, op: int, detail: str, reason: str) -> m.VerifyFa
 
 
 async def unload(on: Operand, effect: StartUnload) -> m.UnloadDone:
-    """Unload the model, bounded by ``unload_timeout_s``; a failure is reported, not raised."""
+    """Unload the model and confirm it gone, bounded by ``unload_timeout_s``.
+
+    The slot is freed on the report, so the backend must confirm: an instance
+    still listed after the unload answered is a failure (retried by the policy),
+    as is a listing that fails. A failure is reported, not raised.
+    """
     model = on.model
     timeout_s = on.config.unload_timeout_s
     error: OrchestratorError | None = None
@@ -154,6 +159,9 @@ async def unload(on: Operand, effect: StartUnload) -> m.UnloadDone:
     try:
         with trio.fail_after(timeout_s):
             await on.retrying("unload", lambda: on.backend.unload(model))
+            loaded = await on.retrying("list_loaded", on.backend.list_loaded)
+        if any(x.identifier == model for x in loaded):
+            error = BackendError(f"{model!r} is still loaded after its unload answered")
     except trio.TooSlowError:
         error = BackendTimeout(f"unload of {model!r} did not finish in {timeout_s:g}s")
     except OrchestratorError as exc:

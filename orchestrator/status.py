@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import enum
+
 import msgspec
 
 from orchestrator.lifecycle import State
 
-__all__ = ["ModelStatus", "context_warning"]
+__all__ = ["ModelStatus", "Owner", "context_warning"]
+
+
+class Owner(enum.StrEnum):
+    """Who a loaded instance belongs to (issue 16; docs/architecture.md, "Ownership").
+
+    Only what this server owns is ever unloaded by it (idle TTL, eviction,
+    ``unload_model``): ``OURS`` and ``ADOPTED``. A ``FOREIGN`` instance (loaded
+    by another client or by hand, including those found at start) still serves
+    requests and counts against memory, but is left to whoever loaded it.
+    """
+
+    OURS = "ours"  # this process loaded it
+    FOREIGN = "foreign"  # someone else loaded it; never unloaded by us
+    ADOPTED = "adopted"  # someone else loaded it; managed by choice (manage_foreign)
 
 
 class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -26,6 +42,8 @@ class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
         context_length: the context the backend reports it loaded, when it says.
         warning: set when the backend loaded less context than the load asked for
             (LM Studio fits it to memory silently); else None.
+        owner: who the loaded instance belongs to (see :class:`Owner`); None when
+            nothing is loaded.
     """
 
     model: str
@@ -40,6 +58,7 @@ class ModelStatus(msgspec.Struct, frozen=True, kw_only=True):
     generation: int = 0
     context_length: int | None = None
     warning: str | None = None
+    owner: Owner | None = None
 
 
 def context_warning(model: str, asked: int | None, loaded: int | None) -> str | None:

@@ -16,7 +16,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator.actor import ModelActor
-from orchestrator.backends.base import Backend
+from orchestrator.backends.base import Backend, LoadedModel
 from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.catalog import Catalog
 from orchestrator.config import Config
@@ -24,6 +24,7 @@ from orchestrator.errors import ActorStopped, OrchestratorError
 from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import ChangeFeed
 from orchestrator.metrics import Metrics
+from orchestrator.reconciler import Reconciler
 
 __all__ = ["Supervisor", "open_supervisor"]
 
@@ -61,6 +62,9 @@ class Supervisor:
         self._actors: dict[str, ModelActor] = {}
         self._starting: dict[str, _Starting] = {}
         self._closed = False
+        self.reconciler = Reconciler(
+            backend, config.reconcile_interval_s, self.actors, self.running, self.discover
+        )
 
     @property
     def closed(self) -> bool:
@@ -137,26 +141,39 @@ class Supervisor:
         return actor
 
     async def adopt(self) -> None:
-        """Adopt models the backend already holds (``DISCOVERED``), best effort and bounded."""
+        """Take note of the models the backend already holds, best effort and bounded.
+
+        Each becomes a foreign instance (``DISCOVERED``): it serves requests and
+        counts against memory, but this server never unloads it unless
+        ``manage_foreign`` is set (issue 16).
+        """
         with trio.move_on_after(self.config.verify_deadline_s):
             try:
-                loaded = await self.backend.list_loaded()
-                catalogue = {info.key: info for info in await self.catalog.models()}
+                await self.discover(await self.backend.list_loaded())
             except OrchestratorError as exc:
                 _log.warning("adopt_skipped", error=str(exc))
-                return
-            for entry in loaded:
-                info = catalogue.get(entry.key)
-                # Only instances named as we name them are ours to manage; a model a request
-                # is starting (adoption may run beside requests) is left to that request.
-                known = entry.key in self._actors or entry.key in self._starting
-                if info is None or entry.identifier != entry.key or known:
-                    continue
+
+    async def discover(self, loaded: list[LoadedModel]) -> None:
+        """Post ``Discovered`` for each listed instance we did not load (the actor decides).
+
+        Raises:
+            BackendError: the catalogue could not be read.
+        """
+        catalogue = {info.key: info for info in await self.catalog.models()}
+        for entry in loaded:
+            info = catalogue.get(entry.key)
+            # Only instances named as we name them can be asked for by key; a model a
+            # request is starting (this may run beside requests) is left to that request.
+            if info is None or entry.identifier != entry.key or entry.key in self._starting:
+                continue
+            actor = self.running(entry.key)
+            if actor is None:
                 with self._claim(entry.key):  # requests meanwhile find it DISCOVERED first
                     actor = await self._start(entry.key, info.size_bytes)
-                    self.pool.adopt(entry.key, info.size_bytes)
                     actor.post(m.Discovered())
-                _log.info("adopted", model=entry.key)
+            else:
+                actor.post(m.Discovered())  # ignored unless it is still UNLOADED
+            _log.info("discovered", model=entry.key)
 
     def close(self) -> None:
         """Stop accepting requests and stop every actor (each unloads what it loaded)."""
@@ -182,6 +199,11 @@ async def _adopt_within(supervisor: Supervisor, scope: trio.CancelScope) -> None
         await supervisor.adopt()
 
 
+async def _reconcile_within(supervisor: Supervisor, scope: trio.CancelScope) -> None:
+    with scope:
+        await supervisor.reconciler.run()
+
+
 @asynccontextmanager
 async def open_supervisor(
     backend: Backend, config: Config, metrics: Metrics, *, adopt_in_background: bool = False
@@ -200,7 +222,8 @@ async def open_supervisor(
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(backend, config, metrics, nursery, feed)
-            adoption = trio.CancelScope()
+            adoption, reconciling = trio.CancelScope(), trio.CancelScope()
+            nursery.start_soon(_reconcile_within, supervisor, reconciling)
             try:
                 if config.adopt_loaded and adopt_in_background:
                     nursery.start_soon(_adopt_within, supervisor, adoption)
@@ -209,6 +232,7 @@ async def open_supervisor(
                 yield supervisor
             finally:
                 adoption.cancel()  # a stop does not wait for a slow backend's listing
+                reconciling.cancel()
                 supervisor.close()
     except BaseExceptionGroup as group:
         # Actors never raise, so a lone exception is the caller's own: give it back unwrapped

@@ -97,12 +97,29 @@ async def test_the_memory_budget_bounds_the_summed_sizes(
         assert backend.count("load", "huge") == 0
 
 
-async def test_models_adopted_at_start_count_against_the_limit(
+async def test_models_found_at_start_count_against_the_limit_and_are_never_evicted(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     backend = FakeBackend([ModelInfo(key="a", size_bytes=5_000), ModelInfo(key="b")])
     backend.preload("a")
     config = Config(max_loaded_models=1, memory_budget_bytes=8_000)
+    async with open_orchestrator(backend, config) as orch:
+        await trio.testing.wait_all_tasks_blocked()
+        assert states(orch)["a"] is State.READY
+        # a is foreign (someone else loaded it): it holds the only slot and is not ours to evict.
+        with pytest.raises(CapacityExhausted, match="loaded by another client"):
+            await orch.ensure_loaded("b", timeout_s=5.0)
+        assert states(orch)["a"] is State.READY
+        assert set(backend.loaded) == {"a"}
+        assert backend.count("unload", "a") == 0
+
+
+async def test_foreign_models_are_evicted_when_managed_by_choice(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    backend = FakeBackend([ModelInfo(key="a", size_bytes=5_000), ModelInfo(key="b")])
+    backend.preload("a")
+    config = Config(max_loaded_models=1, memory_budget_bytes=8_000, manage_foreign=True)
     async with open_orchestrator(backend, config) as orch:
         await trio.testing.wait_all_tasks_blocked()
         assert states(orch)["a"] is State.READY

@@ -40,6 +40,7 @@ BAD: dict[tuple[str, str], list[str]] = {
             "breaker_cooldown_s",
             "unload_timeout_s",
             "shutdown_timeout_s",
+            "reconcile_interval_s",
         )
     },
     **{
@@ -57,6 +58,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("", "memory_budget_bytes"): ["-1", "0", "1e400", "lots"],
     ("", "mailbox_size"): ["0", "10000000000", "x"],
     ("", "adopt_loaded"): ["maybe", "2"],
+    ("", "manage_foreign"): ["perhaps", "3"],
     ("", "log_level"): ["loud", ""],
     ("lmstudio", "base_url"): ["localhost:1234", "ftp://host", "http://:80", "http://h:99999"],
     ("lmstudio", "api_token"): ['""', '"  "'],

@@ -16,6 +16,7 @@ from orchestrator import messages as m
 from orchestrator.effects import (
     ArmTimer,
     Effect,
+    ReleaseCapacity,
     SendReply,
     StartLoad,
     StartUnload,
@@ -23,10 +24,16 @@ from orchestrator.effects import (
     Timer,
     Transitioned,
 )
-from orchestrator.errors import BackendRejected, BackendUnreachable, BreakerOpen, ModelBusy
+from orchestrator.errors import (
+    BackendRejected,
+    BackendUnreachable,
+    BreakerOpen,
+    ModelBusy,
+    NotOwned,
+)
 from orchestrator.lifecycle import Input, State
 from orchestrator.policy import Core, Limits, decide, new_core
-from orchestrator.status import ModelStatus
+from orchestrator.status import ModelStatus, Owner
 
 LIMITS = Limits(default_ttl_s=100.0, breaker_threshold=2, breaker_cooldown_s=60.0)
 OP, GEN = 5, 9  # distinct, so a check against the wrong counter shows
@@ -45,6 +52,7 @@ def core_in(state: State, *, in_flight: int = 0) -> Core:
         timer_generation=GEN,
         in_flight=in_flight,
         failures=LIMITS.breaker_threshold if state is State.BREAKER_OPEN else 0,
+        owner=None if state in (State.UNLOADED, State.BREAKER_OPEN) else Owner.OURS,
     )
 
 
@@ -68,7 +76,7 @@ ACCEPTED_IN = {
     m.VerifyOk: (State.VERIFYING,),
     m.VerifyFailed: (State.VERIFYING,),
     m.UnloadDone: (State.EXPIRING,),
-    m.Lost: (State.READY,),
+    m.Lost: (State.READY, State.EXPIRING),
     m.IdleTimeout: (State.READY,),
     m.CooldownOver: (State.BREAKER_OPEN,),
 }
@@ -139,7 +147,7 @@ def arms(fx: list[Effect]) -> list[tuple[Timer, float | None, int]]:
 
 
 def test_every_arming_of_a_timer_is_a_new_generation_so_a_late_firing_is_ignored() -> None:
-    core = structs.replace(new_core("m", LIMITS), state=State.READY)
+    core = structs.replace(new_core("m", LIMITS), state=State.READY, owner=Owner.OURS)
     core, fx = decide(core, m.EnsureLoaded(reply=reply(1)), 0.0)
     [(_, deadline, first)] = arms(fx)
     assert deadline == 100.0
@@ -223,7 +231,8 @@ def test_an_unload_of_a_ready_or_expiring_model_is_answered_when_it_is_done(
     assert core.state is State.EXPIRING
     assert (answers, ops(fx)) == ([], [])
     core, fx = decide(core, m.UnloadDone(op=OP + 1, error=error), 2.0)
-    assert core.state is State.UNLOADED
+    # A failed unload keeps the slot (EXPIRING) and is retried; whoever asked learns now.
+    assert core.state is (State.UNLOADED if error is None else State.EXPIRING)
     results = [e.result for e in fx if isinstance(e, SendReply)]
     assert len(results) == 2
     for result in results:
@@ -232,3 +241,74 @@ def test_an_unload_of_a_ready_or_expiring_model_is_answered_when_it_is_done(
             assert result.state is State.UNLOADED
         else:
             assert result is error
+
+
+def test_a_failed_unload_keeps_its_slot_and_is_retried_with_a_doubling_backoff() -> None:
+    core, _, _ = unload_answers(core_in(State.READY))
+    delays = []
+    for attempt in range(7):
+        now = 10.0 * attempt
+        core, fx = decide(core, m.UnloadDone(op=core.op, error=BackendUnreachable("x")), now)
+        assert core.state is State.EXPIRING
+        assert not any(isinstance(e, ReleaseCapacity) for e in fx)
+        [(timer, deadline, gen)] = arms(fx)
+        assert timer is Timer.UNLOAD_RETRY
+        assert deadline is not None
+        delays.append(deadline - now)
+        assert decide(core, m.UnloadRetry(generation=gen - 1), now) == (core, [])
+        core, fx = decide(core, m.UnloadRetry(generation=gen), deadline)
+        assert [e.reason for e in fx if isinstance(e, StartUnload)] == ["retry"]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    core, fx = decide(core, m.UnloadDone(op=core.op), 100.0)
+    assert core.state is State.UNLOADED
+    assert ReleaseCapacity() in fx
+
+
+def test_a_failed_verification_of_our_load_is_cleaned_up_before_its_slot_is_freed() -> None:
+    core = structs.replace(core_in(State.VERIFYING), failures=LIMITS.breaker_threshold - 1)
+    core, fx = decide(core, m.VerifyFailed(op=OP, error=ERROR), 1.0)
+    assert core.state is State.EXPIRING  # the backend may still be loading it
+    assert [e.reason for e in fx if isinstance(e, StartUnload)] == ["verify_failed"]
+    assert not any(isinstance(e, ReleaseCapacity) for e in fx)
+    assert core.owner is Owner.OURS  # stopping now still unloads it
+    core, fx = decide(core, m.UnloadDone(op=core.op), 2.0)
+    assert core.state is State.BREAKER_OPEN  # this failure reached the threshold
+    assert core.owner is None
+    assert ReleaseCapacity() in fx
+    assert arms(fx)[-1][:2] == (Timer.COOLDOWN, 62.0)
+
+
+def test_a_failed_verification_of_a_foreign_instance_unloads_nothing() -> None:
+    core = structs.replace(core_in(State.VERIFYING), owner=Owner.FOREIGN)
+    core, fx = decide(core, m.VerifyFailed(op=OP, error=ERROR), 1.0)
+    assert core.state is State.UNLOADED
+    assert core.failures == 0  # not the model's own failure
+    assert not any(isinstance(e, StartUnload) for e in fx)
+
+
+@pytest.mark.parametrize("owner", [Owner.FOREIGN, Owner.ADOPTED])
+def test_a_foreign_instance_is_never_unloaded_unless_adopted(owner: Owner) -> None:
+    core = structs.replace(core_in(State.READY), owner=owner)
+    ours = owner is Owner.ADOPTED
+    new, _ = decide(core, m.Evict(), 0.0)
+    assert (new.state is State.EXPIRING) is ours
+    new, _ = decide(core, m.IdleTimeout(generation=GEN), 0.0)
+    assert (new.state is State.EXPIRING) is ours
+    new, _, answers = unload_answers(core)
+    assert (new.state is State.EXPIRING) is ours
+    if not ours:
+        [answer] = answers
+        assert isinstance(answer, NotOwned)
+        assert "another client" in str(answer)
+        assert "manage_foreign" in str(answer)
+
+
+def test_the_ttl_of_a_loaded_model_is_the_one_the_backend_holds() -> None:
+    limits = structs.replace(LIMITS, backend_ttl=True)
+    core = structs.replace(core_in(State.READY), limits=limits, ttl_s=600.0)
+    core, fx = decide(core, m.EnsureLoaded(reply=reply(1), ttl_s=3600.0), 0.0)
+    [status] = [e.result for e in fx if isinstance(e, SendReply)]
+    assert isinstance(status, ModelStatus)
+    assert status.ttl_s == 600.0  # LM Studio keeps the TTL it was loaded with
+    core, _ = decide(core, m.TtlObserved(ttl_s=300.0), 1.0)
+    assert core.ttl_s == 300.0

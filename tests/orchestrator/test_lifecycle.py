@@ -80,7 +80,10 @@ def test_the_breaker_opens_only_on_a_tripped_failure() -> None:
 
 def test_a_failure_without_the_tripped_guard_does_not_trip() -> None:
     assert next_state(State.LOADING, Input.LOAD_FAILED) is State.UNLOADED
-    assert next_state(State.VERIFYING, Input.VERIFY_FAILED) is State.UNLOADED
+    assert next_state(State.EXPIRING, Input.UNLOAD_DONE) is State.UNLOADED
+    assert next_state(State.EXPIRING, Input.LOST) is State.UNLOADED
+    # A failed verification is cleaned up first (issue 16): the guard applies once it is gone.
+    assert next_state(State.VERIFYING, Input.VERIFY_FAILED) is State.EXPIRING
 
 
 def test_firing_logs_nothing_of_the_transitions_library(caplog: pytest.LogCaptureFixture) -> None:

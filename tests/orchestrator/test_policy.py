@@ -24,6 +24,7 @@ from orchestrator.effects import (
 from orchestrator.errors import BackendRejected, CapacityExhausted
 from orchestrator.lifecycle import Input, State
 from orchestrator.policy import Core, Limits, decide, new_core, snapshot, unload_on_stop
+from orchestrator.status import Owner
 
 LIMITS = Limits(breaker_threshold=4, breaker_cooldown_s=10.0)
 
@@ -82,7 +83,7 @@ def test_only_a_load_of_ours_is_unloaded_on_stop() -> None:
     core, fx = _feed(_ready(adopted=False), m.Unload(reply=_reply()))
     core, fx = _feed(core, m.UnloadDone(op=_op(fx, StartUnload)))
     assert core.state is State.UNLOADED
-    assert not core.loaded_by_us
+    assert core.owner is None
     assert not unload_on_stop(core)
 
 
@@ -145,7 +146,7 @@ def test_a_first_success_closes_no_breaker() -> None:
 @pytest.mark.parametrize("state", [State.UNLOADED, State.BREAKER_OPEN])
 def test_nothing_is_unloaded_on_stop_once_settled_without_memory(state: State) -> None:
     # Whoever loaded it last: a model that failed verification or was unloaded holds nothing.
-    core = structs.replace(new_core("m", LIMITS), state=state, loaded_by_us=True)
+    core = structs.replace(new_core("m", LIMITS), state=state, owner=Owner.OURS)
     assert not unload_on_stop(core)
 
 

@@ -23,6 +23,7 @@ from orchestrator import messages as m
 from orchestrator.effects import (
     ArmTimer,
     CapacityChanged,
+    HoldCapacity,
     ReleaseCapacity,
     SendReply,
     StartLoad,
@@ -34,7 +35,8 @@ from orchestrator.effects import (
 from orchestrator.errors import BackendRejected, BackendUnreachable, CapacityExhausted
 from orchestrator.lifecycle import State
 from orchestrator.policy import Core, Limits, decide, new_core
-from orchestrator.status import ModelStatus
+from orchestrator.policy_core import owns
+from orchestrator.status import ModelStatus, Owner
 
 MAX_TTL = 1000.0
 SETTLED = (State.READY, State.UNLOADED, State.BREAKER_OPEN)
@@ -48,13 +50,18 @@ class CoreMachine(RuleBasedStateMachine):
 
     # A low threshold and a short cooldown let the breaker open, and a probe follow, within a
     # run of 30 steps: the breaker's invariants are checked, not vacuously true.
-    @initialize(threshold=st.integers(1, 3), cooldown=st.sampled_from([1.0, 10.0, 60.0, 200.0]))
-    def setup(self, threshold: int, cooldown: float) -> None:
+    @initialize(
+        threshold=st.integers(1, 3),
+        cooldown=st.sampled_from([1.0, 10.0, 60.0, 200.0]),
+        manage_foreign=st.booleans(),
+    )
+    def setup(self, threshold: int, cooldown: float, manage_foreign: bool) -> None:
         self.limits = Limits(
             default_ttl_s=100.0,
             max_ttl_s=MAX_TTL,
             breaker_threshold=threshold,
             breaker_cooldown_s=cooldown,
+            manage_foreign=manage_foreign,
         )
         self.core: Core = new_core("m", self.limits)
         self.now = 0.0
@@ -69,6 +76,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.timers: dict[Timer, tuple[float, int] | None] = {
             Timer.IDLE: None,
             Timer.COOLDOWN: None,
+            Timer.UNLOAD_RETRY: None,
         }
         self.entered_ready_from: list[State] = []
         # The capacity pool as the actor drives it: a slot is taken by a load that got
@@ -97,6 +105,7 @@ class CoreMachine(RuleBasedStateMachine):
                     self.pending_verify = fx.op
                 case StartUnload():
                     assert fx.op > self.last_op, "an operation number repeats"
+                    assert self.core.owner is not Owner.FOREIGN, "unloads a foreign instance"
                     self.pending_unload = self.last_op = fx.op
                 case ArmTimer():
                     if fx.deadline is not None:
@@ -112,6 +121,8 @@ class CoreMachine(RuleBasedStateMachine):
                         if self.opened_at is None:
                             CoreMachine.breaker_runs += 1
                         self.opened_at = self.now
+                case HoldCapacity():
+                    self.holds_room = True  # a discovered instance takes its slot
                 case ReleaseCapacity():
                     self.holds_room = False
                 case CapacityChanged():
@@ -156,8 +167,6 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule()
     def discovered(self) -> None:
-        if self.core.state is State.UNLOADED:
-            self.holds_room = True  # the supervisor records the adopted model's slot
         self.feed(m.Discovered())
 
     @rule(stale=st.booleans())
@@ -214,11 +223,16 @@ class CoreMachine(RuleBasedStateMachine):
         for timer, armed in list(self.timers.items()):
             if armed is not None and armed[0] <= self.now:
                 self.timers[timer] = None
-                msg: m.Message = (
-                    m.IdleTimeout(generation=armed[1])
-                    if timer is Timer.IDLE
-                    else m.CooldownOver(generation=armed[1])
-                )
+                msg: m.Message
+                match timer:
+                    case Timer.IDLE:
+                        msg = m.IdleTimeout(generation=armed[1])
+                    case Timer.COOLDOWN:
+                        msg = m.CooldownOver(generation=armed[1])
+                    case Timer.UNLOAD_RETRY:
+                        msg = m.UnloadRetry(generation=armed[1])
+                    case _:
+                        assert_never(timer)
                 self.feed(msg)
 
     @invariant()
@@ -263,8 +277,14 @@ class CoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def ready_and_idle_always_has_an_expiry(self) -> None:
-        if self.core.state is State.READY and self.core.in_flight == 0:
+        # A foreign instance's TTL is the backend's: we arm none (issue 16).
+        if self.core.state is State.READY and self.core.in_flight == 0 and owns(self.core):
             assert self.timers[Timer.IDLE] is not None
+
+    @invariant()
+    def a_failed_unload_is_retried(self) -> None:
+        if self.core.state is State.EXPIRING and self.pending_unload is None:
+            assert self.timers[Timer.UNLOAD_RETRY] is not None, "a failed unload is forgotten"
 
 
 TestCoreMachine = CoreMachine.TestCase
