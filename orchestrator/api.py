@@ -28,6 +28,7 @@ from orchestrator.errors import (
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
 from orchestrator.keepalive import keep_alive_while_held
+from orchestrator.lifecycle import State
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
 from orchestrator.status import ModelStatus
@@ -164,12 +165,20 @@ class Orchestrator:
     async def unload(self, model: str) -> ModelStatus:
         """Unload ``model`` now and return its status.
 
+        A model we believe unloaded is checked against the backend first, so one
+        loaded meanwhile by someone else is answered as such, never as UNLOADED
+        while it stays loaded (issue 16).
+
         Raises:
             ModelBusy: requests are in flight, or the model is still loading.
-            BackendError: the backend failed to unload (the model may still be loaded).
+            NotOwned: another client (or the user) loaded it; it is left loaded.
+            BackendError: the backend failed to unload (the model may still be loaded;
+                the unload is retried in the background and keeps its slot).
         """
         name = validate_model_name(model)
         actor = await self._sup.actor_for(name)
+        if actor.snapshot().state is State.UNLOADED:
+            await self._sup.reconciler.reconcile()
         return await self._ask(
             actor, lambda reply: m.Unload(reply=reply), self.config.unload_timeout_s * 2
         )

@@ -1,0 +1,214 @@
+"""Issue 16 on the LM Studio simulator: the orchestrator reconciles with what it really holds.
+
+Every invariant here is checked against the simulator (``sim.loaded()``), not
+only against our own states: two servers on one LM Studio, a model loaded by
+hand, an unload answering HTTP 500, a listing too slow for verification, an
+LM Studio restart with JIT on, and the TTL a loaded model really has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import trio
+
+from orchestrator import (
+    CapacityExhausted,
+    Config,
+    NotOwned,
+    Orchestrator,
+    State,
+    VerifyFailed,
+    WaitTimeout,
+    open_orchestrator,
+)
+from orchestrator.backends.lmstudio import LMStudioBackend
+from orchestrator.status import ModelStatus, Owner
+from tests.fakes import Simulator, open_simulator
+from tests.fakes.fixtures import make_backend
+
+QWEN, GEMMA = "qwen/qwen3-4b", "google/gemma-3-4b"
+BOUND_S = 10.0  # every wait below is bounded by this
+
+CFG = Config(
+    retry_attempts=1,
+    retry_initial_s=0.0,
+    retry_jitter_s=0.0,
+    verify_initial_interval_s=0.01,
+    verify_max_interval_s=0.05,
+    verify_deadline_s=0.5,
+    breaker_threshold=3,
+    unload_timeout_s=1.0,
+    shutdown_timeout_s=5.0,
+    reconcile_interval_s=0.05,
+)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with open_simulator(jit=False) as s:
+        yield s
+
+
+@pytest.fixture
+async def backend(sim: Simulator, lms: str) -> AsyncIterator[LMStudioBackend]:
+    b = make_backend(sim, lms_cli=lms)
+    yield b
+    await b.aclose()
+
+
+def status_of(orch: Orchestrator, model: str) -> ModelStatus | None:
+    return next((s for s in orch.status() if s.model == model), None)
+
+
+def state_of(orch: Orchestrator, model: str) -> State | None:
+    status = status_of(orch, model)
+    return None if status is None else status.state
+
+
+async def until(done: Callable[[], bool]) -> None:
+    """Wait (bounded) until ``done()``; actor states have no event to wait on."""
+    with trio.fail_after(BOUND_S):
+        while not done():
+            await trio.sleep(0.01)
+
+
+def unloads_of(sim: Simulator, identifier: str) -> int:
+    calls = sim.requests("/api/v1/models/unload", method="POST")
+    return sum(
+        1 for c in calls if isinstance(c.body, dict) and c.body.get("instance_id") == identifier
+    )
+
+
+def loads(sim: Simulator) -> int:
+    return len(sim.cli_runs("load"))  # loads go through `lms load` (ADR 0007)
+
+
+async def test_two_servers_on_one_lm_studio_never_unload_each_others_models(
+    sim: Simulator, lms: str
+) -> None:
+    a_backend, b_backend = make_backend(sim, lms_cli=lms), make_backend(sim, lms_cli=lms)
+    short = Config(**{**_fields(CFG), "default_ttl_s": 0.5, "max_loaded_models": 2})
+    async with (
+        open_orchestrator(a_backend, Config(**{**_fields(CFG), "max_loaded_models": 1})) as a,
+        open_orchestrator(b_backend, short) as b,
+    ):
+        await a.ensure_loaded(QWEN, ttl_s=3600.0)  # A's own
+        await until(lambda: state_of(b, QWEN) is State.READY)
+        status = status_of(b, QWEN)
+        assert status is not None
+        assert status.owner is Owner.FOREIGN
+        # B's unload_model, idle TTL and eviction all leave A's model alone.
+        with pytest.raises(NotOwned, match="another client"):
+            await b.unload(QWEN)
+        async with b.lease(QWEN):  # B still serves requests on it
+            pass
+        await b.ensure_loaded(GEMMA)  # B's own, with B's short TTL
+        await until(lambda: GEMMA not in sim.loaded())  # B's TTL unloaded B's model ...
+        assert QWEN in sim.loaded()  # ... and never A's, though idle longer than B's TTL
+        # A's limit is 1 and it saw B's GEMMA as foreign: it waited, never evicting it.
+        assert unloads_of(sim, QWEN) == 0
+        assert unloads_of(sim, GEMMA) == 1
+        await a.unload(QWEN)  # A owns it: A may unload it
+        assert QWEN not in sim.loaded()
+        await until(lambda: state_of(b, QWEN) is State.UNLOADED)  # B sees it gone
+    await a_backend.aclose()
+    await b_backend.aclose()
+
+
+def _fields(config: Config) -> dict[str, object]:
+    return {f: getattr(config, f) for f in config.__struct_fields__}
+
+
+async def test_a_model_loaded_by_hand_is_never_unloaded_but_counts_against_memory(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    config = Config(**{**_fields(CFG), "max_loaded_models": 1, "default_ttl_s": 0.3})
+    async with open_orchestrator(backend, config) as orch:
+        sim.preload(QWEN, identifier=QWEN)  # the user loads it by hand, after our start
+        # unload_model says whose it is instead of answering UNLOADED and leaving it loaded.
+        with pytest.raises(NotOwned, match="manage_foreign"):
+            await orch.unload(QWEN)
+        assert QWEN in sim.loaded()
+        await until(lambda: state_of(orch, QWEN) is State.READY)
+        # It holds the only slot and is never evicted: the load waits, then says why.
+        with pytest.raises((CapacityExhausted, WaitTimeout), match="another client"):
+            await orch.ensure_loaded(GEMMA, timeout_s=1.0)
+        assert sim.loaded() == [QWEN]
+        sim.evict(QWEN)  # the user unloads it by hand: the slot is free again
+        await until(lambda: state_of(orch, QWEN) is State.UNLOADED)
+        await orch.ensure_loaded(GEMMA)
+        assert sim.loaded() == [GEMMA]
+
+
+async def test_a_failing_unload_keeps_its_slot_until_the_backend_confirms(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    config = Config(**{**_fields(CFG), "max_loaded_models": 1})
+    async with open_orchestrator(backend, config) as orch:
+        await orch.ensure_loaded(QWEN)
+        sim.faults.route_status["/api/v1/models/unload"] = 500
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(orch.ensure_loaded, GEMMA)  # evicts QWEN: its unload fails
+            await until(lambda: unloads_of(sim, QWEN) >= 2)  # failed, and retried
+            assert sim.loaded() == [QWEN]  # the bound holds in LM Studio itself
+            assert state_of(orch, QWEN) is State.EXPIRING
+            del sim.faults.route_status["/api/v1/models/unload"]
+        assert sim.loaded() == [GEMMA]
+        assert state_of(orch, QWEN) is State.UNLOADED
+
+
+async def test_a_verification_failed_by_a_slow_listing_is_cleaned_up(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    config = Config(**{**_fields(CFG), "max_loaded_models": 1})
+    async with open_orchestrator(backend, config) as orch:
+        loading = sim.faults.hold_load(QWEN)
+        async with trio.open_nursery() as nursery:
+            failed: list[Exception] = []
+
+            async def load() -> None:
+                try:
+                    await orch.ensure_loaded(QWEN)
+                except VerifyFailed as exc:
+                    failed.append(exc)
+
+            nursery.start_soon(load)
+            with trio.fail_after(BOUND_S):
+                await sim.wait_for(lambda: loads(sim) == 1)
+            listing = sim.faults.hold_route("/api/v1/models")  # listings hang from now on
+            loading.set()
+        assert failed, "verification should fail while every listing hangs"
+        assert QWEN in sim.loaded()  # it did load: it must not be forgotten
+        assert state_of(orch, QWEN) is State.EXPIRING  # keeps its slot while cleaning up
+        listing.set()
+        del sim.faults.route_gates["/api/v1/models"]
+        await until(lambda: state_of(orch, QWEN) is State.UNLOADED)
+        assert sim.loaded() == []
+
+
+async def test_after_an_lm_studio_restart_nothing_is_ready_that_is_not_loaded(lms: str) -> None:
+    async with open_simulator(jit=True) as sim:
+        backend = make_backend(sim, lms_cli=lms)
+        async with open_orchestrator(backend, CFG) as orch:
+            await orch.ensure_loaded(QWEN)
+            await orch.ensure_loaded(GEMMA)
+            await sim.restart()  # the LM Studio app restarted: its models are gone
+            await until(lambda: {state_of(orch, QWEN), state_of(orch, GEMMA)} == {State.UNLOADED})
+            before = loads(sim)
+            assert (await orch.ensure_loaded(QWEN)).state is State.READY  # loaded by us again
+            assert loads(sim) == before + 1
+        await backend.aclose()
+
+
+async def test_asking_a_loaded_model_for_another_ttl_reports_the_one_lm_studio_holds(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    async with open_orchestrator(backend, CFG) as orch:
+        loaded = await orch.ensure_loaded(QWEN, ttl_s=600.0)
+        assert loaded.ttl_s == 600.0
+        kept = await orch.ensure_loaded(QWEN, ttl_s=3600.0)  # keep_loaded on a loaded model
+        assert kept.ttl_s == 600.0  # LM Studio keeps the TTL it was loaded with
+        [load] = sim.cli_runs("load")
+        assert load.argv[load.argv.index("--ttl") + 1] == "600"
