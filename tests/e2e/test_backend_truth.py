@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
+from msgspec.structs import replace
 
 from orchestrator import (
     CapacityExhausted,
@@ -89,9 +90,9 @@ async def test_two_servers_on_one_lm_studio_never_unload_each_others_models(
     sim: Simulator, lms: str
 ) -> None:
     a_backend, b_backend = make_backend(sim, lms_cli=lms), make_backend(sim, lms_cli=lms)
-    short = Config(**{**_fields(CFG), "default_ttl_s": 0.5, "max_loaded_models": 2})
+    short = replace(CFG, default_ttl_s=0.5, max_loaded_models=2)
     async with (
-        open_orchestrator(a_backend, Config(**{**_fields(CFG), "max_loaded_models": 1})) as a,
+        open_orchestrator(a_backend, replace(CFG, max_loaded_models=1)) as a,
         open_orchestrator(b_backend, short) as b,
     ):
         await a.ensure_loaded(QWEN, ttl_s=3600.0)  # A's own
@@ -117,14 +118,10 @@ async def test_two_servers_on_one_lm_studio_never_unload_each_others_models(
     await b_backend.aclose()
 
 
-def _fields(config: Config) -> dict[str, object]:
-    return {f: getattr(config, f) for f in config.__struct_fields__}
-
-
 async def test_a_model_loaded_by_hand_is_never_unloaded_but_counts_against_memory(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
-    config = Config(**{**_fields(CFG), "max_loaded_models": 1, "default_ttl_s": 0.3})
+    config = replace(CFG, max_loaded_models=1, default_ttl_s=0.3)
     async with open_orchestrator(backend, config) as orch:
         sim.preload(QWEN, identifier=QWEN)  # the user loads it by hand, after our start
         # unload_model says whose it is instead of answering UNLOADED and leaving it loaded.
@@ -145,7 +142,7 @@ async def test_a_model_loaded_by_hand_is_never_unloaded_but_counts_against_memor
 async def test_a_failing_unload_keeps_its_slot_until_the_backend_confirms(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
-    config = Config(**{**_fields(CFG), "max_loaded_models": 1})
+    config = replace(CFG, max_loaded_models=1)
     async with open_orchestrator(backend, config) as orch:
         await orch.ensure_loaded(QWEN)
         sim.faults.route_status["/api/v1/models/unload"] = 500
@@ -162,7 +159,7 @@ async def test_a_failing_unload_keeps_its_slot_until_the_backend_confirms(
 async def test_a_verification_failed_by_a_slow_listing_is_cleaned_up(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
-    config = Config(**{**_fields(CFG), "max_loaded_models": 1})
+    config = replace(CFG, max_loaded_models=1)
     async with open_orchestrator(backend, config) as orch:
         loading = sim.faults.hold_load(QWEN)
         async with trio.open_nursery() as nursery:
