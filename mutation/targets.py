@@ -39,6 +39,7 @@ _CORE_TESTS = (
     "tests/orchestrator/test_capacity.py",
     "tests/orchestrator/test_actor.py",
     "tests/orchestrator/test_orchestrator.py",
+    "tests/orchestrator/test_reconciler.py",
     "tests/stateful/test_core_machine.py",
     "tests/stateful/test_actor_commands.py",
 )
@@ -53,6 +54,18 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         module="orchestrator.policy", path="orchestrator/policy.py", tests=_CORE_TESTS, target=95.0
+    ),
+    Target(
+        module="orchestrator.policy_core",
+        path="orchestrator/policy_core.py",
+        tests=_CORE_TESTS,
+        target=95.0,
+    ),
+    Target(
+        module="orchestrator.policy_unload",
+        path="orchestrator/policy_unload.py",
+        tests=_CORE_TESTS,
+        target=95.0,
     ),
     Target(
         module="orchestrator.capacity",

@@ -11,8 +11,8 @@ from __future__ import annotations
 __all__ = ["EQUIVALENT"]
 
 _LIMITS_DEFAULT = (
-    "the actor builds Limits from Config with all four fields given; the defaults serve "
-    "only tests that build a Limits by hand, and nothing in the program reads them"
+    "the actor builds Limits from Config and the backend with this field given; the default "
+    "serves only tests that build a Limits by hand, and nothing in the program reads it"
 )
 _TABLE_ORDER = (
     "each NOT_TRIPPED edge follows its TRIPPED twin in TRANSITIONS and transitions tries "
@@ -35,7 +35,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
         "unless.append(_tripped) | `unless.append(_tripped)` dropped": _TABLE_ORDER,
     },
-    "orchestrator.policy": {
+    "orchestrator.policy_core": {
+        "manage_foreign: bool = False | `False` -> `True`": _LIMITS_DEFAULT,
+        "backend_ttl: bool = False | `False` -> `True`": _LIMITS_DEFAULT,
         "default_ttl_s: float = 600.0 | `600.0` -> `601.0`": _LIMITS_DEFAULT,
         "max_ttl_s: float = 3600.0 | `3600.0` -> `3601.0`": _LIMITS_DEFAULT,
         "breaker_threshold: int = 5 | `5` -> `6`": _LIMITS_DEFAULT,
@@ -55,8 +57,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "core: Core, inp: Input, fx: list[Effect], *, tripped: bool = False, "
             "**changes: object | `False` -> `True`"
         ): (
-            "only LOAD_FAILED and VERIFY_FAILED have guarded edges and _fail always passes "
-            "tripped; for every other input the table never reads the flag"
+            "only LOAD_FAILED, UNLOAD_DONE and LOST have guarded edges, and _fail and _settle "
+            "always pass tripped; for every other input the table never reads the flag"
         ),
         "return None | `return None` dropped": "the function's end returns None anyway",
         "if src is State.BREAKER_OPEN and inp is Input.COOLDOWN_OVER: | `and` -> `or`": (

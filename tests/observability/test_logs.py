@@ -58,7 +58,8 @@ async def test_every_lifecycle_event_is_one_json_line_with_its_fields(
     assert [(t["model"], t["src"], t["dst"], t["input"]) for t in transitions] == [
         (c.model, c.src.value, c.dst.value, c.input.value) for c in changes
     ]
-    assert len(transitions) == 5 + 3 + 10  # a: load+expiry; b: failed verify; c: see above
+    # a: load+expiry; b: failed verify, cleaned up (issue 16); c: see above
+    assert len(transitions) == 5 + 4 + 10
     for t in transitions:
         assert {"model", "identifier", "src", "dst", "input", "duration_s"} <= t.keys()
         assert t["identifier"] == t["model"]  # bound per actor task
@@ -73,7 +74,7 @@ async def test_every_lifecycle_event_is_one_json_line_with_its_fields(
     loads = {(e["model"], e["result"]) for e in logs.events("load")}
     assert loads == {("a", "ok"), ("b", "ok"), ("c", "failed"), ("c", "ok")}
     unloads = [(e["model"], e["reason"]) for e in logs.events("unload")]
-    assert unloads == [("a", "idle"), ("c", "requested")]
+    assert unloads == [("a", "idle"), ("b", "verify_failed"), ("c", "requested")]
     [opened] = logs.events("breaker_opened")
     assert (opened["model"], opened["consecutive_failures"]) == ("c", 2)
     assert "not enough memory" in opened["last_error"]

@@ -43,7 +43,8 @@ async def test_a_load_reports_each_state_it_passes_through(listed: bool) -> None
     else:
         # VERIFYING lasts 50 ms, and its failure is reported with the count and the reason.
         assert seen[:2] == ["m: LOADING", "m: VERIFYING"]
-        assert seen[2].startswith("m: UNLOADED (1 failed attempts, last: model 'm' reported")
+        # It is answered as the cleanup starts (it may be loaded all the same: issue 16).
+        assert seen[2].startswith("m: EXPIRING (1 failed attempts, last: model 'm' reported")
         assert len(seen) == 3
 
 

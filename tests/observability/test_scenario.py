@@ -78,8 +78,10 @@ async def test_scenario_counts_exactly_what_happened(
         ("lmsorch_breaker_opens_total", (("model", "c"),))
     ]
     assert total("lmsorch_unloads_total", model="a", reason="idle") == 1
-    assert [k for k in samples if k[0] == "lmsorch_unloads_total"] == [
-        ("lmsorch_unloads_total", (("model", "a"), ("reason", "idle")))
+    assert total("lmsorch_unloads_total", model="b", reason="verify_failed") == 1
+    assert sorted(k for k in samples if k[0] == "lmsorch_unloads_total") == [
+        ("lmsorch_unloads_total", (("model", "a"), ("reason", "idle"))),
+        ("lmsorch_unloads_total", (("model", "b"), ("reason", "verify_failed"))),
     ]
     transitions = {
         (dict(k[1])["src"], dict(k[1])["dst"], dict(k[1])["input"]): v
@@ -91,12 +93,12 @@ async def test_scenario_counts_exactly_what_happened(
         ("LOADING", "LOADING", "REQUESTED"): 2,  # the two callers that joined a's load
         ("LOADING", "VERIFYING", "LOAD_OK"): 2,  # a, b
         ("VERIFYING", "READY", "VERIFY_OK"): 1,  # a
-        ("VERIFYING", "UNLOADED", "VERIFY_FAILED"): 1,  # b
+        ("VERIFYING", "EXPIRING", "VERIFY_FAILED"): 1,  # b: cleaned up first (issue 16)
         ("LOADING", "UNLOADED", "LOAD_FAILED"): 1,  # c, first failure
         ("LOADING", "BREAKER_OPEN", "LOAD_FAILED"): 1,  # c, second failure trips it
         ("BREAKER_OPEN", "BREAKER_OPEN", "REQUESTED"): 1,  # c, failed fast
         ("READY", "EXPIRING", "IDLE_TIMEOUT"): 1,  # a
-        ("EXPIRING", "UNLOADED", "UNLOAD_DONE"): 1,  # a
+        ("EXPIRING", "UNLOADED", "UNLOAD_DONE"): 2,  # a, b
     }
     # One-hot state per model, and nothing loaded, in flight or queued at the end.
     for model, state in (("a", "UNLOADED"), ("b", "UNLOADED"), ("c", "BREAKER_OPEN")):
