@@ -40,6 +40,8 @@ FAULT_KINDS = (
     "hung_route",
     "hung_cli",
     "server_restart",
+    "foreign_load",
+    "jit_reload",
 )
 """Every fault the simulator offers that the soak injects (``docs/reliability.md``)."""
 
@@ -61,6 +63,8 @@ SIM_FAULTS: dict[str, str] = {
     "Simulator.evict": "eviction",
     "SimState.advance": "ttl_expiry",
     "Simulator.stop": "server_restart",
+    "Simulator.preload": "foreign_load",
+    "Simulator.restart": "jit_reload",
 }
 """Each of the simulator's fault switches -> the soak fault kind that throws it."""
 
@@ -71,8 +75,13 @@ NOT_INJECTED: dict[str, str] = {
 }
 """Switches the soak leaves alone, and why (a new switch must land in one of the two)."""
 
-# Routes the control plane and inference use; HTTP faults pick among them.
+# Routes the control plane and inference use; HTTP faults pick among them: a 5xx or a hang on
+# the unload route is a failing unload (it keeps its slot and is retried), a hang on the model
+# list during a load is a listing too slow for verification (cleaned up, issue 16).
 _ROUTES = ("/api/v1/models", "/api/v1/models/unload", "/v1/chat/completions")
+
+FOREIGN = "text-embedding-nomic-embed-text-v1.5"
+"""The model another client loads "by hand" (no soak client asks for it): never ours to unload."""
 
 
 class RecordingBackend:
@@ -178,6 +187,7 @@ class Chaos:
         self.gap_s = gap_s
         self.max_ttl_s = max_ttl_s
         self.injected: Counter[str] = Counter()
+        self.not_ours: set[str] = set()  # instances chaos loaded behind the orchestrator
         self._restarting = False
         self.calmed_at = 0.0
         self._actions: dict[str, Callable[[], Callable[[], None] | None]] = {
@@ -195,6 +205,7 @@ class Chaos:
             "huge_body": self._huge_body,
             "hung_route": self._hung_route,
             "hung_cli": self._hung_cli,
+            "foreign_load": self._foreign_load,
         }
         self._long = {"slow_first_token", "hung_route"}
 
@@ -208,11 +219,12 @@ class Chaos:
             while trio.current_time() < until:
                 pending = [k for k in FAULT_KINDS if not self.injected[k]]
                 kind = self.rng.choice(pending or FAULT_KINDS)
-                if kind == "server_restart":
+                if kind in ("server_restart", "jit_reload"):
                     if not self._restarting:
                         self._restarting = True
                         self.injected[kind] += 1
-                        nursery.start_soon(self._restart, self._spell() / 2)
+                        restart = self._restart if kind == "server_restart" else self._jit_reload
+                        nursery.start_soon(restart, self._spell() / 2)
                 else:
                     undo = self._actions[kind]()
                     if undo is not None:
@@ -251,7 +263,36 @@ class Chaos:
                 await self.sim.start()
             self._restarting = False
 
+    async def _jit_reload(self, spell_s: float) -> None:
+        # LM Studio restarts, then just-in-time loads what was loaded again on the next
+        # requests, before (or after) the orchestrator's reconciler sees the gap (issue 16).
+        loaded = [i for i in self.sim.loaded() if ":" not in i]
+        try:
+            await self.sim.restart()
+            for identifier in loaded:
+                self.sim.preload(identifier, identifier=identifier, ttl_s=self.max_ttl_s, jit=True)
+                self.not_ours.add(identifier)
+            await trio.sleep(spell_s)
+        finally:
+            self._forget(loaded)
+            self._restarting = False
+
+    def _forget(self, identifiers: list[str]) -> None:
+        """Unload by hand what chaos loaded, if still there (a user's own clean-up)."""
+        for identifier in identifiers:
+            if identifier in self.not_ours:
+                self.not_ours.discard(identifier)
+                if identifier in self.sim.loaded():
+                    self.sim.evict(identifier)
+
     # -- the faults: each switches one on and returns how to switch it off --
+
+    def _foreign_load(self) -> Callable[[], None] | None:
+        if FOREIGN in self.sim.loaded():
+            return None
+        self.sim.preload(FOREIGN, identifier=FOREIGN, ttl_s=self.max_ttl_s)
+        self.not_ours.add(FOREIGN)
+        return lambda: self._forget([FOREIGN])
 
     def _model(self) -> str:
         return self.rng.choice(self.models)

@@ -49,10 +49,11 @@ from orchestrator import (
     open_orchestrator,
 )
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
+from orchestrator.status import Owner
 from tests.fakes import Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
-from .chaos import Chaos, RecordingBackend
+from .chaos import FOREIGN, Chaos, RecordingBackend
 from .probes import (
     actor_child_tasks,
     child_pids,
@@ -86,6 +87,7 @@ SOAK_CONFIG = Config(
     request_timeout_s=3.0,
     unload_timeout_s=2.0,
     shutdown_timeout_s=3.0,
+    reconcile_interval_s=0.2,
 )
 """Small bounds so faults resolve within a round (the plan's defaults are minutes)."""
 
@@ -251,15 +253,39 @@ class _Run:
 
     # -- invariants sampled while the chaos runs --
 
-    async def sample(self, until: float) -> None:
+    async def sample(self, chaos: Chaos, until: float) -> None:
         while trio.current_time() < until:
-            states = [s.state for s in self.orch.status()]
-            holding = sum(state in HOLDING_ROOM for state in states)
+            statuses = self.orch.status()
+            # A foreign instance holds room too, but the bound is on what we load (issue 16).
+            ours = [s for s in statuses if s.owner is not Owner.FOREIGN]
+            holding = sum(s.state in HOLDING_ROOM for s in ours)
             if holding > SOAK_CONFIG.max_loaded_models:
-                self.violation(f"{holding} models hold room: {states}")
+                self.violation(f"{holding} models hold room: {[s.state for s in statuses]}")
+            self.check_bound_in_reality(chaos)
             self.pids.update(c.pid for c in self.sim.cli_calls)
             # Sampling cadence on the wall clock (see Chaos.run).
             await trio.sleep(0.01)
+
+    def check_bound_in_reality(self, chaos: Chaos) -> None:
+        """The memory bound against what the simulator holds, not our states (issue 16).
+
+        Instances chaos loaded behind our back (a foreign load, a JIT reload) are not
+        ours to bound; everything else the simulator holds was loaded by us.
+        """
+        ours = [i for i in self.sim.loaded() if i not in chaos.not_ours]
+        if len(ours) > SOAK_CONFIG.max_loaded_models:
+            self.violation(f"the simulator holds {ours} (max_loaded_models=2)")
+
+    def check_foreign_untouched(self) -> None:
+        """A model another client loaded is never unloaded by us (issue 16)."""
+        rest = [
+            c
+            for c in self.sim.requests("/api/v1/models/unload", method="POST")
+            if isinstance(c.body, dict) and c.body.get("instance_id") == FOREIGN
+        ]
+        cli = [c for c in self.sim.cli_runs("unload") if FOREIGN in c.argv]
+        if rest or cli:
+            self.violation(f"the foreign {FOREIGN} was unloaded by us: {rest + cli}")
 
     # -- the end of a round --
 
@@ -325,7 +351,7 @@ async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int, children
     until = trio.current_time() + seconds
     async with trio.open_nursery() as nursery:
         nursery.start_soon(chaos.run, until)
-        nursery.start_soon(run.sample, until)
+        nursery.start_soon(run.sample, chaos, until)
         for n in range(clients):
             rng = random.Random(run.rng.random())
             if n % 4 == 3:
@@ -333,7 +359,10 @@ async def _round(run: _Run, chaos: Chaos, seconds: float, clients: int, children
             else:
                 nursery.start_soon(run.orchestrator_client, until, rng)
     await run.settle(since=chaos.calmed_at)
+    run.check_bound_in_reality(chaos)
     await run.recover()
+    run.check_bound_in_reality(chaos)
+    run.check_foreign_untouched()
     run.check_processes(children)
     run.forget_records()
 
@@ -401,6 +430,9 @@ async def _soak(
                 Client(build_server(orch, settings=settings, inference_client=inference)) as mcp,
             ):
                 run = _Run(figures, sim, orch, backend, inference, mcp, rng)
+                # The foreign model gets its actor when first seen; make that now, so the
+                # task tree compared between rounds does not depend on when chaos loads it.
+                await orch.unload(FOREIGN)
                 baseline_tasks: Counter[str] | None = None
                 for _ in range(rounds):
                     await _round(run, chaos, seconds / rounds, clients, children)

@@ -33,6 +33,8 @@ def test_every_fault_the_simulator_offers_is_injected_or_excluded_with_a_reason(
         "Simulator.evict": Simulator.evict,
         "SimState.advance": SimState.advance,
         "Simulator.stop": Simulator.stop,
+        "Simulator.preload": Simulator.preload,
+        "Simulator.restart": Simulator.restart,
     }
 
     assert switches | set(methods) == set(SIM_FAULTS) | set(NOT_INJECTED), (
