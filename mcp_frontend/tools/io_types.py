@@ -91,6 +91,9 @@ class ModelStatusOut(TypedDict):
     """The context the backend reports it loaded; null when unknown or not loaded."""
     warning: str | None
     """Set when the backend loaded less context than was asked (LM Studio fits it silently)."""
+    owner: str | None
+    """Who loaded the instance: ``ours``, ``foreign`` (another client; never unloaded by this
+    server) or ``adopted`` (``manage_foreign``); null when nothing is loaded."""
 
 
 class StatusListOut(TypedDict):
@@ -279,6 +282,7 @@ def status_out(s: ModelStatus) -> ModelStatusOut:
         last_error=s.last_error,
         context_length=s.context_length,
         warning=s.warning,
+        owner=None if s.owner is None else s.owner.value,
     )
 
 

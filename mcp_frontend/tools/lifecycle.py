@@ -209,4 +209,5 @@ def _never_used(model: str, ttl_s: float) -> ModelStatusOut:
         last_error=None,
         context_length=None,
         warning=None,
+        owner=None,
     )
