@@ -118,6 +118,29 @@ async def test_two_servers_on_one_lm_studio_never_unload_each_others_models(
     await b_backend.aclose()
 
 
+async def test_a_full_server_never_evicts_the_other_servers_idle_model(
+    sim: Simulator, lms: str
+) -> None:
+    a_backend, b_backend = make_backend(sim, lms_cli=lms), make_backend(sim, lms_cli=lms)
+    async with (
+        open_orchestrator(a_backend, replace(CFG, max_loaded_models=1)) as a,
+        open_orchestrator(b_backend, CFG) as b,
+    ):
+        await b.ensure_loaded(GEMMA, ttl_s=3600.0)  # B's, idle from now on
+        await until(lambda: state_of(a, GEMMA) is State.READY)  # A sees it, as foreign
+        # A's only slot is held by B's idle model: A's load waits and says why, never evicting.
+        with pytest.raises((CapacityExhausted, WaitTimeout), match="another client"):
+            await a.ensure_loaded(QWEN, timeout_s=1.0)
+        assert sim.loaded() == [GEMMA]
+        assert unloads_of(sim, GEMMA) == 0
+        await b.unload(GEMMA)  # its owner unloads it: A's slot is free again
+        await until(lambda: state_of(a, GEMMA) is State.UNLOADED)
+        await a.ensure_loaded(QWEN)
+        assert sim.loaded() == [QWEN]
+    await a_backend.aclose()
+    await b_backend.aclose()
+
+
 async def test_a_model_loaded_by_hand_is_never_unloaded_but_counts_against_memory(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
