@@ -278,6 +278,14 @@ def test_a_failed_verification_of_our_load_is_cleaned_up_before_its_slot_is_free
     assert arms(fx)[-1][:2] == (Timer.COOLDOWN, 62.0)
 
 
+def test_an_unload_of_a_foreign_instance_being_verified_says_whose_it_is() -> None:
+    core = structs.replace(core_in(State.VERIFYING), owner=Owner.FOREIGN)
+    new, _, answers = unload_answers(core)
+    assert new == core
+    [answer] = answers
+    assert isinstance(answer, NotOwned)  # not ModelBusy: waiting would not help
+
+
 def test_a_failed_verification_of_a_foreign_instance_unloads_nothing() -> None:
     core = structs.replace(core_in(State.VERIFYING), owner=Owner.FOREIGN)
     core, fx = decide(core, m.VerifyFailed(op=OP, error=ERROR), 1.0)
