@@ -27,6 +27,7 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
+from orchestrator.instances import InstanceLimits
 from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
@@ -68,6 +69,8 @@ class Orchestrator:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._sup = supervisor
+        self.instance_limits = InstanceLimits(supervisor.backend)
+        """Requests in flight per instance, capped where the backend knows its parallelism."""
 
     @property
     def config(self) -> Config:

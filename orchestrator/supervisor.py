@@ -23,6 +23,7 @@ from orchestrator.config import Config
 from orchestrator.errors import ActorStopped, OrchestratorError
 from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import ChangeFeed
+from orchestrator.instance_watch import start_instance_watch
 from orchestrator.metrics import Metrics
 
 __all__ = ["Supervisor", "open_supervisor"]
@@ -201,6 +202,7 @@ async def open_supervisor(
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(backend, config, metrics, nursery, feed)
             adoption = trio.CancelScope()
+            watch = start_instance_watch(backend, supervisor.running, nursery)
             try:
                 if config.adopt_loaded and adopt_in_background:
                     nursery.start_soon(_adopt_within, supervisor, adoption)
@@ -209,6 +211,7 @@ async def open_supervisor(
                 yield supervisor
             finally:
                 adoption.cancel()  # a stop does not wait for a slow backend's listing
+                watch.cancel()
                 supervisor.close()
     except BaseExceptionGroup as group:
         # Actors never raise, so a lone exception is the caller's own: give it back unwrapped
