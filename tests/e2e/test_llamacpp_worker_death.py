@@ -21,8 +21,8 @@ import select
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,11 +39,9 @@ from orchestrator import (
     open_orchestrator,
 )
 from orchestrator.backends.llamacpp import LlamaCppBackend
-from orchestrator.config import LlamaCppSettings
 from orchestrator.inference import InferenceClient
 from orchestrator.inference.target import InferenceTarget
 from orchestrator.inference.types import ChatCompletion, ChatMessage, ChatRequest
-from tests.backends.llamacpp_support import Procs
 
 MODEL = "smollm2-135m-instruct.q4_1"
 SHORT = ChatRequest(messages=[ChatMessage(role="user", content="Say hello.")], max_tokens=8)
@@ -56,26 +54,18 @@ LONG = ChatRequest(
 LEAVES_READY_WITHIN_S = 0.1
 
 
-class CountingBackend(LlamaCppBackend):
-    """The embedded backend, counting loads."""
-
-    loads = 0
-
-    async def load(
-        self, key: str, *, identifier: str, ttl_s: float, context_length: int | None = None
-    ) -> None:
-        self.loads += 1
-        await super().load(key, identifier=identifier, ttl_s=ttl_s, context_length=context_length)
-
-
 @pytest.fixture
-async def backend(models_dir: Path) -> AsyncIterator[CountingBackend]:
-    backend = CountingBackend(LlamaCppSettings(models_dir=str(models_dir), threads=1))
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
-    assert not Procs.workers_of(os.getpid()), "llama.cpp worker processes left behind"
+def loads(backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys ``backend`` loads, in order, as the test goes."""
+    keys: list[str] = []
+    load = backend.load
+
+    async def counted(key: str, **options: Any) -> None:
+        keys.append(key)
+        await load(key, **options)
+
+    monkeypatch.setattr(backend, "load", counted)
+    return keys
 
 
 def config() -> Config:
@@ -139,7 +129,7 @@ async def kill_when_generating(base_url: str, pid: int) -> None:
 
 
 async def test_a_worker_killed_idle_is_lost_at_once_reaped_and_reloaded_once(
-    backend: CountingBackend,
+    backend: LlamaCppBackend, loads: list[str]
 ) -> None:
     with trio.fail_after(60):
         async with (
@@ -165,13 +155,13 @@ async def test_a_worker_killed_idle_is_lost_at_once_reaped_and_reloaded_once(
             async with hold_model(orch, MODEL, endpoint="chat") as held:
                 answer = await held.send(functools.partial(client.chat, request=SHORT))
             assert answer.choices[0].finish_reason in ("stop", "length")
-            assert backend.loads == 2  # the next call reloaded it, once
+            assert len(loads) == 2  # the next call reloaded it, once
             assert len(watch.events) == 1
             nursery.cancel_scope.cancel()
 
 
 async def test_a_call_in_flight_when_its_worker_dies_is_retried_once(
-    backend: CountingBackend,
+    backend: LlamaCppBackend, loads: list[str]
 ) -> None:
     attempts: list[str] = []
 
@@ -196,7 +186,7 @@ async def test_a_call_in_flight_when_its_worker_dies_is_retried_once(
                 answer = await held.send(functools.partial(chat, client))
             assert answer.choices[0].finish_reason in ("stop", "length")
             assert len(attempts) == 2  # retried once
-            assert backend.loads == 2  # after one reload
+            assert len(loads) == 2  # after one reload
             (seen_at, _event), *_ = watch.events
             assert seen_at - await clock.exited_at() < LEAVES_READY_WITHIN_S
             assert_reaped(pid)
@@ -209,7 +199,7 @@ async def test_a_call_in_flight_when_its_worker_dies_is_retried_once(
 
 
 async def test_a_stream_cut_by_a_killed_worker_fails_saying_how_it_ended(
-    backend: CountingBackend,
+    backend: LlamaCppBackend, loads: list[str]
 ) -> None:
     received: list[object] = []
 
@@ -234,5 +224,5 @@ async def test_a_stream_cut_by_a_killed_worker_fails_saying_how_it_ended(
             assert "the streamed answer was cut after" in message
             assert "killed by SIGKILL" in message
             assert len(received) >= 3
-            assert backend.loads == 1  # not retried: part of the answer was handed out
+            assert len(loads) == 1  # not retried: part of the answer was handed out
             assert await backend.list_loaded() == []
