@@ -27,6 +27,7 @@ from orchestrator.errors import (
     WaitTimeout,
 )
 from orchestrator.feed import DEFAULT_BUFFER, Subscription
+from orchestrator.instances import InstanceLimits
 from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.lifecycle import State
 from orchestrator.metrics import Metrics
@@ -69,6 +70,8 @@ class Orchestrator:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._sup = supervisor
+        self.instance_limits = InstanceLimits(supervisor.backend)
+        """Requests in flight per instance, capped where the backend knows its parallelism."""
 
     @property
     def config(self) -> Config:

@@ -91,6 +91,9 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         server_binary: a ``llama-server`` binary to use instead of the xllamacpp worker.
         start_timeout_s: deadline for a worker to start listening.
         stop_timeout_s: grace period between terminate and kill.
+        parallel: requests one worker serves at once (llama.cpp's slots,
+            ``--parallel``); more wait in the orchestrator, first come first served.
+            Above 1 the slots share the ``context_length`` KV cache.
     """
 
     models_dir: str | None = None
@@ -101,6 +104,7 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     server_binary: str | None = None
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 5.0
+    parallel: int = 1
 
     def __post_init__(self) -> None:
         check = Checker("llamacpp")
@@ -114,6 +118,7 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         check.executable("server_binary", self.server_binary)
         check.seconds("start_timeout_s", self.start_timeout_s)
         check.seconds("stop_timeout_s", self.stop_timeout_s)
+        check.count("parallel", self.parallel, 1, 256)
 
     def resolved_models_dir(self) -> Path:
         """Return the models directory, defaulting under the user's data directory."""

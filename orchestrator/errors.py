@@ -21,6 +21,9 @@ now* from *the backend misbehaved*::
     ├── ActorStopped             # the orchestrator stopped before answering
     └── BackendError             # .transient says whether a retry may help
         ├── BackendUnreachable   # transient: connection refused, DNS, reset
+        │   ├── NotAnswered      # no answer byte came back (refused): retried once if gone
+        │   │   └── ConnectionDropped  # accepted, then closed before answering
+        │   └── StreamCut        # a streamed answer stopped mid-way: not retried
         ├── BackendTimeout       # transient: the backend did not answer in time
         ├── BackendServerError   # transient: HTTP 5xx
         ├── BackendAuthError     # permanent: HTTP 401/403, wrong or missing token
@@ -51,6 +54,7 @@ __all__ = [
     "BreakerOpen",
     "CapacityExhausted",
     "ConfigError",
+    "ConnectionDropped",
     "InvalidModelName",
     "InvalidRequest",
     "InvalidTransition",
@@ -58,9 +62,11 @@ __all__ = [
     "ModelBusy",
     "ModelNotLoaded",
     "ModelUnavailable",
+    "NotAnswered",
     "NotOwned",
     "OrchestratorError",
     "Overloaded",
+    "StreamCut",
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
@@ -200,6 +206,26 @@ class BackendUnreachable(BackendError):
     """The backend could not be reached (connection refused, reset, DNS)."""
 
     transient = True
+
+
+class NotAnswered(BackendUnreachable):
+    """No byte of an answer came back: the connection was refused, or closed first.
+
+    Nothing of the answer was lost, so an inference request is retried once on a
+    fresh instance when the backend confirms the instance it named is gone (a
+    killed llama.cpp worker, a restarted server); never otherwise.
+    """
+
+
+class ConnectionDropped(NotAnswered):
+    """The server took the connection and closed it before answering (it died or restarted)."""
+
+
+class StreamCut(BackendUnreachable):
+    """A streamed answer stopped mid-way: the connection closed after part of it arrived.
+
+    Not retried: the caller already has part of the answer.
+    """
 
 
 class BackendTimeout(BackendError):

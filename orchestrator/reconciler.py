@@ -82,9 +82,14 @@ class Reconciler:
 
     def lost(self, identifier: str, reason: str) -> None:
         """The backend saw ``identifier`` end: tell its actor (synchronous, never blocks)."""
+        # Instances are named by their model key, so the identifier finds the actor; an
+        # instance no actor manages is nobody's news. The current generation: the backend
+        # reports only the instance it serves now (a worker we stopped is never reported).
         actor = self._running(identifier)
         if actor is not None:
-            actor.post(m.Lost(generation=actor.snapshot().generation, reason=reason))
+            generation = actor.snapshot().generation
+            _log.warning("instance_lost", model=identifier, generation=generation, reason=reason)
+            actor.post(m.Lost(generation=generation, reason=reason))
 
     async def reconcile(self) -> None:
         """List once and post what differs; a failed listing changes nothing."""

@@ -20,7 +20,9 @@ import msgspec
 __all__ = [
     "Backend",
     "BackendHealth",
+    "ConfirmsLoss",
     "KeepsAlive",
+    "KnowsParallelism",
     "LoadedModel",
     "ModelInfo",
     "WatchesInstances",
@@ -177,4 +179,36 @@ class WatchesInstances(Protocol):
         ``lost`` is synchronous and must not block; it is called after the
         process has been reaped (no zombie is left behind).
         """
+        ...
+
+
+@runtime_checkable
+class ConfirmsLoss(Protocol):
+    """A backend that can tell, from its own truth, whether an instance is gone (issue 16).
+
+    Asked after a request got no answer (refused, or closed before answering):
+    only a confirmed loss lets the request be retried on a fresh instance. A
+    backend without it is asked through :meth:`Backend.list_loaded`.
+    """
+
+    async def confirm_lost(self, identifier: str) -> str | None:
+        """Return why ``identifier`` is gone, or None while it is still served.
+
+        May wait briefly (bounded) for an instance whose connection just closed to
+        finish exiting; never raises.
+        """
+        ...
+
+
+@runtime_checkable
+class KnowsParallelism(Protocol):
+    """A backend that knows how many requests an instance serves at once (issue 16).
+
+    The core then lets at most that many requests of an instance be in flight and
+    queues the rest itself, first come first served, instead of opening a
+    connection per waiter that the server would only queue.
+    """
+
+    def max_parallel(self, identifier: str) -> int | None:
+        """Return the requests ``identifier`` serves at once; None when unknown (no cap)."""
         ...

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["GGUFError", "GGUFInfo", "read_gguf_info"]
+__all__ = ["GGUFError", "GGUFInfo", "estimate_memory_bytes", "read_gguf_info"]
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -216,3 +216,24 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             if value is not None:
                 metadata[key] = value
     return GGUFInfo(version=version, tensor_count=tensor_count, metadata=metadata)
+
+
+# Compute buffers, the server itself and the Python interpreter (measured: ~200 MB
+# RSS for SmolLM2-135M, whose weights are 98 MB and KV cache 47 MB at 2048 tokens).
+_OVERHEAD_BYTES = 96 << 20
+
+
+def estimate_memory_bytes(size_bytes: int, info: GGUFInfo | None, n_ctx: int) -> int:
+    """Estimate a worker's memory: weights + f16 KV cache for ``n_ctx`` tokens + overhead.
+
+    Without header facts, a quarter of the weights stands in for the KV cache.
+    """
+    kv = size_bytes // 4
+    if info is not None:
+        layers, embd = info.arch_int("block_count"), info.arch_int("embedding_length")
+        heads = info.arch_int("attention.head_count")
+        kv_heads = info.arch_int("attention.head_count_kv") or heads
+        if layers and embd and heads and kv_heads:
+            # K and V, 2 bytes each (f16), per layer, per token, per KV head dimension.
+            kv = 2 * 2 * layers * n_ctx * (embd // heads) * kv_heads
+    return size_bytes + kv + _OVERHEAD_BYTES

@@ -7,7 +7,9 @@ must agree on what every failure means, so the mapping lives here, once:
 ============================================  =====================================
 what LM Studio did                            what we raise
 ============================================  =====================================
-connection refused / reset, DNS failure       ``BackendUnreachable`` (transient)
+connection refused                            ``NotAnswered`` (a ``BackendUnreachable``)
+closed or reset before any answer byte        ``ConnectionDropped`` (a ``NotAnswered``)
+closed or reset mid-answer, DNS failure       ``BackendUnreachable`` (transient)
 no answer within the deadline                 ``BackendTimeout`` (transient)
 HTTP 5xx                                      ``BackendServerError`` (transient)
 HTTP 401/403, ``invalid_api_key``             ``BackendAuthError``
@@ -47,7 +49,9 @@ from orchestrator.errors import (
     BackendSilent,
     BackendTimeout,
     BackendUnreachable,
+    ConnectionDropped,
     ModelNotLoaded,
+    NotAnswered,
     excerpt,
 )
 
@@ -288,12 +292,19 @@ async def read_bounded(response: httpx.Response, limit: int, *, what: str) -> by
 
 
 @contextmanager
-def transport_errors(what: str) -> Iterator[None]:
+def transport_errors(what: str, *, before_answer: bool = False) -> Iterator[None]:
     """Translate httpx and trio transport failures into transient backend errors.
 
     Wrap it around any ``trio.fail_after`` so an overall deadline becomes
     :class:`BackendTimeout` too. A read timeout (connected, the request sent, no
     answer) is :class:`BackendSilent`, which says so and is not retried.
+
+    Args:
+        what: names the operation in messages.
+        before_answer: the block sends a request and waits for the response to
+            begin, so a connection closed in it lost no answer: it raises
+            :class:`ConnectionDropped`, which inference may retry on a fresh
+            instance. A refused connection is :class:`NotAnswered` everywhere.
     """
     try:
         yield
@@ -305,8 +316,12 @@ def transport_errors(what: str) -> Iterator[None]:
     except (httpx.TimeoutException, trio.TooSlowError) as exc:
         raise BackendTimeout(f"{what}: no answer in time ({_reason(exc)})") from exc
     except httpx.ConnectError as exc:
-        raise BackendUnreachable(f"{what}: cannot connect ({_reason(exc)})") from exc
+        raise NotAnswered(f"{what}: cannot connect ({_reason(exc)})") from exc
     except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        if before_answer:
+            raise ConnectionDropped(
+                f"{what}: the server closed the connection before answering ({_reason(exc)})"
+            ) from exc
         raise BackendUnreachable(f"{what}: connection failed ({_reason(exc)})") from exc
     except httpx.DecodingError as exc:
         raise BackendProtocolError(f"{what}: undecodable body ({_reason(exc)})") from exc
@@ -350,10 +365,15 @@ async def request_json(
     # The overall deadline trails httpx's own per-phase timeouts a little, so a server
     # that never answers is reported as such (ReadTimeout), not as a generic deadline.
     with transport_errors(what), trio.fail_after(timeout_s * 1.1 + 0.1):
-        async with client.stream(
+        request = client.build_request(
             method, url, content=body, headers=send_headers, timeout=timeout_s
-        ) as response:
+        )
+        with transport_errors(what, before_answer=True):
+            response = await client.send(request, stream=True)
+        try:
             raw = await read_bounded(response, limit, what=what)
+        finally:
+            await response.aclose()
     return check_answer(
         response.status_code,
         response.headers.get("content-type", ""),

@@ -3,8 +3,12 @@
 ``load`` starts a worker (``llamacpp_worker``: llama.cpp's HTTP server through
 ``xllamacpp``, or an external ``llama-server`` binary) on a free loopback port
 and returns once it answers ``/health`` and lists the model under its
-identifier. ``unload`` stops it (SIGTERM, then SIGKILL) and reaps it. A worker
-that died is simply no longer listed, which the core treats as ``LOST``.
+identifier. ``unload`` stops it (SIGTERM, then SIGKILL) and reaps it.
+
+A worker that dies is seen at once: :meth:`LlamaCppBackend.watch_instances`
+waits on every ready worker's process (a pidfd on Linux), reaps it the moment
+it exits, stops listing it and reports it, which the core turns into ``LOST``.
+Without a watcher running, ``list_loaded`` reaps and forgets dead workers.
 
 TTL: the core's idle timer owns expiry and calls ``unload``. The workers do
 not expire on their own, because they cannot see leases: a model held by a
@@ -22,7 +26,7 @@ import math
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -30,7 +34,7 @@ import structlog
 import trio
 
 from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
-from orchestrator.backends.gguf import GGUFError, GGUFInfo, read_gguf_info
+from orchestrator.backends.gguf import GGUFError, GGUFInfo, estimate_memory_bytes, read_gguf_info
 from orchestrator.backends.llamacpp_catalog import CatalogEntry, GGUFCatalog
 from orchestrator.backends.llamacpp_process import PortTaken, StartSpec, Worker, start_worker
 from orchestrator.config import LlamaCppSettings
@@ -46,11 +50,11 @@ __all__ = ["LlamaCppBackend", "estimate_memory_bytes"]
 
 _log = structlog.get_logger("orchestrator.backends.llamacpp")
 
+# How long a worker whose connection just closed may take to finish exiting (its
+# threads end one by one); a live worker is never judged by less.
+_EXIT_WAIT_S = 0.5
 # A port taken between our check and the worker's bind is retried on another port.
 _PORT_ATTEMPTS = 3
-# Compute buffers, the server itself and the Python interpreter (measured: ~200 MB
-# RSS for SmolLM2-135M, whose weights are 98 MB and KV cache 47 MB at 2048 tokens).
-_OVERHEAD_BYTES = 96 << 20
 
 
 class LlamaCppBackend:
@@ -75,6 +79,12 @@ class LlamaCppBackend:
         self.models_dir: Path = self.settings.resolved_models_dir()
         self._catalog = GGUFCatalog(self.models_dir)
         self._workers: dict[str, Worker] = {}
+        # Who hears of a worker's death (the running watch_instances calls).
+        self._listeners: list[Callable[[str, str], None]] = []
+        # Set (and replaced) whenever a worker becomes ready, for the watchers.
+        self._worker_ready = trio.Event()
+        # How each identifier's last worker ended, until a new one is ready.
+        self._ended: dict[str, str] = {}
 
     # -- catalogue --
 
@@ -163,6 +173,7 @@ class LlamaCppBackend:
                 embedding=embedding or self.llm_embeddings,
                 mean_pooling=not embedding,
                 server_binary=self.settings.server_binary,
+                parallel=self.settings.parallel,
             )
             worker = await start_worker(spec, ttl_s)
             self._workers[identifier] = worker
@@ -177,6 +188,9 @@ class LlamaCppBackend:
                 await self._stop(worker)
                 raise
             worker.ready = True
+            self._ended.pop(identifier, None)
+            self._worker_ready.set()
+            self._worker_ready = trio.Event()
             _log.info("worker_ready", model=key, identifier=identifier, port=spec.port)
             return
         raise BackendRejected(
@@ -202,6 +216,48 @@ class LlamaCppBackend:
         if worker is None or not worker.alive:
             raise ModelNotLoaded(f"{identifier!r} is not loaded on the llama.cpp backend")
         return worker.base_url
+
+    def max_parallel(self, identifier: str) -> int:
+        """Requests a worker serves at once: its llama.cpp slots (``parallel`` setting)."""
+        return self.settings.parallel
+
+    async def watch_instances(self, lost: Callable[[str, str], None]) -> None:
+        """Report every ready worker's death the moment it happens; run until cancelled.
+
+        One waiter task per ready worker waits on its process (trio uses a pidfd
+        on Linux), which reaps it; the worker is then no longer listed, and
+        ``lost(identifier, reason)`` is called. A worker we stop is not reported.
+        """
+        self._listeners.append(lost)
+        watched: set[Worker] = set()
+        try:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    changed = self._worker_ready
+                    for worker in list(self._workers.values()):
+                        if worker.ready and worker not in watched:
+                            watched.add(worker)
+                            nursery.start_soon(self._await_exit, worker, watched)
+                    await changed.wait()
+        finally:
+            self._listeners.remove(lost)
+
+    async def confirm_lost(self, identifier: str) -> str | None:
+        """Return how ``identifier``'s worker ended, or None while it runs (or starts anew).
+
+        A worker whose connection just closed may still be exiting, so its exit is
+        awaited for up to ``_EXIT_WAIT_S``.
+        """
+        worker = self._workers.get(identifier)
+        if worker is not None and worker.ready:
+            with trio.move_on_after(_EXIT_WAIT_S):
+                await worker.process.wait()
+            if worker.alive:
+                return None
+        await self._reap_dead()
+        if identifier in self._workers:
+            return None  # a new worker is starting for it
+        return self._ended.get(identifier, f"no llama.cpp worker serves {identifier!r}")
 
     def worker_pid(self, identifier: str) -> int | None:
         """Return the process id of the worker serving ``identifier``, if one is running."""
@@ -251,14 +307,32 @@ class LlamaCppBackend:
         await trio.lowlevel.checkpoint()
         for worker in list(self._workers.values()):
             if not worker.alive and not worker.stopping:
-                _log.warning(
-                    "worker_died",
-                    model=worker.spec.key,
-                    identifier=worker.spec.identifier,
-                    returncode=worker.process.returncode,
-                    output=worker.tail(2000)[-500:],
-                )
-                await self._stop(worker)  # nothing to signal; closes its pipe and log
+                self._forget_dead(worker)
+                await worker.stop(self.settings.stop_timeout_s)  # closes its pipe and log
+
+    async def _await_exit(self, worker: Worker, watched: set[Worker]) -> None:
+        await worker.process.wait()  # reaps it: no zombie is left
+        watched.discard(worker)
+        if self._forget_dead(worker):
+            await worker.stop(self.settings.stop_timeout_s)  # nothing to signal; closes files
+
+    def _forget_dead(self, worker: Worker) -> bool:
+        """Unlist a worker that exited on its own and report it; False if already handled."""
+        ident = worker.spec.identifier
+        if worker.stopping or self._workers.get(ident) is not worker:
+            return False  # we stopped it, or another path already reported it
+        del self._workers[ident]
+        reason = self._ended[ident] = worker.end_reason()
+        _log.warning(
+            "worker_died",
+            model=worker.spec.key,
+            identifier=ident,
+            returncode=worker.process.returncode,
+            output=worker.tail(2000)[-500:],
+        )
+        for lost in list(self._listeners):
+            lost(ident, reason)
+        return True
 
     async def _vet(self, entry: CatalogEntry) -> GGUFInfo:
         if entry.info is not None:
@@ -297,22 +371,6 @@ class LlamaCppBackend:
             f"no free loopback port in {self.settings.port_min}-{self.settings.port_max} for a "
             "llama.cpp worker; widen LMSORCH_LLAMACPP_PORT_MIN/PORT_MAX or free some ports"
         )
-
-
-def estimate_memory_bytes(size_bytes: int, info: GGUFInfo | None, n_ctx: int) -> int:
-    """Estimate a worker's memory: weights + f16 KV cache for ``n_ctx`` tokens + overhead.
-
-    Without header facts, a quarter of the weights stands in for the KV cache.
-    """
-    kv = size_bytes // 4
-    if info is not None:
-        layers, embd = info.arch_int("block_count"), info.arch_int("embedding_length")
-        heads = info.arch_int("attention.head_count")
-        kv_heads = info.arch_int("attention.head_count_kv") or heads
-        if layers and embd and heads and kv_heads:
-            # K and V, 2 bytes each (f16), per layer, per token, per KV head dimension.
-            kv = 2 * 2 * layers * n_ctx * (embd // heads) * kv_heads
-    return size_bytes + kv + _OVERHEAD_BYTES
 
 
 def _available_memory_bytes() -> int | None:

@@ -57,6 +57,7 @@ class StartSpec:
     embedding: bool
     mean_pooling: bool
     server_binary: str | None = None
+    parallel: int = 1
 
     def command(self) -> list[str]:
         """The argv that starts the worker (never run through a shell)."""
@@ -68,7 +69,7 @@ class StartSpec:
                 *worker,
                 *("--model", str(self.path), "--alias", self.identifier),
                 *("--port", str(self.port), "--ctx", str(self.context_length)),
-                *("--threads", str(self.threads)),
+                *("--threads", str(self.threads), "--parallel", str(self.parallel)),
             ]
             if self.embedding:
                 cmd += ["--embedding", "--pooling", "mean" if self.mean_pooling else "model"]
@@ -82,14 +83,17 @@ class StartSpec:
             *("--host", "127.0.0.1", "--port", str(self.port)),
             *("--ctx-size", str(self.context_length), "--threads", str(self.threads)),
             *("--poll", "0"),  # see llamacpp_worker: no busy-waiting
+            *("--parallel", str(self.parallel)),  # as many as the orchestrator sends
             "--metrics",
         ]
+        if self.parallel > 1:
+            cmd.append("--kv-unified")  # see llamacpp_worker: slots share the context
         if self.embedding:
             cmd += ["--embeddings"] + (["--pooling", "mean"] if self.mean_pooling else [])
         return cmd
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: one object per process
 class Worker:
     """A running (or finished) worker process."""
 
@@ -161,6 +165,13 @@ class Worker:
             while not await _healthy(client, root, self.spec.identifier):
                 await trio.sleep(interval)
                 interval = min(interval * 1.5, _MAX_POLL_S)
+
+    def end_reason(self) -> str:
+        """Say how a ready worker ended, e.g. "... was killed by SIGKILL", with its last words."""
+        return (
+            f"the llama.cpp worker for {self.spec.key!r} {_describe_exit(self.process.returncode)}"
+            f" (output: {_summary(self.tail())})"
+        )
 
     def death_error(self) -> BackendError:
         """Explain why the worker exited during its start."""

@@ -81,6 +81,11 @@ def serve_xllamacpp(args: argparse.Namespace) -> int:
     params.port = args.port
     params.n_ctx = args.ctx
     params.cpuparams.n_threads = args.threads
+    # Slots: requests served at once (the orchestrator never sends more). Above one
+    # they share one KV cache of n_ctx tokens, as llama-server's own default does,
+    # rather than splitting it into n_ctx / parallel tokens per request.
+    params.n_parallel = args.parallel
+    params.kv_unified = args.parallel > 1
     params.cpuparams_batch.n_threads = args.threads
     # No busy-wait between compute steps. With the default (50), two busy
     # workers on a 2-core machine collapsed from ~110 to ~6 tokens/s each
@@ -146,6 +151,7 @@ def _parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--port", type=int, help="loopback port to listen on")
     parser.add_argument("--ctx", type=int, default=2048, help="context length")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--parallel", type=int, default=1, help="requests served at once")
     parser.add_argument("--embedding", action="store_true", help="serve /v1/embeddings")
     parser.add_argument("--pooling", choices=["model", "mean"], default="model")
     parser.add_argument(

@@ -249,7 +249,7 @@ class InferenceClient:
         request = self._http.build_request(
             "POST", url, content=body, headers=send, timeout=self._timeout_s
         )
-        with transport_errors(what):
+        with transport_errors(what, before_answer=True):
             response = await self._http.send(request, stream=True)
         try:
             kind = response.headers.get("content-type", "")

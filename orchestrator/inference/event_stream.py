@@ -2,6 +2,11 @@
 
 A decoder returns :data:`DONE` for the ``[DONE]`` sentinel that ends a stream,
 and ``None`` for an event it skips.
+
+A connection that closes mid-stream raises :class:`~orchestrator.errors.StreamCut`
+once part of the answer was handed out (it says how much), and
+:class:`~orchestrator.errors.ConnectionDropped` before that: nothing was lost
+then, so the request may be sent again.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import httpx
 import trio
 
 from orchestrator.backends.http_errors import transport_errors
+from orchestrator.errors import ConnectionDropped, StreamCut, excerpt
 from orchestrator.inference.sse import SSEDecoder, SSEEvent
 
 __all__ = ["DONE", "EventStream"]
@@ -49,6 +55,7 @@ class EventStream(Generic[T]):
         self._pending: deque[SSEEvent] = deque()
         self._finished = False
         self._eof = False
+        self._delivered = 0
 
     def __aiter__(self) -> EventStream[T]:
         return self
@@ -83,6 +90,7 @@ class EventStream(Generic[T]):
                     self._finished = True
                     break
                 if item is not None:
+                    self._delivered += 1
                     return cast(T, item)
             if self._finished:
                 raise StopAsyncIteration
@@ -93,4 +101,19 @@ class EventStream(Generic[T]):
                     self._pending.extend(self._decoder.close())
                     self._finished = self._eof = True
                     continue
+                except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                    raise self._cut(exc) from exc
             self._pending.extend(self._decoder.feed(chunk))
+
+    def _cut(self, exc: Exception) -> ConnectionDropped | StreamCut:
+        """The error for a connection that closed before the stream's end."""
+        self._finished = True
+        why = excerpt(str(exc) or type(exc).__name__)
+        if not self._delivered:
+            return ConnectionDropped(
+                f"{self._what}: the server closed the connection before answering ({why})"
+            )
+        return StreamCut(
+            f"{self._what}: the streamed answer was cut after {self._delivered} event(s): "
+            f"the server closed the connection mid-answer ({why}); what arrived is incomplete"
+        )

@@ -75,6 +75,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     },
     ("llamacpp", "models_dir"): [""],
     ("llamacpp", "threads"): ["0", "-2", "5000", "x"],
+    ("llamacpp", "parallel"): ["0", "-1", "257", "x"],
     ("llamacpp", "context_length"): ["0", "-1", "99999999999", "x"],
     ("llamacpp", "port_min"): ["80", "70000", "x"],
     ("llamacpp", "port_max"): ["0", "70000", "18000"],  # 18000 < the default port_min
