@@ -133,6 +133,7 @@ class ModelActor:
             idle=core.state is State.READY and core.in_flight == 0,
             in_flight=core.in_flight,
             last_used_at=core.last_used_at,
+            size_bytes=self._operand.size_bytes,
         )
 
     # -- the mailbox --

@@ -30,6 +30,7 @@ from orchestrator.feed import DEFAULT_BUFFER, Subscription
 from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
+from orchestrator.scheduler import SchedulerStatus
 from orchestrator.status import ModelStatus
 from orchestrator.supervisor import Supervisor, open_supervisor
 
@@ -184,6 +185,10 @@ class Orchestrator:
         """Return a snapshot of every model this orchestrator manages, sorted by model."""
         return [actor.snapshot() for actor in self._sup.actors()]
 
+    def scheduler_status(self) -> SchedulerStatus:
+        """Return the queue per model waiting for a slot and the swaps so far (by reason)."""
+        return self._sup.scheduler.status()
+
     @asynccontextmanager
     async def watch(self, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[Subscription]:
         """Receive every state change (a :class:`~orchestrator.feed.TransitionEvent`) from now on.
@@ -245,19 +250,20 @@ class Orchestrator:
                     actor = await self._sup.actor_for(name)
             if actor is None:
                 raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
-            remaining = max(0.0, timeout - (trio.current_time() - started))
-            status = await self._ask(
-                actor,
-                lambda reply: m.EnsureLoaded(
-                    reply=reply,
+            # The scheduler decides when a model without a slot gets one (issue 22).
+            async with self._sup.scheduler.turn(name, self._remaining(timeout, started)):
+                status = await self._ask(
+                    actor,
+                    lambda reply: m.EnsureLoaded(
+                        reply=reply,
+                        lease=lease,
+                        ttl_s=ttl,
+                        wait_s=timeout,
+                        context_length=context_length,
+                    ),
+                    self._remaining(timeout, started),
                     lease=lease,
-                    ttl_s=ttl,
-                    wait_s=timeout,
-                    context_length=context_length,
-                ),
-                remaining,
-                lease=lease,
-            )
+                )
             outcome = "ok"
             return actor, status
         except WaitTimeout:
@@ -268,6 +274,10 @@ class Orchestrator:
             raise
         finally:
             self.metrics.waited(name, outcome, trio.current_time() - started)
+
+    @staticmethod
+    def _remaining(timeout: float, started: float) -> float:
+        return max(0.0, timeout - (trio.current_time() - started))
 
     async def _ask(
         self,

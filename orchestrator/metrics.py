@@ -147,6 +147,19 @@ class Metrics:
             buckets=_SECONDS,
             registry=r,
         )
+        self.queued = Gauge(
+            "lmsorch_scheduler_queued",
+            "Requests waiting for their model's turn at a slot, by model.",
+            ["model"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "lmsorch_swaps_total",
+            "Models evicted to give a slot to another, by evicted model and reason "
+            "(drained, fairness_bound, batch_limit, memory, fifo).",
+            ["model", "reason"],
+            registry=r,
+        )
         self.agent_runs = Histogram(
             "lmsorch_agent_run_duration_seconds",
             "Autonomous agent run duration by MCP server (once per server used) and success.",
@@ -195,6 +208,31 @@ class Metrics:
         self.wait_duration.labels(model=self.model_label(model), outcome=outcome).observe(
             duration_s
         )
+
+    def load_p50(self, model: str) -> float | None:
+        """Return the median of ``model``'s load times, interpolated in its histogram.
+
+        ``None`` before its first load. The buckets are coarse (1, 2.5, 5 s ...),
+        which is fine for a wait bound that is a multiple of it.
+        """
+        buckets = [
+            (float(s.labels["le"]), s.value)
+            for family in self.load_duration.collect()
+            for s in family.samples
+            if s.name.endswith("_bucket") and s.labels.get("model") == model
+        ]
+        total = buckets[-1][1] if buckets else 0.0
+        if not total:
+            return None
+        low, below = 0.0, 0.0
+        for high, count in buckets:
+            if count >= total / 2:
+                if high == float("inf"):
+                    return low
+                share = (total / 2 - below) / (count - below) if count > below else 1.0
+                return low + (high - low) * share
+            low, below = high, count
+        return low
 
     def retry(self, operation: str, attempt: int) -> None:
         """Count one retry (matches :data:`orchestrator.retry.OnRetry`)."""
