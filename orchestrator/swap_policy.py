@@ -132,6 +132,8 @@ class _Room:
     def __init__(self, models: Iterable[ModelView], limits: SchedLimits) -> None:
         self.limits = limits
         self.holders = {v.model: v for v in models if v.holds}
+        # A holder that is not serving is unloading: its slot frees soon, so evict no other.
+        self.freeing = any(not v.serving for v in self.holders.values())
 
     def fits_count(self) -> bool:
         return len(self.holders) < self.limits.max_models
@@ -148,7 +150,7 @@ class _Room:
         self.holders[view.model] = view
 
     def victim(self, candidates: Iterable[ModelView]) -> ModelView | None:
-        idle = [v for v in candidates if v.idle]
+        idle = [v for v in candidates if v.idle and not self.freeing]
         return min(idle, key=lambda v: (v.last_used_at, v.model)) if idle else None
 
     def evict_reason(self, default: SwapReason) -> SwapReason:
@@ -185,7 +187,7 @@ def _swap_aware(models: Sequence[ModelView], limits: SchedLimits, now: float) ->
         if evict is None:
             evict = room.victim(room.holders[c] for c in closed)
             reason = closed[evict.model] if evict is not None else None
-        if evict is None and view in due and not closed:
+        if evict is None and view in due and not closed and not room.freeing:
             # Force the swap: close the holder with the least work left, so it drains.
             busy = [v for v in room.holders.values() if v.model not in grant]
             if busy:
