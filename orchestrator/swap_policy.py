@@ -15,9 +15,10 @@ budget), every swap costs a full load. :func:`plan` decides over a snapshot
   batches while others waited (``batch_limit``); it then drains and is evicted;
 - a model is evicted only when idle: READY with nothing in flight or entering.
   One with queued requests is evicted only when closed;
-- the next slot goes to the waiting model whose oldest request is past its bound
-  (oldest first), else to the one with the most queued requests per second of
-  load time (the cheapest batch), ties to the oldest request.
+- the next slot goes to a waiting model past its bound, else to the one with the
+  oldest request (a model
+  swapped out for a waiter never jumps ahead of it); all its queued requests go
+  on together as its first batch.
 
 ``fifo`` (the baseline): requests are served in arrival order; the first one
 for a model without a slot stops every later request (whatever its model) until
@@ -168,11 +169,9 @@ def _swap_aware(models: Sequence[ModelView], limits: SchedLimits, now: float) ->
         for v in room.holders.values():
             if v.batches >= limits.max_batches:
                 closed.setdefault(v.model, SwapReason.BATCH_LIMIT)
-    order = sorted(due, key=lambda v: (v.arrivals[0], v.model))
-    order += sorted(
-        (v for v in outside if v.model not in {d.model for d in due}),
-        key=lambda v: (-len(v.arrivals) / max(v.load_s or 1.0, 0.001), v.arrivals[0], v.model),
-    )
+    # Past their bound first, then oldest request first: a model just swapped out for a
+    # waiter never jumps ahead of it.
+    order = sorted(outside, key=lambda v: (v not in due, v.arrivals[0], v.model))
     grant: list[str] = []
     evict: ModelView | None = None
     reason: SwapReason | None = None
