@@ -17,6 +17,12 @@ guaranteed bound (target <= 1): the forced-swap bound (``swap_max_wait_s``, here
 its derived default: max(5 s, 4 x the measured p50 load time)), plus, for each of the 3 models
 that may be served before it, one drain, unload and load (answer + load).
 
+Full mode then runs both policies for 40 s on the embedded llama.cpp backend
+with real models: the demo model (SmolLM2-135M, ``lmsorch models fetch-demo``)
+copied under two names (``swap-a``, ``swap-b``), 1 slot, 6 agents, uniform,
+answers of up to 8 tokens; a load there is a worker start (well under a second
+for this model), so the gain is smaller than with the simulator's 1.5 s loads.
+
 Quick mode scales every time by 0.1 (0.15 s loads, 0.05 s answers, a 0.5 s
 bound floor) and runs
 the uniform mix for 1.5 s per policy.
@@ -24,17 +30,23 @@ the uniform mix for 1.5 s per policy.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import trio
 
+from benchmarks.case_real_model import _models_dir
 from benchmarks.core import Case, Metric, at_least, at_most, percentile
 from orchestrator import Config, Orchestrator, OrchestratorError, open_orchestrator
+from orchestrator.config import LlamaCppSettings
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
-from tests.fakes import SimModel, Simulator, open_simulator
+from tests.fakes import SimModel, open_simulator
 from tests.fakes.fixtures import make_backend
 
 NAMES = ["bench/swap-a", "bench/swap-b", "bench/swap-c"]
@@ -45,6 +57,8 @@ AGENTS = 12
 LOAD_S = 1.5
 ANSWER_S = 0.5
 WAIT_FLOOR_S = 5.0  # Config.swap_wait_floor_s's default
+REAL_NAMES = ["swap-a", "swap-b"]  # the demo model (SmolLM2-135M) copied under two names
+REAL_AGENTS = 6
 REQUEST = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=8)
 
 
@@ -65,12 +79,12 @@ async def _agent(
     orch: Orchestrator,
     client: InferenceClient,
     agent: int,
-    weights: Sequence[float],
+    choice: tuple[Sequence[str], Sequence[float]],
     tally: _Tally,
 ) -> None:
     rng = random.Random(agent)
     while True:
-        model = rng.choices(NAMES, weights)[0]
+        model = rng.choices(*choice)[0]
         asked = tally.asking[agent] = time.perf_counter()
         try:
             async with orch.lease(model, timeout_s=600) as lease:
@@ -89,57 +103,42 @@ async def _agent(
             tally.errors += 1
 
 
-async def _watch_loaded(sim: Simulator, most: list[int]) -> None:
+async def _watch_loaded(count: Callable[[], Awaitable[int]], most: list[int]) -> None:
     while True:
-        most[0] = max(most[0], len(sim.loaded()))
+        most[0] = max(most[0], await count())
         await trio.sleep(0.01)
 
 
-async def _one(
-    policy: Policy, weights: Sequence[float], scale: float, seconds: float
+async def _drive(
+    orch: Orchestrator,
+    choice: tuple[Sequence[str], Sequence[float]],
+    agents: int,
+    seconds: float,
+    count_loaded: Callable[[], Awaitable[int]],
 ) -> dict[str, float]:
-    config = Config(
-        max_loaded_models=1,
-        scheduler=policy,
-        request_timeout_s=600.0,
-        swap_wait_floor_s=WAIT_FLOOR_S * scale,
-    )
+    """Run ``agents`` agents for ``seconds``; return the figures of one policy."""
     tally = _Tally()
     most = [0]
-    async with open_simulator([SimModel(key=n) for n in NAMES], jit=False) as sim:
-        sim.faults.load_delay_s = LOAD_S * scale
-        sim.faults.answer_delay_s = ANSWER_S * scale
-        backend = make_backend(sim, load_timeout_s=60.0, allow_untimed_rest_load=True)
-        try:
-            async with (
-                InferenceClient(timeout_s=60.0) as client,
-                open_orchestrator(backend, config) as orch,
-                trio.open_nursery() as nursery,
-            ):
-                nursery.start_soon(_watch_loaded, sim, most)
-                started = time.perf_counter()
-                with trio.move_on_after(seconds):
-                    async with trio.open_nursery() as crowd:
-                        for agent in range(AGENTS):
-                            crowd.start_soon(_agent, orch, client, agent, weights, tally)
-                elapsed = time.perf_counter() - started
-                swaps = sum(orch.scheduler_status().swaps.values())
-                # The largest wait bound in force at the end (derived from the measured loads).
-                bound = max(
-                    config.swap_wait_floor_s,
-                    *(
-                        config.swap_wait_load_factor * (orch.metrics.load_p50(n) or 0)
-                        for n in NAMES
-                    ),
-                )
-                nursery.cancel_scope.cancel()
-        finally:
-            await backend.aclose()
+    async with InferenceClient(timeout_s=120.0) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_loaded, count_loaded, most)
+        started = time.perf_counter()
+        with trio.move_on_after(seconds):
+            async with trio.open_nursery() as crowd:
+                for agent in range(agents):
+                    crowd.start_soon(_agent, orch, client, agent, choice, tally)
+        elapsed = time.perf_counter() - started
+        nursery.cancel_scope.cancel()
+    config = orch.config
+    # The largest wait bound in force at the end (derived from the measured loads).
+    factor = config.swap_wait_load_factor
+    bound = max(
+        config.swap_wait_floor_s, *(factor * (orch.metrics.load_p50(n) or 0) for n in choice[0])
+    )
     ended = time.perf_counter()
     waits = sorted(tally.waits + [ended - t for t in tally.asking.values()])
     return {
         "per_min": tally.done / elapsed * 60,
-        "swaps": float(swaps),
+        "swaps": float(sum(orch.scheduler_status().swaps.values())),
         "wait_p50_s": percentile(waits, 50),
         "wait_p99_s": percentile(waits, 99),
         "wait_max_s": waits[-1],
@@ -149,12 +148,67 @@ async def _one(
     }
 
 
+async def _simulated(
+    policy: Policy, weights: Sequence[float], scale: float, seconds: float
+) -> dict[str, float]:
+    config = Config(
+        max_loaded_models=1,
+        scheduler=policy,
+        request_timeout_s=600.0,
+        swap_wait_floor_s=WAIT_FLOOR_S * scale,
+    )
+    async with open_simulator([SimModel(key=n) for n in NAMES], jit=False) as sim:
+        sim.faults.load_delay_s = LOAD_S * scale
+        sim.faults.answer_delay_s = ANSWER_S * scale
+        backend = make_backend(sim, load_timeout_s=60.0, allow_untimed_rest_load=True)
+
+        async def count_loaded() -> int:
+            await trio.lowlevel.checkpoint()
+            return len(sim.loaded())
+
+        try:
+            async with open_orchestrator(backend, config) as orch:
+                return await _drive(orch, (NAMES, weights), AGENTS, seconds, count_loaded)
+        finally:
+            await backend.aclose()
+
+
+async def _real(policy: Policy, models_dir: Path, seconds: float) -> dict[str, float]:
+    from orchestrator.backends.llamacpp import LlamaCppBackend
+
+    config = Config(max_loaded_models=1, scheduler=policy, adopt_loaded=False)
+    # Ports apart from the defaults: other benchmarks or tests may run workers meanwhile.
+    settings = LlamaCppSettings(models_dir=str(models_dir), port_min=19300, port_max=19399)
+    backend = LlamaCppBackend(settings)
+
+    async def count_loaded() -> int:
+        return len(await backend.list_loaded())
+
+    try:
+        async with open_orchestrator(backend, config) as orch:
+            return await _drive(orch, (REAL_NAMES, [1.0, 1.0]), REAL_AGENTS, seconds, count_loaded)
+    finally:
+        await backend.aclose()
+
+
+def _two_copies(directory: Path) -> Path:
+    """The demo model under two names (hard links where possible) in a new directory."""
+    demo = _models_dir() / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    for name in REAL_NAMES:
+        target = directory / f"{name}.gguf"
+        try:
+            os.link(demo, target)
+        except OSError:
+            shutil.copyfile(demo, target)
+    return directory
+
+
 async def run(quick: bool) -> dict[str, float]:
     scale, seconds = (0.1, 1.5) if quick else (1.0, 45.0)
     mixes = ["uniform"] if quick else list(MIXES)
     result: dict[str, float] = {}
     for mix in mixes:
-        figures = {p: await _one(p, MIXES[mix], scale, seconds) for p in POLICIES}
+        figures = {p: await _simulated(p, MIXES[mix], scale, seconds) for p in POLICIES}
         for policy, numbers in figures.items():
             for key, value in numbers.items():
                 result[f"{mix}_{policy}_{key}"] = value
@@ -163,6 +217,14 @@ async def run(quick: bool) -> dict[str, float]:
         result[f"{mix}_p99_ratio"] = aware["wait_p99_s"] / max(fifo["wait_p99_s"], 1e-9)
         limit = guaranteed_wait(aware["bound_s"], scale)
         result[f"{mix}_max_wait_over_bound"] = aware["wait_max_s"] / limit
+    if not quick:
+        with tempfile.TemporaryDirectory(prefix="lmsorch-swap-") as tmp:
+            models_dir = _two_copies(Path(tmp))
+            for policy in POLICIES:
+                for key, value in (await _real(policy, models_dir, 40.0)).items():
+                    result[f"real_{policy}_{key}"] = value
+        fifo_real, aware_real = result["real_fifo_per_min"], result["real_swap_aware_per_min"]
+        result["real_completed_ratio"] = aware_real / max(fifo_real, 1e-9)
     return result
 
 
@@ -193,6 +255,18 @@ def _metrics() -> list[Metric]:
                 Metric(f"{p}_most_loaded", f"{mix} {policy}: most loaded at once", "", at_most(1)),
                 Metric(f"{p}_bound_s", f"{mix} {policy}: forced-swap wait bound", "s"),
             ]
+    out.append(Metric("real_completed_ratio", "real model: completed, swap_aware / fifo", "x"))
+    for policy in POLICIES:
+        p = f"real_{policy}"
+        out += [
+            Metric(f"{p}_per_min", f"real {policy}: completed per minute", "1/min"),
+            Metric(f"{p}_swaps", f"real {policy}: swaps", ""),
+            Metric(f"{p}_wait_p50_s", f"real {policy}: wait p50", "s"),
+            Metric(f"{p}_wait_p99_s", f"real {policy}: wait p99", "s"),
+            Metric(f"{p}_wait_max_s", f"real {policy}: wait max", "s"),
+            Metric(f"{p}_errors", f"real {policy}: failed requests", "", at_most(0)),
+            Metric(f"{p}_most_loaded", f"real {policy}: most loaded at once", "", at_most(1)),
+        ]
     return out
 
 

@@ -47,6 +47,7 @@ from orchestrator.inference.target import InferenceTarget
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.paths import implicit_root
+from orchestrator.scheduler import ModelQueue, SchedulerStatus
 from orchestrator.status import ModelStatus
 
 __all__ = [
@@ -81,11 +82,13 @@ __all__ = [
     "ModelBusy",
     "ModelInfo",
     "ModelNotLoaded",
+    "ModelQueue",
     "ModelStatus",
     "ModelUnavailable",
     "Orchestrator",
     "OrchestratorError",
     "Overloaded",
+    "SchedulerStatus",
     "State",
     "Subscription",
     "TransitionEvent",
