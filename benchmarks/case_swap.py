@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -43,9 +44,9 @@ import trio
 
 from benchmarks.case_real_model import _models_dir
 from benchmarks.core import Case, Metric, at_least, at_most, percentile
-from orchestrator import Config, Orchestrator, OrchestratorError, open_orchestrator
+from orchestrator import Config, Orchestrator, OrchestratorError, hold_model, open_orchestrator
 from orchestrator.config import LlamaCppSettings
-from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
+from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient
 from tests.fakes import SimModel, open_simulator
 from tests.fakes.fixtures import make_backend
 
@@ -87,17 +88,10 @@ async def _agent(
         model = rng.choices(*choice)[0]
         asked = tally.asking[agent] = time.perf_counter()
         try:
-            async with orch.lease(model, timeout_s=600) as lease:
+            async with hold_model(orch, model, endpoint="chat") as held:
                 del tally.asking[agent]
                 tally.waits.append(time.perf_counter() - asked)
-                backend = orch.backend
-                target = InferenceTarget(
-                    model=model,
-                    identifier=lease.identifier,
-                    base_url=backend.base_url(lease.identifier),
-                    headers=backend.http_headers(),
-                )
-                await client.chat(target, REQUEST)
+                await held.send(partial(client.chat, request=REQUEST))
                 tally.done += 1
         except OrchestratorError:
             tally.errors += 1
@@ -228,6 +222,20 @@ async def run(quick: bool) -> dict[str, float]:
     return result
 
 
+def _policy_metrics(prefix: str, label: str) -> list[Metric]:
+    """The figures of one policy's run (``prefix`` names the keys, ``label`` starts the labels)."""
+    return [
+        Metric(f"{prefix}_per_min", f"{label}: completed per minute", "1/min"),
+        Metric(f"{prefix}_swaps", f"{label}: swaps", ""),
+        Metric(f"{prefix}_wait_p50_s", f"{label}: wait p50", "s"),
+        Metric(f"{prefix}_wait_p99_s", f"{label}: wait p99", "s"),
+        Metric(f"{prefix}_wait_max_s", f"{label}: wait max", "s"),
+        Metric(f"{prefix}_errors", f"{label}: failed requests", "", at_most(0)),
+        Metric(f"{prefix}_most_loaded", f"{label}: most loaded at once", "", at_most(1)),
+        Metric(f"{prefix}_bound_s", f"{label}: forced-swap wait bound", "s"),
+    ]
+
+
 def _metrics() -> list[Metric]:
     out: list[Metric] = []
     for mix in MIXES:
@@ -244,29 +252,10 @@ def _metrics() -> list[Metric]:
             ),
         ]
         for policy in POLICIES:
-            p = f"{mix}_{policy}"
-            out += [
-                Metric(f"{p}_per_min", f"{mix} {policy}: completed per minute", "1/min"),
-                Metric(f"{p}_swaps", f"{mix} {policy}: swaps", ""),
-                Metric(f"{p}_wait_p50_s", f"{mix} {policy}: wait p50", "s"),
-                Metric(f"{p}_wait_p99_s", f"{mix} {policy}: wait p99", "s"),
-                Metric(f"{p}_wait_max_s", f"{mix} {policy}: wait max", "s"),
-                Metric(f"{p}_errors", f"{mix} {policy}: failed requests", "", at_most(0)),
-                Metric(f"{p}_most_loaded", f"{mix} {policy}: most loaded at once", "", at_most(1)),
-                Metric(f"{p}_bound_s", f"{mix} {policy}: forced-swap wait bound", "s"),
-            ]
+            out += _policy_metrics(f"{mix}_{policy}", f"{mix} {policy}")
     out.append(Metric("real_completed_ratio", "real model: completed, swap_aware / fifo", "x"))
     for policy in POLICIES:
-        p = f"real_{policy}"
-        out += [
-            Metric(f"{p}_per_min", f"real {policy}: completed per minute", "1/min"),
-            Metric(f"{p}_swaps", f"real {policy}: swaps", ""),
-            Metric(f"{p}_wait_p50_s", f"real {policy}: wait p50", "s"),
-            Metric(f"{p}_wait_p99_s", f"real {policy}: wait p99", "s"),
-            Metric(f"{p}_wait_max_s", f"real {policy}: wait max", "s"),
-            Metric(f"{p}_errors", f"real {policy}: failed requests", "", at_most(0)),
-            Metric(f"{p}_most_loaded", f"real {policy}: most loaded at once", "", at_most(1)),
-        ]
+        out += _policy_metrics(f"real_{policy}", f"real {policy}")
     return out
 
 

@@ -63,20 +63,19 @@ async def test_a_cold_model_waits_for_the_loaded_one_to_drain(
         assert backend.most_loaded == 1
 
 
-async def test_a_model_kept_busy_is_swapped_out_once_a_waiter_reaches_its_bound(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def busy_a_then_b(config: Config, requests_for_a: int) -> tuple[Orchestrator, float, int]:
+    """Keep "a" busy with overlapping requests (it never drains on its own); ask for "b" at 1 s.
+
+    Returns the orchestrator (stopped), "b"'s wait, and how many of "a"'s requests were served.
+    """
     backend = CountingBackend(["a", "b"])
-    bound = 10.0
-    config = Config(max_loaded_models=1, swap_max_wait_s=bound, swap_max_batches=1000)
+    a_waits: list[float] = []
+    b_waits: list[float] = []
     async with open_orchestrator(backend, config) as orch:
         await orch.ensure_loaded("a")
-        a_waits: list[float] = []
-        b_waits: list[float] = []
 
         async def keep_busy() -> None:
-            # Overlapping requests for "a": it never drains on its own.
-            for _ in range(60):
+            for _ in range(requests_for_a):
                 nursery.start_soon(ask, orch, "a", a_waits)
                 await trio.sleep(ANSWER_S / 2)
 
@@ -84,35 +83,30 @@ async def test_a_model_kept_busy_is_swapped_out_once_a_waiter_reaches_its_bound(
             nursery.start_soon(keep_busy)
             await trio.sleep(1)
             await ask(orch, "b", b_waits)
-        # The swap is forced at the bound; "a" then drains its last answer, unloads, "b" loads.
-        assert bound <= b_waits[0] <= bound + ANSWER_S + LOAD_S
-        assert swaps(orch)["fairness_bound"] == 1
-        assert len(a_waits) == 60  # "a"'s requests queued meanwhile were served afterwards
-        assert backend.most_loaded == 1
+    assert backend.most_loaded == 1
+    return orch, b_waits[0], len(a_waits)
+
+
+async def test_a_model_kept_busy_is_swapped_out_once_a_waiter_reaches_its_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    bound = 10.0
+    config = Config(max_loaded_models=1, swap_max_wait_s=bound, swap_max_batches=1000)
+    orch, b_wait, a_served = await busy_a_then_b(config, 60)
+    # The swap is forced at the bound; "a" then drains its last answer, unloads, "b" loads.
+    assert bound <= b_wait <= bound + ANSWER_S + LOAD_S
+    assert swaps(orch)["fairness_bound"] == 1
+    assert a_served == 60  # "a"'s requests queued meanwhile were served afterwards
 
 
 async def test_a_model_that_ran_its_batches_is_swapped_out_before_the_bound(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    backend = CountingBackend(["a", "b"])
     config = Config(max_loaded_models=1, swap_max_wait_s=60, swap_max_batches=4)
-    async with open_orchestrator(backend, config) as orch:
-        await orch.ensure_loaded("a")
-        b_waits: list[float] = []
-        a_waits: list[float] = []
-
-        async def keep_busy() -> None:
-            for _ in range(40):
-                nursery.start_soon(ask, orch, "a", a_waits)
-                await trio.sleep(ANSWER_S / 2)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_busy)
-            await trio.sleep(1)
-            await ask(orch, "b", b_waits)
-        # Four more requests for "a" (one batch each), then it drains and "b" loads.
-        assert b_waits[0] <= 4 * ANSWER_S / 2 + ANSWER_S + LOAD_S
-        assert swaps(orch)["batch_limit"] == 1
+    orch, b_wait, _ = await busy_a_then_b(config, 40)
+    # Four more requests for "a" (one batch each), then it drains and "b" loads.
+    assert b_wait <= 4 * ANSWER_S / 2 + ANSWER_S + LOAD_S
+    assert swaps(orch)["batch_limit"] == 1
 
 
 async def test_a_mixed_load_never_holds_more_than_allowed_and_waits_stay_bounded(
