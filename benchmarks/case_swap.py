@@ -17,9 +17,9 @@ guaranteed bound (target <= 1): the forced-swap bound (``swap_max_wait_s``, here
 its derived default: max(5 s, 4 x the measured p50 load time)), plus, for each of the 3 models
 that may be served before it, one drain, unload and load (answer + load).
 
-Full mode then runs both policies for 40 s on the embedded llama.cpp backend
+Full mode then runs both policies for 60 s on the embedded llama.cpp backend
 with real models: the demo model (SmolLM2-135M, ``lmsorch models fetch-demo``)
-copied under two names (``swap-a``, ``swap-b``), 1 slot, 6 agents, uniform,
+copied under two names (``swap-a``, ``swap-b``), 1 slot, 4 agents, uniform,
 answers of up to 8 tokens; a load there is a worker start (well under a second
 for this model), so the gain is smaller than with the simulator's 1.5 s loads.
 
@@ -59,7 +59,7 @@ LOAD_S = 1.5
 ANSWER_S = 0.5
 WAIT_FLOOR_S = 5.0  # Config.swap_wait_floor_s's default
 REAL_NAMES = ["swap-a", "swap-b"]  # the demo model (SmolLM2-135M) copied under two names
-REAL_AGENTS = 6
+REAL_AGENTS = 4
 REQUEST = ChatRequest(messages=[ChatMessage(role="user", content="hi")], max_tokens=8)
 
 
@@ -125,9 +125,8 @@ async def _drive(
     config = orch.config
     # The largest wait bound in force at the end (derived from the measured loads).
     factor = config.swap_wait_load_factor
-    bound = max(
-        config.swap_wait_floor_s, *(factor * (orch.metrics.load_p50(n) or 0) for n in choice[0])
-    )
+    loads = orch.metrics.load_p50(choice[0]).values()
+    bound = max(config.swap_wait_floor_s, *(factor * p50 for p50 in loads))
     ended = time.perf_counter()
     waits = sorted(tally.waits + [ended - t for t in tally.asking.values()])
     return {
@@ -215,7 +214,7 @@ async def run(quick: bool) -> dict[str, float]:
         with tempfile.TemporaryDirectory(prefix="lmsorch-swap-") as tmp:
             models_dir = _two_copies(Path(tmp))
             for policy in POLICIES:
-                for key, value in (await _real(policy, models_dir, 40.0)).items():
+                for key, value in (await _real(policy, models_dir, 60.0)).items():
                     result[f"real_{policy}_{key}"] = value
         fifo_real, aware_real = result["real_fifo_per_min"], result["real_swap_aware_per_min"]
         result["real_completed_ratio"] = aware_real / max(fifo_real, 1e-9)

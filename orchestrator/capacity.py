@@ -65,6 +65,10 @@ class CapacityPool:
         """Whether ``model`` holds a slot."""
         return model in self._holders
 
+    def free_slots(self) -> int:
+        """How many more models may take a slot now (by count; the budget aside)."""
+        return self._max - len(self._holders)
+
     def _fits(self, model: str, size: int) -> bool:
         others = {k: v for k, v in self._holders.items() if k != model}
         if len(others) + 1 > self._max:

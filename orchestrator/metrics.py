@@ -10,7 +10,7 @@ series. The rest are enums. ``docs/metrics.md`` lists every metric.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -209,30 +209,21 @@ class Metrics:
             duration_s
         )
 
-    def load_p50(self, model: str) -> float | None:
-        """Return the median of ``model``'s load times, interpolated in its histogram.
+    def load_p50(self, models: Iterable[str]) -> dict[str, float]:
+        """Return the median load time of each of ``models`` loaded at least once.
 
-        ``None`` before its first load. The buckets are coarse (1, 2.5, 5 s ...),
-        which is fine for a wait bound that is a multiple of it.
+        Interpolated in the load-time histogram, whose buckets are coarse (1, 2.5,
+        5 s ...): fine for a wait bound that is a multiple of it. One pass over the
+        histogram, whatever the number of models.
         """
-        buckets = [
-            (float(s.labels["le"]), s.value)
-            for family in self.load_duration.collect()
-            for s in family.samples
-            if s.name.endswith("_bucket") and s.labels.get("model") == model
-        ]
-        total = buckets[-1][1] if buckets else 0.0
-        if not total:
-            return None
-        low, below = 0.0, 0.0
-        for high, count in buckets:
-            if count >= total / 2:
-                if high == float("inf"):
-                    return low
-                share = (total / 2 - below) / (count - below) if count > below else 1.0
-                return low + (high - low) * share
-            low, below = high, count
-        return low
+        wanted = set(models)
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for family in self.load_duration.collect():
+            for s in family.samples:
+                model = s.labels.get("model", "")
+                if model in wanted and s.name.endswith("_bucket"):
+                    buckets.setdefault(model, []).append((float(s.labels["le"]), s.value))
+        return {m: p50 for m, b in buckets.items() if (p50 := _median(b)) is not None}
 
     def retry(self, operation: str, attempt: int) -> None:
         """Count one retry (matches :data:`orchestrator.retry.OnRetry`)."""
@@ -241,6 +232,21 @@ class Metrics:
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _median(buckets: list[tuple[float, float]]) -> float | None:
+    """The median of a histogram's cumulative ``(upper bound, count)`` buckets, interpolated."""
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return None
+    low, below = 0.0, 0.0
+    for high, count in buckets:
+        if count >= total / 2:
+            if high == float("inf"):
+                return low
+            return low + (high - low) * (total / 2 - below) / (count - below)
+        low, below = high, count
+    return low
 
 
 class _StateCollector(Collector):

@@ -143,10 +143,14 @@ class Scheduler:
         """
         if self._stopped:
             raise ActorStopped("the orchestrator is shutting down")
-        if self._queues or not self._pool.holds(model):
+        if self._queues or not (self._pool.holds(model) or self._free_slot()):
             await self._wait_turn(model, timeout_s)
         else:
-            self._entering[model] += 1  # the hot path: nobody waits, its model holds a slot
+            # The hot path: nobody waits, and its model holds a slot or takes a free one (then
+            # it counts as granted, so a request for another model meanwhile is planned).
+            if not self._pool.holds(model):
+                self._granted.add(model)
+            self._entering[model] += 1
         try:
             yield
         finally:
@@ -196,6 +200,11 @@ class Scheduler:
                 ticket.admitted.set()
         self._kick.set()
 
+    def _free_slot(self) -> bool:
+        # Only where the slot count is the whole limit: a size needs the plan's budget check.
+        no_budget = self._limits.budget_bytes is None
+        return no_budget and not self._granted and self._pool.free_slots() > 0
+
     def _holds(self, model: str) -> bool:
         return self._pool.holds(model) or model in self._granted
 
@@ -209,8 +218,11 @@ class Scheduler:
             and res.state == "READY"
             and res.last_used_at == used
         }
+        load_s = self._metrics.load_p50(self._queues)
+        # Models neither holding a slot nor waiting for one play no part in the plan.
+        relevant = {m for m in residents if self._holds(m)} | set(self._queues) | self._granted
         views = []
-        for model in sorted(set(residents) | set(self._queues) | self._granted):
+        for model in sorted(relevant):
             res = residents.get(model)
             state = res.state if res is not None else "UNLOADED"
             idle = res is not None and res.idle and model not in self._evicting
@@ -221,7 +233,7 @@ class Scheduler:
                     serving=state in _SERVING or model in self._granted,
                     idle=idle and not self._entering[model],
                     arrivals=tuple(t.arrived for t in self._queues.get(model, ())),
-                    load_s=self._metrics.load_p50(model),
+                    load_s=load_s.get(model),
                     size_bytes=(res.size_bytes if res is not None else None) or 0,
                     batches=self._batches[model],
                     closed=self._closed.get(model),
