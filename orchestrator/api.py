@@ -251,7 +251,8 @@ class Orchestrator:
             if actor is None:
                 raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
             # The scheduler decides when a model without a slot gets one (issue 22).
-            async with self._sup.scheduler.turn(name, self._remaining(timeout, started)):
+            await self._sup.scheduler.enter(name, self._remaining(timeout, started))
+            try:
                 status = await self._ask(
                     actor,
                     lambda reply: m.EnsureLoaded(
@@ -264,6 +265,8 @@ class Orchestrator:
                     self._remaining(timeout, started),
                     lease=lease,
                 )
+            finally:
+                self._sup.scheduler.leave(name)
             outcome = "ok"
             return actor, status
         except WaitTimeout:

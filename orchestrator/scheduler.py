@@ -1,6 +1,6 @@
 """The slot scheduler: queues requests per model and carries out :func:`swap_policy.plan`.
 
-Every request (a lease or an ``ensure_loaded``) passes :meth:`Scheduler.turn`
+Every request (a lease or an ``ensure_loaded``) passes :meth:`Scheduler.enter`
 before it reaches its model's actor. With no queue anywhere and its model
 holding a slot it goes straight on (the hot path costs a dict lookup); otherwise
 it is queued and a single planning task decides, from a snapshot (the pool's
@@ -14,8 +14,7 @@ model state; the pool still enforces the limits.
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 
 import msgspec
 import structlog
@@ -130,12 +129,12 @@ class Scheduler:
         if self._queues or self._closed:
             self._kick.set()
 
-    @asynccontextmanager
-    async def turn(self, model: str, timeout_s: float) -> AsyncIterator[None]:
+    async def enter(self, model: str, timeout_s: float) -> None:
         """Wait (at most ``timeout_s``) until ``model`` may take this request; hold its place.
 
-        The block is the request's way to its actor; while it runs the model is
-        not idle, so it is never evicted under a request just admitted.
+        Until the matching :meth:`leave` the request is on its way to the actor,
+        so its model is not idle and is never evicted under a request just admitted.
+        A plain coroutine, not a context manager: this is on every lease's path.
 
         Raises:
             CapacityExhausted: the scheduler did not give ``model`` a slot in time.
@@ -145,19 +144,19 @@ class Scheduler:
             raise ActorStopped("the orchestrator is shutting down")
         if self._queues or not (self._pool.holds(model) or self._free_slot()):
             await self._wait_turn(model, timeout_s)
-        else:
-            # The hot path: nobody waits, and its model holds a slot or takes a free one (then
-            # it counts as granted, so a request for another model meanwhile is planned).
-            if not self._pool.holds(model):
-                self._granted.add(model)
-            self._entering[model] += 1
-        try:
-            yield
-        finally:
-            self._entering[model] -= 1
-            if not self._entering[model]:
-                del self._entering[model]
-                self.kick()
+            return
+        # The hot path: nobody waits, and its model holds a slot or takes a free one (then
+        # it counts as granted, so a request for another model meanwhile is planned).
+        if not self._pool.holds(model):
+            self._granted.add(model)
+        self._entering[model] += 1
+
+    def leave(self, model: str) -> None:
+        """The request admitted by :meth:`enter` reached its actor (or gave up)."""
+        self._entering[model] -= 1
+        if not self._entering[model]:
+            del self._entering[model]
+            self.kick()
 
     async def _wait_turn(self, model: str, timeout_s: float) -> None:
         ticket = _Ticket(trio.current_time())
