@@ -35,6 +35,7 @@ CASE_NAMES = (
     "real_model",
     "storm",
     "startup",
+    "swap",
 )
 """Every case, in the issue's order (listed here so ``--help`` imports no case)."""
 
@@ -49,6 +50,7 @@ def all_cases() -> list[Case]:
         case_scale,
         case_startup,
         case_storm,
+        case_swap,
         case_verification,
     )
 
@@ -61,6 +63,7 @@ def all_cases() -> list[Case]:
         case_real_model.CASE,
         case_storm.CASE,
         case_startup.CASE,
+        case_swap.CASE,
     ]
     assert tuple(c.name for c in cases) == CASE_NAMES
     return cases

@@ -51,6 +51,7 @@ from orchestrator.inference.target import InferenceTarget
 from orchestrator.lifecycle import Input, State
 from orchestrator.metrics import Metrics
 from orchestrator.paths import implicit_root
+from orchestrator.scheduler import ModelQueue, SchedulerStatus
 from orchestrator.status import ModelStatus
 
 __all__ = [
@@ -86,6 +87,7 @@ __all__ = [
     "ModelBusy",
     "ModelInfo",
     "ModelNotLoaded",
+    "ModelQueue",
     "ModelStatus",
     "ModelUnavailable",
     "NotAnswered",
@@ -93,6 +95,7 @@ __all__ = [
     "Orchestrator",
     "OrchestratorError",
     "Overloaded",
+    "SchedulerStatus",
     "State",
     "StreamCut",
     "Subscription",

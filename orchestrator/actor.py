@@ -140,6 +140,7 @@ class ModelActor:
             in_flight=core.in_flight,
             last_used_at=core.last_used_at,
             foreign=core.owner is Owner.FOREIGN,
+            size_bytes=self._operand.size_bytes,
         )
 
     # -- the mailbox --

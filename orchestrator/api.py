@@ -32,6 +32,7 @@ from orchestrator.keepalive import keep_alive_while_held
 from orchestrator.lifecycle import State
 from orchestrator.metrics import Metrics
 from orchestrator.names import validate_model_name
+from orchestrator.scheduler import SchedulerStatus
 from orchestrator.status import ModelStatus
 from orchestrator.supervisor import Supervisor, open_supervisor
 
@@ -196,6 +197,10 @@ class Orchestrator:
         """Return a snapshot of every model this orchestrator manages, sorted by model."""
         return [actor.snapshot() for actor in self._sup.actors()]
 
+    def scheduler_status(self) -> SchedulerStatus:
+        """Return the queue per model waiting for a slot and the swaps so far (by reason)."""
+        return self._sup.scheduler.status()
+
     @asynccontextmanager
     async def watch(self, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[Subscription]:
         """Receive every state change (a :class:`~orchestrator.feed.TransitionEvent`) from now on.
@@ -257,19 +262,23 @@ class Orchestrator:
                     actor = await self._sup.actor_for(name)
             if actor is None:
                 raise WaitTimeout(name, f"timed out after {timeout:g}s reading the model catalogue")
-            remaining = max(0.0, timeout - (trio.current_time() - started))
-            status = await self._ask(
-                actor,
-                lambda reply: m.EnsureLoaded(
-                    reply=reply,
+            # The scheduler decides when a model without a slot gets one (issue 22).
+            await self._sup.scheduler.enter(name, self._remaining(timeout, started))
+            try:
+                status = await self._ask(
+                    actor,
+                    lambda reply: m.EnsureLoaded(
+                        reply=reply,
+                        lease=lease,
+                        ttl_s=ttl,
+                        wait_s=timeout,
+                        context_length=context_length,
+                    ),
+                    self._remaining(timeout, started),
                     lease=lease,
-                    ttl_s=ttl,
-                    wait_s=timeout,
-                    context_length=context_length,
-                ),
-                remaining,
-                lease=lease,
-            )
+                )
+            finally:
+                self._sup.scheduler.leave(name)
             outcome = "ok"
             return actor, status
         except WaitTimeout:
@@ -280,6 +289,10 @@ class Orchestrator:
             raise
         finally:
             self.metrics.waited(name, outcome, trio.current_time() - started)
+
+    @staticmethod
+    def _remaining(timeout: float, started: float) -> float:
+        return max(0.0, timeout - (trio.current_time() - started))
 
     async def _ask(
         self,

@@ -32,6 +32,7 @@ class Resident(msgspec.Struct, frozen=True, kw_only=True):
     in_flight: int
     last_used_at: float
     foreign: bool = False  # loaded by another client: holds room, never evicted by us
+    size_bytes: int | None = None
 
 
 class CapacityPool:
@@ -42,6 +43,8 @@ class CapacityPool:
         budget_bytes: optional cap on the summed sizes of slot holders.
         residents: returns a read-only snapshot of every model with an actor.
         evict: asks one model's actor to unload if idle.
+        on_change: called whenever a model became idle or freed its slot (the scheduler
+            plans again then).
     """
 
     def __init__(
@@ -50,7 +53,9 @@ class CapacityPool:
         budget_bytes: int | None,
         residents: Callable[[], Iterable[Resident]],
         evict: Callable[[str], None],
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        self._on_change = on_change
         self._max = max_models
         self._budget = budget_bytes
         self._residents = residents
@@ -63,6 +68,10 @@ class CapacityPool:
     def holds(self, model: str) -> bool:
         """Whether ``model`` holds a slot."""
         return model in self._holders
+
+    def free_slots(self) -> int:
+        """How many more models may take a slot now (by count; the budget aside)."""
+        return self._max - len(self._holders)
 
     def _fits(self, model: str, size: int) -> bool:
         others = {k: v for k, v in self._holders.items() if k != model}
@@ -103,6 +112,10 @@ class CapacityPool:
         wait_s = self._waiting.get(model)
         return self._refused.get(model) if wait_s is None else self._why_full(model, wait_s)
 
+    def full_reason(self, model: str, wait_s: float) -> str:
+        """Say who holds the room ``model`` waited ``wait_s`` for (for a refusal)."""
+        return self._why_full(model, wait_s)
+
     def adopt(self, model: str, size_bytes: int | None) -> None:
         """Record a model the backend already holds (it may exceed the limit until evicted)."""
         self._holders[model] = size_bytes or 0
@@ -114,6 +127,8 @@ class CapacityPool:
 
     def changed(self) -> None:
         """Wake loads waiting for room (a model became idle or freed its slot)."""
+        if self._on_change is not None:
+            self._on_change()
         if self._waiting:
             self._changed.set()
             self._changed = trio.Event()

@@ -149,6 +149,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         catalog_ttl_s: how long the model catalogue is cached.
         max_loaded_models: most models loaded at once (LRU idle eviction beyond).
         memory_budget_bytes: optional cap on the summed size of loaded models.
+        scheduler: who gets a slot when the models asked for do not all fit:
+            ``swap_aware`` serves loaded models while they have queued requests and
+            swaps when one drains or a request waits past its bound; ``fifo`` serves
+            requests in arrival order (a swap for almost every change of model).
+        swap_max_wait_s: the wait after which a request for a model without a
+            slot forces a swap; ``None`` derives it per model (below).
+        swap_wait_load_factor: the derived bound is this many times the model's
+            measured p50 load time ...
+        swap_wait_floor_s: ... and at least this long (also the bound before
+            the model's first load).
+        swap_max_batches: most batches of queued requests one model runs while
+            another waits for a slot, before it is drained and swapped out.
         mailbox_size: per-model mailbox capacity; callers wait for room (within
             their deadline, then ``Overloaded``).
         unload_timeout_s: deadline for one unload.
@@ -184,6 +196,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     catalog_ttl_s: float = 60.0
     max_loaded_models: int = 3
     memory_budget_bytes: int | None = None
+    scheduler: Literal["swap_aware", "fifo"] = "swap_aware"
+    swap_max_wait_s: float | None = None
+    swap_wait_load_factor: float = 4.0
+    swap_wait_floor_s: float = 5.0
+    swap_max_batches: int = 8
     mailbox_size: int = 256
     unload_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
@@ -208,8 +225,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             "unload_timeout_s",
             "shutdown_timeout_s",
             "reconcile_interval_s",
+            "swap_wait_floor_s",
         ):
             check.seconds(name, getattr(self, name))
+        if self.swap_max_wait_s is not None:
+            check.seconds("swap_max_wait_s", self.swap_max_wait_s)
+        check.factor("swap_wait_load_factor", self.swap_wait_load_factor, 1000)
+        check.count("swap_max_batches", self.swap_max_batches, 1, 1_000_000)
         for name in ("retry_initial_s", "retry_max_s", "retry_jitter_s", "catalog_ttl_s"):
             check.seconds(name, getattr(self, name), zero=True)
         check.count("retry_attempts", self.retry_attempts, 1, 100)

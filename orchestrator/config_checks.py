@@ -55,6 +55,11 @@ class Checker:
             sign = "zero or more" if zero else "more than zero"
             raise self.fail(name, value, f"must be {sign} seconds, at most {LIMIT_S:g}")
 
+    def factor(self, name: str, value: float, high: float) -> None:
+        """A multiplier: finite, from 0 to ``high``."""
+        if not (math.isfinite(value) and 0 <= value <= high):
+            raise self.fail(name, value, f"must be a number from 0 to {high:g}")
+
     def count(self, name: str, value: int, low: int, high: int) -> None:
         """A whole number in ``low..high``."""
         if not low <= value <= high:

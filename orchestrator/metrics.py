@@ -10,7 +10,7 @@ series. The rest are enums. ``docs/metrics.md`` lists every metric.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -147,6 +147,19 @@ class Metrics:
             buckets=_SECONDS,
             registry=r,
         )
+        self.queued = Gauge(
+            "lmsorch_scheduler_queued",
+            "Requests waiting for their model's turn at a slot, by model.",
+            ["model"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "lmsorch_swaps_total",
+            "Models evicted to give a slot to another, by evicted model and reason "
+            "(drained, fairness_bound, batch_limit, memory, fifo).",
+            ["model", "reason"],
+            registry=r,
+        )
         self.agent_runs = Histogram(
             "lmsorch_agent_run_duration_seconds",
             "Autonomous agent run duration by MCP server (once per server used) and success.",
@@ -196,6 +209,22 @@ class Metrics:
             duration_s
         )
 
+    def load_p50(self, models: Iterable[str]) -> dict[str, float]:
+        """Return the median load time of each of ``models`` loaded at least once.
+
+        Interpolated in the load-time histogram, whose buckets are coarse (1, 2.5,
+        5 s ...): fine for a wait bound that is a multiple of it. One pass over the
+        histogram, whatever the number of models.
+        """
+        wanted = set(models)
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for family in self.load_duration.collect():
+            for s in family.samples:
+                model = s.labels.get("model", "")
+                if model in wanted and s.name.endswith("_bucket"):
+                    buckets.setdefault(model, []).append((float(s.labels["le"]), s.value))
+        return {m: p50 for m, b in buckets.items() if (p50 := _median(b)) is not None}
+
     def retry(self, operation: str, attempt: int) -> None:
         """Count one retry (matches :data:`orchestrator.retry.OnRetry`)."""
         self.retries.labels(operation=operation, attempt=str(attempt)).inc()
@@ -203,6 +232,21 @@ class Metrics:
     def exposition(self) -> bytes:
         """Return the registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _median(buckets: list[tuple[float, float]]) -> float | None:
+    """The median of a histogram's cumulative ``(upper bound, count)`` buckets, interpolated."""
+    total = buckets[-1][1] if buckets else 0.0
+    if not total:
+        return None
+    low, below = 0.0, 0.0
+    for high, count in buckets:
+        if count >= total / 2:
+            if high == float("inf"):
+                return low
+            return low + (high - low) * (total / 2 - below) / (count - below)
+        low, below = high, count
+    return low
 
 
 class _StateCollector(Collector):

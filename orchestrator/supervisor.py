@@ -25,6 +25,7 @@ from orchestrator.exception_groups import unwrap_group
 from orchestrator.feed import ChangeFeed
 from orchestrator.metrics import Metrics
 from orchestrator.reconciler import Reconciler
+from orchestrator.scheduler import Scheduler
 
 __all__ = ["Supervisor", "open_supervisor"]
 
@@ -57,8 +58,14 @@ class Supervisor:
         self._nursery = nursery
         self.catalog = Catalog(backend, config, metrics.retry)
         self.pool = CapacityPool(
-            config.max_loaded_models, config.memory_budget_bytes, self._residents, self._evict
+            config.max_loaded_models,
+            config.memory_budget_bytes,
+            self._residents,
+            self._evict,
+            on_change=lambda: self.scheduler.kick(),
         )
+        self.scheduler = Scheduler(config, self.pool, self._residents, self._evict, metrics)
+        nursery.start_soon(self.scheduler.run)
         self._actors: dict[str, ModelActor] = {}
         self._starting: dict[str, _Starting] = {}
         self._closed = False
@@ -178,6 +185,7 @@ class Supervisor:
     def close(self) -> None:
         """Stop accepting requests and stop every actor (each unloads what it loaded)."""
         self._closed = True
+        self.scheduler.stop()
         for actor in list(self._actors.values()):
             actor.stop()
 

@@ -65,6 +65,9 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
     assert {"memory_added_p50_ms", "stdio_added_p50_ms"} <= figures["mcp"]
     assert {"orch_cold_first_token_s", "tokens_per_s_ratio"} <= figures["real_model"]
     assert {"requests", "answered", "error_rate", "wait_p99_ms", "loads_total"} <= figures["storm"]
+    assert {"uniform_completed_ratio", "uniform_p99_ratio", "uniform_max_wait_over_bound"} <= (
+        figures["swap"]
+    )
     _assert_sane(result)
 
     # The run's wall time is recorded, covers every case, and heads the table.
@@ -100,6 +103,7 @@ POSITIVE = {
     "real_model": ("orch_cold_first_token_s", "direct_tokens_per_s", "orch_tokens_per_s"),
     "storm": ("answered", "answered_per_s"),
     "startup": ("bare_s", "lmsorch_s", "ratio"),
+    "swap": ("uniform_fifo_per_min", "uniform_swap_aware_per_min", "uniform_completed_ratio"),
 }
 """Figures that are above 0 in any working run (something was answered, measured, streamed)."""
 
@@ -116,6 +120,15 @@ ORDERED = [
     ("storm", ("answered", "requests")),
     ("storm", ("wait_p50_ms", "wait_p99_ms")),
     ("storm", ("loads_min_per_model", "loads_max_per_model", "loads_total")),
+    ("swap", ("uniform_fifo_wait_p50_s", "uniform_fifo_wait_p99_s", "uniform_fifo_wait_max_s")),
+    (
+        "swap",
+        (
+            "uniform_swap_aware_wait_p50_s",
+            "uniform_swap_aware_wait_p99_s",
+            "uniform_swap_aware_wait_max_s",
+        ),
+    ),
 ]
 """Figures that cannot decrease left to right (a part and its whole, a p50 and its p99)."""
 
@@ -136,6 +149,11 @@ def _assert_sane(result: dict[str, Any]) -> None:
     for case, keys in ORDERED:
         values = [get(case, key) for key in keys]
         assert values == sorted(values), (case, keys, values)
+
+    # Swap: one slot, so the backend never held more than one model, whichever the policy.
+    for policy in ("fifo", "swap_aware"):
+        assert get("swap", f"uniform_{policy}_most_loaded") == 1
+        assert get("swap", f"uniform_{policy}_errors") == 0
 
     # Coalescing: one load per burst, and the overhead is exactly its two parts.
     assert get("coalescing", "loads") == get("coalescing", "loads_default") == 1

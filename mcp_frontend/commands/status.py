@@ -73,6 +73,24 @@ def format_table(models: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(line.rstrip() for line in [header, *lines]) + "\n"
 
 
+def format_scheduler(scheduler: Mapping[str, Any] | None) -> str:
+    """Return the slot queues and swaps of a ``/status`` answer, or nothing if there are none."""
+    if not scheduler:
+        return ""
+    lines = [
+        f"waiting for a slot: {q['model']}: {q['queued']} queued, oldest "
+        f"{_seconds(q['oldest_wait_s'])} (swap forced at {_seconds(q['wait_bound_s'])})"
+        if q["queued"]
+        else f"draining to be swapped out: {q['model']} ({q['closed']})"
+        for q in scheduler.get("queues", [])
+    ]
+    swaps = scheduler.get("swaps") or {}
+    if swaps:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(swaps.items()))
+        lines.append(f"swaps ({scheduler.get('policy')}): {sum(swaps.values())}: {reasons}")
+    return "".join(f"{line}\n" for line in lines)
+
+
 def format_event(event: Mapping[str, Any]) -> str:
     """Return one ``/events`` item as a line."""
     if event.get("type") == "dropped":
@@ -125,6 +143,7 @@ async def show(url: str, out: TextIO, *, timeout: float = 10.0) -> None:
     except ValueError as exc:
         raise StatusError(f"{target} did not answer JSON: {exc}") from exc
     out.write(format_table(body.get("models", [])))
+    out.write(format_scheduler(body.get("scheduler")))
     if not body.get("running", True):
         out.write("(the server's orchestrator is not running: starting or shutting down)\n")
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import WithJsonSchema
 from typing_extensions import TypedDict
 
-from orchestrator import LoadedModel, ModelInfo, ModelStatus
+from orchestrator import LoadedModel, ModelInfo, ModelStatus, SchedulerStatus
 from orchestrator.inference import ResponseUsage, Usage
 
 __all__ = [
@@ -30,13 +30,16 @@ __all__ = [
     "ResponseFormatIn",
     "ResponseOut",
     "ResponseUsageOut",
+    "SchedulerOut",
     "SchemaCheckOut",
+    "SlotQueueOut",
     "StatusListOut",
     "TextOut",
     "UsageOut",
     "VisionOut",
     "entry_out",
     "response_usage_out",
+    "scheduler_out",
     "status_out",
     "usage_out",
 ]
@@ -96,10 +99,33 @@ class ModelStatusOut(TypedDict):
     server) or ``adopted`` (``manage_foreign``); null when nothing is loaded."""
 
 
+class SlotQueueOut(TypedDict):
+    """Requests for one model waiting for a slot (when the models do not all fit)."""
+
+    model: str
+    queued: int
+    oldest_wait_s: float
+    wait_bound_s: float
+    """The wait at which a swap is forced for this model."""
+    closed: str | None
+    """Why this loaded model takes no new requests (it drains to be swapped out), else null."""
+
+
+class SchedulerOut(TypedDict):
+    """Who waits for a slot, and the swaps so far by reason."""
+
+    policy: str
+    queues: list[SlotQueueOut]
+    swaps: dict[str, int]
+    """Evictions to give a slot to another model, by reason (drained, fairness_bound,
+    batch_limit, memory, fifo)."""
+
+
 class StatusListOut(TypedDict):
-    """Every model this server manages."""
+    """Every model this server manages, and the slot scheduler's queues."""
 
     models: list[ModelStatusOut]
+    scheduler: SchedulerOut
 
 
 class LoadOut(TypedDict):
@@ -283,6 +309,24 @@ def status_out(s: ModelStatus) -> ModelStatusOut:
         context_length=s.context_length,
         warning=s.warning,
         owner=None if s.owner is None else s.owner.value,
+    )
+
+
+def scheduler_out(s: SchedulerStatus) -> SchedulerOut:
+    """Convert the scheduler's status."""
+    return SchedulerOut(
+        policy=s.policy,
+        queues=[
+            SlotQueueOut(
+                model=q.model,
+                queued=q.queued,
+                oldest_wait_s=q.oldest_wait_s,
+                wait_bound_s=q.wait_bound_s,
+                closed=q.closed,
+            )
+            for q in s.queues
+        ],
+        swaps=dict(s.swaps),
     )
 
 

@@ -19,6 +19,7 @@ from mcp_frontend.tools.io_types import (
     ModelStatusOut,
     StatusListOut,
     entry_out,
+    scheduler_out,
     status_out,
 )
 from mcp_frontend.tools.progress import model_progress
@@ -186,13 +187,16 @@ async def status_list(deps: Deps, model: str | None = None) -> StatusListOut:
     """
     orch = deps.orch
     snapshots = [status_out(s) for s in orch.status() if model in (None, s.model)]
+    scheduler = scheduler_out(orch.scheduler_status())
     if model is None or snapshots:
-        return StatusListOut(models=snapshots)
+        return StatusListOut(models=snapshots, scheduler=scheduler)
     with tool_errors():
         keys = [m.key for m in await orch.catalog()]
         if model not in keys:
             raise UnknownModel(model, keys)
-    return StatusListOut(models=[_never_used(model, orch.config.default_ttl_s)])
+    return StatusListOut(
+        models=[_never_used(model, orch.config.default_ttl_s)], scheduler=scheduler
+    )
 
 
 def _never_used(model: str, ttl_s: float) -> ModelStatusOut:

@@ -6,7 +6,9 @@ token as ``/mcp`` when one is configured (Prometheus sends it with
 ``authorization: {credentials_file: ...}``).
 
 - ``GET /metrics``: the Prometheus text exposition of the orchestrator's registry.
-- ``GET /status``: ``{"models": [ModelStatus...], "running": bool}`` as JSON.
+- ``GET /status``: ``{"models": [ModelStatus...], "running": bool, "scheduler": ...}`` as
+  JSON; ``scheduler`` is the queue per model waiting for a slot and the swaps by reason
+  (:class:`~orchestrator.scheduler.SchedulerStatus`), null while not running.
 - ``GET /events``: NDJSON, one object a line: first ``{"type": "snapshot", "models": [...]}``,
   then ``{"type": "transition", ...}`` per state change and ``{"type": "dropped", "count": n}``
   when this client read too slowly; the stream ends when the orchestrator stops.
@@ -70,7 +72,10 @@ class ObservabilityApp:
             body = self._source.metrics.exposition()
             await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body, head=method == "HEAD")
         elif path == "/status":
-            body = _encoder.encode({"models": self._models(), "running": self._running()})
+            orch, running = self._source.orch, self._running()
+            scheduler = orch.scheduler_status() if orch is not None and running else None
+            status = {"models": self._models(), "running": running, "scheduler": scheduler}
+            body = _encoder.encode(status)
             await _respond(send, 200, _JSON, body, head=method == "HEAD")
         elif method == "HEAD":
             await _respond(send, 200, _NDJSON, b"", head=True)

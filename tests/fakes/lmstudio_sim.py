@@ -199,7 +199,14 @@ class Simulator:
         self.notify()
 
     async def start(self) -> None:
-        """Listen again on the same address after :meth:`stop` (no-op when up)."""
+        """Listen again on the same address after :meth:`stop` (no-op when up).
+
+        A stop still under way (its caller cancelled while the server closed its
+        connections) is waited for first: starting "while up" then would be a
+        no-op, and the server would stay down once that stop ends.
+        """
+        if self._serving is not None and self._serving.cancel_called:
+            await self._stopped.wait()
         if self._serving is None:
             assert self._nursery is not None, "start() needs a running simulator"
             await self._nursery.start(self._serve)

@@ -63,6 +63,9 @@ class Faults:
             hang until killed.
         cli_fail: subcommand -> (exit code, stderr) to fail with.
         cli_stdout: subcommand -> stdout printed instead of the real output (exit 0).
+        load_delay_s: every load takes this long (timing only, no LM Studio behaviour:
+            the swap benchmark's cost of a load).
+        answer_delay_s: every inference answer (or its first token) takes this long.
     """
 
     def __init__(self) -> None:
@@ -84,6 +87,8 @@ class Faults:
         self.cli_hang: set[str] = set()
         self.cli_fail: dict[str, tuple[int, str]] = {}
         self.cli_stdout: dict[str, str] = {}
+        self.load_delay_s = 0.0
+        self.answer_delay_s = 0.0
 
     def hold_load(self, key: str) -> trio.Event:
         """Make loads of ``key`` wait; set the returned event to let them finish."""

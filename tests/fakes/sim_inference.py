@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+import trio
 
 from .sim_http import Answer, StreamAnswer, json_answer
 from .sim_scripts import (
@@ -75,6 +76,8 @@ async def perform_load(
 ) -> SimInstance:
     """Load ``key`` through the load faults: hold, fail, or succeed-but-vanish."""
     faults = sim.faults
+    if faults.load_delay_s:
+        await trio.sleep(faults.load_delay_s)
     if key in faults.load_gates:
         await faults.load_gates[key].wait()
     if key in faults.load_errors:
@@ -152,6 +155,8 @@ async def busy(sim: Simulator, inst: SimInstance) -> AsyncIterator[None]:
 
 async def _first_token(sim: Simulator, inst: SimInstance) -> None:
     faults = sim.faults
+    if faults.answer_delay_s:
+        await trio.sleep(faults.answer_delay_s)
     for name in (inst.identifier, inst.key):
         if name in faults.first_token_gates:
             await faults.first_token_gates[name].wait()

@@ -175,7 +175,7 @@ async def test_scrapes_during_shutdown_are_answered() -> None:
     assert during.status_code == 200
     samples = parse_exposition(during.text)
     assert value(samples, "lmsorch_model_state", model="a", state="READY") == 1
-    assert status == {"models": [status["models"][0]], "running": False}
+    assert status == {"models": [status["models"][0]], "running": False, "scheduler": None}
     assert status["models"][0]["model"] == "a"
     assert events.status_code == 200
     assert events.text.count("\n") == 1
@@ -184,7 +184,7 @@ async def test_scrapes_during_shutdown_are_answered() -> None:
     final = parse_exposition(after.text)
     assert value(final, "lmsorch_unloads_total", model="a", reason="shutdown") == 1
     assert value(final, "lmsorch_loaded_models") == 0
-    assert status_after == {"models": [], "running": False}
+    assert status_after == {"models": [], "running": False, "scheduler": None}
 
 
 def _serve_args(**kw: str | None) -> argparse.Namespace:
@@ -260,7 +260,8 @@ async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) ->
             await proc.stdin.aclose()  # EOF: the server stops
     assert metrics.status_code == 200
     assert "lmsorch_loaded_models 0.0" in metrics.text
-    assert status == {"models": [], "running": True}
+    idle = {"policy": "swap_aware", "queues": [], "swaps": {}}
+    assert status == {"models": [], "running": True, "scheduler": idle}
     assert proc.returncode == 0, stderr.decode()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcp_frontend.commands.status import format_event, format_table
+from mcp_frontend.commands.status import format_event, format_scheduler, format_table
 
 
 def test_the_table_aligns_columns_and_shortens_errors() -> None:
@@ -54,3 +54,35 @@ def test_events_render_as_one_line_each() -> None:
     assert format_event({"type": "dropped", "count": 7}) == (
         "... 7 transitions dropped (this client read too slowly)\n"
     )
+
+
+def test_the_scheduler_lines_show_queues_and_swaps_only_when_there_are_some() -> None:
+    text = format_scheduler(
+        {
+            "policy": "swap_aware",
+            "queues": [
+                {
+                    "model": "a",
+                    "queued": 0,
+                    "oldest_wait_s": 0.0,
+                    "wait_bound_s": 6.0,
+                    "closed": "fairness_bound",
+                },
+                {
+                    "model": "b",
+                    "queued": 3,
+                    "oldest_wait_s": 6.25,
+                    "wait_bound_s": 6.0,
+                    "closed": None,
+                },
+            ],
+            "swaps": {"fairness_bound": 1, "drained": 4},
+        }
+    )
+    assert text.splitlines() == [
+        "draining to be swapped out: a (fairness_bound)",
+        "waiting for a slot: b: 3 queued, oldest 6.2s (swap forced at 6.0s)",
+        "swaps (swap_aware): 5: drained 4, fairness_bound 1",
+    ]
+    assert format_scheduler({"policy": "fifo", "queues": [], "swaps": {}}) == ""
+    assert format_scheduler(None) == ""

@@ -72,6 +72,10 @@ NOT_INJECTED: dict[str, str] = {
     "load_error_status": "the HTTP status of a refused REST load; the soak loads with `lms`",
     "cli_stdout": "replaces `lms ps`/`ls` output, which the soak's backend never reads (it "
     "lists over REST); tests/backends/test_lmstudio_cli.py feeds it malformed output",
+    "load_delay_s": "timing, not a fault: the swap benchmark's load cost (slow loads are "
+    "`slow_load`)",
+    "answer_delay_s": "timing, not a fault: the swap benchmark's answer time (a slow answer is "
+    "`slow_first_token`)",
 }
 """Switches the soak leaves alone, and why (a new switch must land in one of the two)."""
 
