@@ -13,6 +13,7 @@ Start here::
 from orchestrator.api import Lease, Orchestrator, open_orchestrator
 from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
 from orchestrator.config import Config
+from orchestrator.downloads import DownloadJob, DownloadManager
 from orchestrator.errors import (
     ActorStopped,
     BackendAuthError,
@@ -26,6 +27,8 @@ from orchestrator.errors import (
     BreakerOpen,
     CapacityExhausted,
     ConfigError,
+    DownloadFailed,
+    DownloadsDisabled,
     InvalidModelName,
     InvalidRequest,
     InvalidTransition,
@@ -35,6 +38,7 @@ from orchestrator.errors import (
     ModelUnavailable,
     OrchestratorError,
     Overloaded,
+    UnknownDownload,
     UnknownModel,
     VerifyFailed,
     WaitTimeout,
@@ -66,6 +70,10 @@ __all__ = [
     "CapacityExhausted",
     "Config",
     "ConfigError",
+    "DownloadFailed",
+    "DownloadJob",
+    "DownloadManager",
+    "DownloadsDisabled",
     "Dropped",
     "HeldModel",
     "InferenceCall",
@@ -89,6 +97,7 @@ __all__ = [
     "State",
     "Subscription",
     "TransitionEvent",
+    "UnknownDownload",
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",

@@ -18,6 +18,7 @@ from orchestrator import messages as m
 from orchestrator.actor import ModelActor
 from orchestrator.backends.base import Backend, ModelInfo
 from orchestrator.config import Config
+from orchestrator.downloads import DownloadManager
 from orchestrator.errors import (
     ActorStopped,
     CapacityExhausted,
@@ -68,6 +69,9 @@ class Orchestrator:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self._sup = supervisor
+        self._downloads = DownloadManager(
+            supervisor.backend, supervisor.catalog, supervisor.config, supervisor.spawn
+        )
 
     @property
     def config(self) -> Config:
@@ -88,6 +92,14 @@ class Orchestrator:
     def stopped(self) -> bool:
         """Whether the orchestrator is shutting down or has stopped (requests are refused)."""
         return self._sup.closed
+
+    @property
+    def downloads(self) -> DownloadManager:
+        """Model downloads: start (single-flight per source), status, wait, cancel.
+
+        Refused unless ``allow_downloads`` is on and the backend can download.
+        """
+        return self._downloads
 
     async def catalog(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Return the models the backend offers (cached for ``catalog_ttl_s``)."""

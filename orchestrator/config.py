@@ -91,6 +91,9 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         server_binary: a ``llama-server`` binary to use instead of the xllamacpp worker.
         start_timeout_s: deadline for a worker to start listening.
         stop_timeout_s: grace period between terminate and kill.
+        download_allow_http_loopback: let ``download_model`` fetch from a plain
+            ``http://`` URL on a loopback address (a local mirror, the tests);
+            other plain ``http`` URLs are always refused.
     """
 
     models_dir: str | None = None
@@ -101,6 +104,7 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     server_binary: str | None = None
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 5.0
+    download_allow_http_loopback: bool = False
 
     def __post_init__(self) -> None:
         check = Checker("llamacpp")
@@ -149,6 +153,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         unload_timeout_s: deadline for one unload.
         shutdown_timeout_s: bound on the unloads done at shutdown.
         adopt_loaded: at start, adopt models the backend already holds.
+        allow_downloads: let ``download_model`` fetch models (network and disk);
+            off by default.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         lmstudio: LM Studio settings.
         llamacpp: embedded llama.cpp settings.
@@ -177,6 +183,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     unload_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     adopt_loaded: bool = True
+    allow_downloads: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     lmstudio: LMStudioSettings = msgspec.field(default_factory=LMStudioSettings)
     llamacpp: LlamaCppSettings = msgspec.field(default_factory=LlamaCppSettings)
