@@ -251,9 +251,7 @@ class DownloadManager:
             raise UnknownDownload(f"no download job {job_id!r} (known jobs: {known})")
         return job
 
-    async def _run(
-        self, backend: Downloads, job: _Job, flight: tuple[str, str | None]
-    ) -> None:
+    async def _run(self, backend: Downloads, job: _Job, flight: tuple[str, str | None]) -> None:
         source, quantization = flight
         log = _log.bind(job_id=job.snapshot.job_id, source=source)
         try:
@@ -269,9 +267,13 @@ class DownloadManager:
                 job.update(new_models=new, model_key=key)
                 log.info("download_finished", state=result.status, model_key=key)
             if job.scope.cancelled_caught:
-                note = "" if backend.stops_on_cancel else (
-                    f"; the {self._backend.name} backend cannot stop a download, so it may "
-                    "go on there"
+                note = (
+                    ""
+                    if backend.stops_on_cancel
+                    else (
+                        f"; the {self._backend.name} backend cannot stop a download, so it may "
+                        "go on there"
+                    )
                 )
                 job.update(state="cancelled", error=f"cancelled{note}")
                 log.info("download_cancelled")

@@ -22,16 +22,17 @@ import math
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 
 import structlog
 import trio
 
-from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
+from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.gguf import GGUFError, GGUFInfo, read_gguf_info
 from orchestrator.backends.llamacpp_catalog import CatalogEntry, GGUFCatalog
+from orchestrator.backends.llamacpp_download import fetch_gguf
 from orchestrator.backends.llamacpp_process import PortTaken, StartSpec, Worker, start_worker
 from orchestrator.config import LlamaCppSettings
 from orchestrator.errors import (
@@ -66,6 +67,7 @@ class LlamaCppBackend:
     """
 
     name = "llamacpp"
+    stops_on_cancel = True  # the transfer is ours: cancelling it stops it
 
     def __init__(
         self, settings: LlamaCppSettings | None = None, *, llm_embeddings: bool = False
@@ -89,6 +91,31 @@ class LlamaCppBackend:
     def catalog_problem(self) -> str | None:
         """Why no model can be offered: the models directory is missing or unreadable."""
         return self._catalog.problem()
+
+    async def download(
+        self,
+        source: str,
+        *,
+        quantization: str | None,
+        report: Callable[[DownloadProgress], None],
+    ) -> DownloadProgress:
+        """Fetch the GGUF file at URL ``source`` into the models directory (``llamacpp_download``).
+
+        Raises:
+            InvalidRequest: ``source`` is not an https GGUF URL, or a quantisation was
+                given (the URL names the file, and with it the quantisation).
+            DownloadFailed, BackendError: see ``llamacpp_download.fetch_gguf``.
+        """
+        if quantization is not None:
+            raise InvalidRequest(
+                "the embedded backend downloads one file: pick the quantisation by its URL"
+            )
+        return await fetch_gguf(
+            source,
+            self.models_dir,
+            allow_http_loopback=self.settings.download_allow_http_loopback,
+            report=report,
+        )
 
     # -- lifecycle --
 
