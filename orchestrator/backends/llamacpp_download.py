@@ -23,12 +23,13 @@ The rules, so that a models directory never holds a broken model:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -230,16 +231,21 @@ class _Transfer:
                 _log.info("download_restarts", url=self.remote.url, reason="no range support")
                 await self.restart()
             buffer = bytearray()
+            chunks = resp.aiter_raw()
             try:
-                async for chunk in resp.aiter_raw():
+                async for chunk in chunks:
                     buffer += chunk
                     if len(buffer) >= _FLUSH:
                         await self.write(bytes(buffer))
                         buffer.clear()
-            finally:
-                if buffer:  # what arrived before a cut is good: keep it for the resume
-                    with trio.CancelScope(shield=True):
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    if buffer:  # what arrived before a cut is good: keep it for the resume
                         await self.write(bytes(buffer))
+                    await _abandon(resp, chunks)
+                raise
+            if buffer:
+                await self.write(bytes(buffer))
 
     def verify(self) -> None:
         size, sha = self.remote.size, self.remote.sha256
@@ -338,6 +344,15 @@ async def fetch_gguf(
     finally:
         if http is None:
             await client.aclose()
+
+
+async def _abandon(resp: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    # httpcore does not close its inner async generators when a body is abandoned,
+    # and trio warns about each one the garbage collector finds: close the
+    # connection, then let one more read fail through all of them.
+    await resp.aclose()
+    with contextlib.suppress(Exception):
+        await anext(chunks)
 
 
 def _check_space(models_dir: Path, size: int | None, have: int) -> None:
