@@ -13,13 +13,14 @@ connection (``Connection: close``), which is all a downloader needs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
-__all__ = ["FileServer", "Served", "Seen"]
+__all__ = ["FileServer", "Seen", "Served"]
 
 _CHUNK = 1 << 20
 
@@ -82,10 +83,9 @@ class FileServer:
             method, path, _ = head[0].split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in head[1:])}
             self.seen.append(Seen(method, path, headers.get("range"), headers.get("if-range")))
-            try:
+            # The client may hang up (a cancelled download): not the server's failure.
+            with contextlib.suppress(trio.BrokenResourceError):
                 await self._answer(stream, method, path, headers)
-            except trio.BrokenResourceError:
-                pass  # the client hung up (a cancelled download): not the server's failure
 
     async def _answer(
         self, stream: trio.SocketStream, method: str, path: str, headers: dict[str, str]
