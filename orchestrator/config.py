@@ -51,6 +51,7 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             API probe): LM Studio answers these in milliseconds, so a server that
             accepts the connection and stays silent fails a call within it.
         load_timeout_s: deadline for one load (large models take minutes).
+        download_poll_s: how often a REST v1 download job's status is read.
     """
 
     base_url: str = "http://127.0.0.1:1234"
@@ -61,13 +62,20 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     http_timeout_s: float = 30.0
     read_timeout_s: float = 5.0
     load_timeout_s: float = 600.0
+    download_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         check = Checker("lmstudio")
         check.http_url("base_url", self.base_url)
         check.not_blank("api_token", self.api_token)
         check.executable("lms_cli", self.lms_cli)
-        for name in ("cli_timeout_s", "http_timeout_s", "read_timeout_s", "load_timeout_s"):
+        for name in (
+            "cli_timeout_s",
+            "http_timeout_s",
+            "read_timeout_s",
+            "load_timeout_s",
+            "download_poll_s",
+        ):
             check.seconds(name, getattr(self, name))
 
     def __repr__(self) -> str:
