@@ -263,7 +263,10 @@ class DownloadManager:
                 job.progress(result)
                 after = await self._keys(refresh=True)
                 new = tuple(sorted(after - before))
-                key = result.model_key or (new[0] if len(new) == 1 else None)
+                # The backend's guess if the catalogue has it, else the one new key.
+                key = result.model_key
+                if key not in after and len(new) == 1:
+                    key = new[0]
                 job.update(new_models=new, model_key=key)
                 log.info("download_finished", state=result.status, model_key=key)
             if job.scope.cancelled_caught:
