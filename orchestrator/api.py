@@ -353,13 +353,18 @@ async def open_orchestrator(
             already holds before the block starts (a server answering its clients
             at once, even when the backend is slow or silent).
 
-    On exit (normal, error or cancellation) every pending request fails with
-    ``ActorStopped`` and every model this orchestrator loaded is unloaded,
-    shielded and bounded by ``shutdown_timeout_s``. The backend itself is not
-    closed: whoever made it closes it.
+    On exit (normal, error or cancellation) running downloads are cancelled,
+    every pending request fails with ``ActorStopped`` and every model this
+    orchestrator loaded is unloaded, shielded and bounded by
+    ``shutdown_timeout_s``. The backend itself is not closed: whoever made it
+    closes it.
     """
     config = config if config is not None else Config()
     async with open_supervisor(
         backend, config, metrics or Metrics(), adopt_in_background=adopt_in_background
     ) as supervisor:
-        yield Orchestrator(supervisor)
+        orch = Orchestrator(supervisor)
+        try:
+            yield orch
+        finally:
+            orch.downloads.close()  # jobs run in the supervisor's nursery: end them first

@@ -1,7 +1,8 @@
 """Model downloads as jobs: one per source at a time, watched, waited on, cancelled (issue 18).
 
 A download is long (minutes to hours), so it runs as a job in the
-supervisor's nursery, not in the caller's task: a caller starts it and gets a
+supervisor's nursery (cancelled by :meth:`DownloadManager.close` when the
+orchestrator stops), not in the caller's task: a caller starts it and gets a
 :class:`DownloadJob` snapshot at once, polls it, or waits for it with progress.
 Like loads, downloads are single-flight: a second request for the same source
 (and quantisation) while one runs joins that job instead of starting another.
@@ -27,6 +28,7 @@ from orchestrator.backends.base import Backend, DownloadProgress, Downloads
 from orchestrator.catalog import Catalog
 from orchestrator.config import Config
 from orchestrator.errors import (
+    ActorStopped,
     DownloadsDisabled,
     InvalidRequest,
     OrchestratorError,
@@ -101,6 +103,7 @@ class _Job:
         self.changed = trio.Event()
         self.done = trio.Event()
         self.scope = trio.CancelScope()
+        self.rate: float | None = None
 
     def update(self, **changes: object) -> None:
         self.snapshot = msgspec.structs.replace(self.snapshot, **changes)
@@ -108,27 +111,31 @@ class _Job:
         self.changed = trio.Event()
 
     def progress(self, report: DownloadProgress) -> None:
-        elapsed = trio.current_time() - self.started
-        done, total = report.downloaded_bytes, report.total_bytes
-        rate = report.bytes_per_second
-        if rate is None and done and elapsed > 0:
-            rate = done / elapsed
-        eta = None
-        if rate and done is not None and total is not None and report.status == "downloading":
-            eta = max(0.0, (total - done) / rate)
+        self.rate = report.bytes_per_second
         self.update(
             state=report.status,
-            downloaded_bytes=done,
-            total_bytes=total,
-            bytes_per_second=None if rate is None else round(rate, 1),
-            eta_s=None if eta is None else round(eta, 1),
-            elapsed_s=round(elapsed, 3),
+            downloaded_bytes=report.downloaded_bytes,
+            total_bytes=report.total_bytes,
             model_key=report.model_key or self.snapshot.model_key,
         )
 
     def view(self) -> DownloadJob:
+        """The snapshot with the time, rate and ETA as of now."""
         end = self.finished_at if self.finished_at is not None else trio.current_time()
-        return msgspec.structs.replace(self.snapshot, elapsed_s=round(end - self.started, 3))
+        elapsed = end - self.started
+        job = self.snapshot
+        done, total, rate = job.downloaded_bytes, job.total_bytes, self.rate
+        if rate is None and done and elapsed > 0:
+            rate = done / elapsed  # the backend measures none: the average since the start
+        eta = None
+        if rate and done is not None and total is not None and job.state == "downloading":
+            eta = round(max(0.0, (total - done) / rate), 1)
+        return msgspec.structs.replace(
+            job,
+            elapsed_s=round(elapsed, 3),
+            bytes_per_second=None if rate is None else round(rate, 1),
+            eta_s=eta,
+        )
 
 
 class DownloadManager:
@@ -155,6 +162,7 @@ class DownloadManager:
         self._ids = itertools.count(1)
         self._running: dict[tuple[str, str | None], _Job] = {}
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._closed = False
 
     def start(self, source: str, quantization: str | None = None) -> tuple[DownloadJob, bool]:
         """Start downloading ``source``, or join the job already downloading it.
@@ -165,8 +173,11 @@ class DownloadManager:
         Raises:
             DownloadsDisabled: ``allow_downloads`` is off, or the backend cannot download.
             InvalidRequest: ``source`` or ``quantization`` is blank.
+            ActorStopped: the orchestrator is stopping.
         """
         backend = self._downloader()
+        if self._closed:
+            raise ActorStopped("the orchestrator is shutting down: no new downloads")
         source = source.strip() if isinstance(source, str) else ""
         if not source:
             raise InvalidRequest("give the model to download: a catalogue key or a URL")
@@ -207,6 +218,12 @@ class DownloadManager:
         job = self._job(job_id)
         job.scope.cancel()
         return job.view()
+
+    def close(self) -> None:
+        """Cancel every running job and refuse new ones (the orchestrator is stopping)."""
+        self._closed = True
+        for job in self._running.values():
+            job.scope.cancel()
 
     async def wait(
         self,
@@ -270,21 +287,17 @@ class DownloadManager:
                 job.update(new_models=new, model_key=key)
                 log.info("download_finished", state=result.status, model_key=key)
             if job.scope.cancelled_caught:
-                note = (
-                    ""
-                    if backend.stops_on_cancel
-                    else (
-                        f"; the {self._backend.name} backend cannot stop a download, so it may "
-                        "go on there"
-                    )
-                )
-                job.update(state="cancelled", error=f"cancelled{note}")
+                why = ": the server stopped" if self._closed else ""
+                if not backend.stops_on_cancel:
+                    name = self._backend.name
+                    why += f"; the {name} backend cannot stop a download, so it may go on there"
+                job.update(state="cancelled", error=f"cancelled{why}")
                 log.info("download_cancelled")
         except OrchestratorError as exc:
             job.update(state="failed", error=str(exc))
             log.warning("download_failed", error=str(exc))
         finally:
-            if not job.snapshot.finished:  # the orchestrator is stopping
+            if not job.snapshot.finished:  # cancelled from outside: the orchestrator's nursery
                 job.update(state="cancelled", error="cancelled: the server stopped")
             job.finished_at = trio.current_time()
             del self._running[flight]
