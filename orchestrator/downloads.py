@@ -33,6 +33,7 @@ from orchestrator.errors import (
     InvalidRequest,
     OrchestratorError,
     UnknownDownload,
+    excerpt,
 )
 
 __all__ = ["KEEP_FINISHED", "DownloadJob", "DownloadManager", "JobState"]
@@ -265,7 +266,7 @@ class DownloadManager:
         job = self._jobs.get(job_id)
         if job is None:
             known = ", ".join(self._jobs) or "none"
-            raise UnknownDownload(f"no download job {job_id!r} (known jobs: {known})")
+            raise UnknownDownload(f"no download job {excerpt(job_id, 80)!r} (known jobs: {known})")
         return job
 
     async def _run(self, backend: Downloads, job: _Job, flight: tuple[str, str | None]) -> None:

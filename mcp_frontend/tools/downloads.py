@@ -110,7 +110,8 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         ] = None,
         wait: bool = False,
         timeout_s: Annotated[
-            float, Field(gt=0, description="With wait: how long to wait at most.")
+            float,
+            Field(gt=0, allow_inf_nan=False, description="With wait: how long to wait at most."),
         ] = 3600.0,
     ) -> DownloadJobOut:
         """Start downloading a model (or join its download in progress) and return the job.

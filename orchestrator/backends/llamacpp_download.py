@@ -47,6 +47,7 @@ from orchestrator.errors import (
     BackendUnreachable,
     DownloadFailed,
     InvalidRequest,
+    excerpt,
 )
 
 __all__ = ["RESUME_ATTEMPTS", "RemoteFile", "fetch_gguf", "gguf_source", "probe"]
@@ -98,14 +99,16 @@ def gguf_source(url: str, *, allow_http_loopback: bool) -> tuple[str, str]:
     elif parts.scheme != "https" or not host:
         raise InvalidRequest(
             f"the embedded backend downloads a GGUF file from an https URL, e.g. {example}; "
-            f"got {url!r}"
+            f"got {excerpt(url, 120)!r}"
         )
     path = parts.path
     if host in ("huggingface.co", "hf.co") and "/blob/" in path:
         path = path.replace("/blob/", "/resolve/", 1)  # the page, not the file
     name = unquote(path.rpartition("/")[2])
     if not name.lower().endswith(".gguf") or name.startswith(".") or model_key(name) is None:
-        raise InvalidRequest(f"{url!r} does not name a .gguf file; give its URL, e.g. {example}")
+        raise InvalidRequest(
+            f"{excerpt(url, 120)!r} does not name a .gguf file; give its URL, e.g. {example}"
+        )
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), name
 
 

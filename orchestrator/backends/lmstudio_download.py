@@ -38,7 +38,7 @@ from orchestrator.backends.lmstudio_cli import LmsCli
 from orchestrator.backends.lmstudio_cli_text import cli_error
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import INSTALL_HINT, ApiLevel
-from orchestrator.errors import BackendRejected, DownloadFailed, InvalidRequest
+from orchestrator.errors import BackendRejected, DownloadFailed, InvalidRequest, excerpt
 
 __all__ = ["CLI_DOWNLOAD_TIMEOUT_S", "V1DownloadJob", "download_model"]
 
@@ -101,7 +101,9 @@ async def download_model(
     url = _is_url(source)
     if quantization is not None and not url:
         if "@" in source:
-            raise InvalidRequest(f"give the quantisation once: {source!r} already names one")
+            raise InvalidRequest(
+                f"give the quantisation once: {excerpt(source, 120)!r} already names one"
+            )
         source, quantization = f"{source}@{quantization}", None
     key = None if url else source.partition("@")[0]
     level = await rest.api_level()
