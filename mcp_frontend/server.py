@@ -26,7 +26,7 @@ from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
 from mcp_frontend.notifications import watch_connection
 from mcp_frontend.settings import FrontendSettings
-from mcp_frontend.tools import agents, inference, lifecycle, schema_validation, vision
+from mcp_frontend.tools import agents, downloads, inference, lifecycle, schema_validation, vision
 from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
@@ -178,7 +178,7 @@ def build_server(
         subscriptions=False,
     )
     _drop_prompts(server)
-    for module in (lifecycle, inference, vision, schema_validation, resources):
+    for module in (lifecycle, downloads, inference, vision, schema_validation, resources):
         module.register(server, deps)
     registry = McpRegistry(agent_settings)
     agents.register(server, deps, settings=agent_settings, registry=registry)

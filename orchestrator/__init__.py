@@ -13,6 +13,7 @@ Start here::
 from orchestrator.api import Lease, Orchestrator, open_orchestrator
 from orchestrator.backends.base import Backend, BackendHealth, LoadedModel, ModelInfo
 from orchestrator.config import Config
+from orchestrator.downloads import DownloadJob, DownloadManager
 from orchestrator.errors import (
     ActorStopped,
     BackendAuthError,
@@ -27,6 +28,8 @@ from orchestrator.errors import (
     CapacityExhausted,
     ConfigError,
     ConnectionDropped,
+    DownloadFailed,
+    DownloadsDisabled,
     InvalidModelName,
     InvalidRequest,
     InvalidTransition,
@@ -39,6 +42,7 @@ from orchestrator.errors import (
     OrchestratorError,
     Overloaded,
     StreamCut,
+    UnknownDownload,
     UnknownModel,
     VerifyFailed,
     WaitTimeout,
@@ -72,6 +76,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConnectionDropped",
+    "DownloadFailed",
+    "DownloadJob",
+    "DownloadManager",
+    "DownloadsDisabled",
     "Dropped",
     "HeldModel",
     "InferenceCall",
@@ -100,6 +108,7 @@ __all__ = [
     "StreamCut",
     "Subscription",
     "TransitionEvent",
+    "UnknownDownload",
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",

@@ -18,6 +18,7 @@ from orchestrator import messages as m
 from orchestrator.actor import ModelActor
 from orchestrator.backends.base import Backend, ModelInfo
 from orchestrator.config import Config
+from orchestrator.downloads import DownloadManager
 from orchestrator.errors import (
     ActorStopped,
     CapacityExhausted,
@@ -73,6 +74,9 @@ class Orchestrator:
         self._sup = supervisor
         self.instance_limits = InstanceLimits(supervisor.backend)
         """Requests in flight per instance, capped where the backend knows its parallelism."""
+        self._downloads = DownloadManager(
+            supervisor.backend, supervisor.catalog, supervisor.config, supervisor.spawn
+        )
 
     @property
     def config(self) -> Config:
@@ -93,6 +97,14 @@ class Orchestrator:
     def stopped(self) -> bool:
         """Whether the orchestrator is shutting down or has stopped (requests are refused)."""
         return self._sup.closed
+
+    @property
+    def downloads(self) -> DownloadManager:
+        """Model downloads: start (single-flight per source), status, wait, cancel.
+
+        Refused unless ``allow_downloads`` is on and the backend can download.
+        """
+        return self._downloads
 
     async def catalog(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Return the models the backend offers (cached for ``catalog_ttl_s``)."""
@@ -366,13 +378,18 @@ async def open_orchestrator(
             already holds before the block starts (a server answering its clients
             at once, even when the backend is slow or silent).
 
-    On exit (normal, error or cancellation) every pending request fails with
-    ``ActorStopped`` and every model this orchestrator loaded is unloaded,
-    shielded and bounded by ``shutdown_timeout_s``. The backend itself is not
-    closed: whoever made it closes it.
+    On exit (normal, error or cancellation) running downloads are cancelled,
+    every pending request fails with ``ActorStopped`` and every model this
+    orchestrator loaded is unloaded, shielded and bounded by
+    ``shutdown_timeout_s``. The backend itself is not closed: whoever made it
+    closes it.
     """
     config = config if config is not None else Config()
     async with open_supervisor(
         backend, config, metrics or Metrics(), adopt_in_background=adopt_in_background
     ) as supervisor:
-        yield Orchestrator(supervisor)
+        orch = Orchestrator(supervisor)
+        try:
+            yield orch
+        finally:
+            orch.downloads.close()  # jobs run in the supervisor's nursery: end them first

@@ -51,6 +51,7 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             API probe): LM Studio answers these in milliseconds, so a server that
             accepts the connection and stays silent fails a call within it.
         load_timeout_s: deadline for one load (large models take minutes).
+        download_poll_s: how often a REST v1 download job's status is read.
     """
 
     base_url: str = "http://127.0.0.1:1234"
@@ -61,13 +62,20 @@ class LMStudioSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     http_timeout_s: float = 30.0
     read_timeout_s: float = 5.0
     load_timeout_s: float = 600.0
+    download_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         check = Checker("lmstudio")
         check.http_url("base_url", self.base_url)
         check.not_blank("api_token", self.api_token)
         check.executable("lms_cli", self.lms_cli)
-        for name in ("cli_timeout_s", "http_timeout_s", "read_timeout_s", "load_timeout_s"):
+        for name in (
+            "cli_timeout_s",
+            "http_timeout_s",
+            "read_timeout_s",
+            "load_timeout_s",
+            "download_poll_s",
+        ):
             check.seconds(name, getattr(self, name))
 
     def __repr__(self) -> str:
@@ -94,6 +102,9 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         parallel: requests one worker serves at once (llama.cpp's slots,
             ``--parallel``); more wait in the orchestrator, first come first served.
             Above 1 the slots share the ``context_length`` KV cache.
+        download_allow_http_loopback: let ``download_model`` fetch from a plain
+            ``http://`` URL on a loopback address (a local mirror, the tests);
+            other plain ``http`` URLs are always refused.
     """
 
     models_dir: str | None = None
@@ -105,6 +116,7 @@ class LlamaCppSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 5.0
     parallel: int = 1
+    download_allow_http_loopback: bool = False
 
     def __post_init__(self) -> None:
         check = Checker("llamacpp")
@@ -172,6 +184,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             this server did not load is never unloaded by it.
         reconcile_interval_s: how often the reconciler lists what the backend holds
             and corrects what the actors believe (one listing per interval).
+        adopt_loaded: at start, adopt models the backend already holds.
+        allow_downloads: let ``download_model`` fetch models (network and disk);
+            off by default.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         lmstudio: LM Studio settings.
         llamacpp: embedded llama.cpp settings.
@@ -207,6 +222,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     adopt_loaded: bool = True
     manage_foreign: bool = False
     reconcile_interval_s: float = 5.0
+    allow_downloads: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     lmstudio: LMStudioSettings = msgspec.field(default_factory=LMStudioSettings)
     llamacpp: LlamaCppSettings = msgspec.field(default_factory=LlamaCppSettings)

@@ -8,6 +8,8 @@ now* from *the backend misbehaved*::
     ├── InvalidModelName         # also a ValueError; raised before any backend call
     ├── InvalidRequest           # also a ValueError; e.g. a negative TTL
     ├── UnknownModel             # .available: the models the backend offers
+    ├── DownloadsDisabled        # allow_downloads is off, or the backend cannot download
+    ├── UnknownDownload          # no download job has this id
     ├── InvalidTransition        # a bug: an input the lifecycle table does not allow
     ├── ModelUnavailable         # request-level outcomes a caller can act on
     │   ├── BreakerOpen          # .retry_after_s
@@ -29,6 +31,7 @@ now* from *the backend misbehaved*::
         ├── BackendAuthError     # permanent: HTTP 401/403, wrong or missing token
         ├── BackendProtocolError # permanent: malformed JSON or an unexpected shape
         ├── BackendRejected      # permanent: the backend said no (bad request, guardrail)
+        │   └── DownloadFailed   # a download failed (checksum, disk full, server said failed)
         └── ModelNotLoaded       # the backend no longer has the model (LOST)
 
 Foreign exceptions (httpx, subprocess, msgspec) are translated only at the
@@ -55,6 +58,8 @@ __all__ = [
     "CapacityExhausted",
     "ConfigError",
     "ConnectionDropped",
+    "DownloadFailed",
+    "DownloadsDisabled",
     "InvalidModelName",
     "InvalidRequest",
     "InvalidTransition",
@@ -67,6 +72,7 @@ __all__ = [
     "OrchestratorError",
     "Overloaded",
     "StreamCut",
+    "UnknownDownload",
     "UnknownModel",
     "VerifyFailed",
     "WaitTimeout",
@@ -123,6 +129,14 @@ class UnknownModel(OrchestratorError):
         name = excerpt(repr(model), 80)
         note = f" ({why})" if why else ""  # why the catalogue may be short
         super().__init__(f"unknown model {name}; available models: {shown}{more}{note}")
+
+
+class DownloadsDisabled(OrchestratorError):
+    """A download was refused: ``allow_downloads`` is off, or the backend cannot download."""
+
+
+class UnknownDownload(OrchestratorError):
+    """No download job has this id (finished jobs are kept only for a while)."""
 
 
 class InvalidTransition(OrchestratorError):
@@ -259,6 +273,13 @@ class BackendProtocolError(BackendError):
 
 class BackendRejected(BackendError):
     """The backend understood the request and refused it; its message is kept."""
+
+
+class DownloadFailed(BackendRejected):
+    """A download failed for good: a checksum or size mismatch, a full disk, the server said so.
+
+    Nothing is left under a model name; what can be resumed is kept hidden.
+    """
 
 
 class ModelNotLoaded(BackendError):

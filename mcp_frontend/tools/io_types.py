@@ -27,6 +27,7 @@ __all__ = [
     "ModelEntryOut",
     "ModelListOut",
     "ModelStatusOut",
+    "ModelTotalsOut",
     "ResponseFormatIn",
     "ResponseOut",
     "ResponseUsageOut",
@@ -152,14 +153,33 @@ class ModelEntryOut(TypedDict):
     key: str
     type: str
     size_bytes: int | None
+    """Size on disk."""
     max_context_length: int | None
     capabilities: list[str]
+    downloaded: bool
+    """On the backend's disk (false: loaded, but the catalogue does not list it)."""
+    loaded: bool
+    architecture: str | None
+    quantization: str | None
+    params: str | None
+    """Parameter count as the backend writes it (4B, 135M), when known."""
     loaded_identifiers: list[str]
     loaded_instances: list[LoadedInstanceOut]
     state: str | None
     """Our lifecycle state; null when this server has not managed the model yet."""
     unusable: str | None
     """Why the model cannot be loaded (e.g. a corrupt file); null when it can."""
+
+
+class ModelTotalsOut(TypedDict):
+    """Sums over the listed models."""
+
+    models: int
+    loaded_models: int
+    disk_bytes: int
+    """Size on disk of the listed downloaded models (those whose size is known)."""
+    loaded_bytes: int
+    """Memory the loaded models' weights take (file size per instance on this machine)."""
 
 
 class ModelListOut(TypedDict):
@@ -169,6 +189,7 @@ class ModelListOut(TypedDict):
     default_model: str | None
     default_embedding_model: str | None
     models: list[ModelEntryOut]
+    totals: ModelTotalsOut
     loaded_error: str | None
     """Why the loaded list could not be read (the catalogue is still shown)."""
     catalog_problem: str | None
@@ -330,7 +351,9 @@ def scheduler_out(s: SchedulerStatus) -> SchedulerOut:
     )
 
 
-def entry_out(info: ModelInfo, loaded: list[LoadedModel], state: str | None) -> ModelEntryOut:
+def entry_out(
+    info: ModelInfo, loaded: list[LoadedModel], state: str | None, *, downloaded: bool = True
+) -> ModelEntryOut:
     """Convert a catalogue entry, with its loaded instances and our state."""
     instances = sorted(loaded, key=lambda m: m.identifier)
     return ModelEntryOut(
@@ -339,6 +362,11 @@ def entry_out(info: ModelInfo, loaded: list[LoadedModel], state: str | None) -> 
         size_bytes=info.size_bytes,
         max_context_length=info.max_context_length,
         capabilities=list(info.capabilities),
+        downloaded=downloaded,
+        loaded=bool(instances),
+        architecture=info.architecture,
+        quantization=info.quantization,
+        params=info.params,
         loaded_identifiers=[m.identifier for m in instances],
         loaded_instances=[
             LoadedInstanceOut(

@@ -15,15 +15,17 @@ from mcp_frontend.errors import ToolError, message_for, tool_errors
 from mcp_frontend.tools.io_types import (
     HealthOut,
     LoadOut,
+    ModelEntryOut,
     ModelListOut,
     ModelStatusOut,
+    ModelTotalsOut,
     StatusListOut,
     entry_out,
     scheduler_out,
     status_out,
 )
 from mcp_frontend.tools.progress import model_progress
-from orchestrator import LoadedModel, OrchestratorError, State, UnknownModel
+from orchestrator import LoadedModel, ModelInfo, OrchestratorError, State, UnknownModel
 
 __all__ = ["model_list", "register", "status_list"]
 
@@ -48,14 +50,21 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
 
     @mcp.tool(title="List models", annotations=_READ)
     async def list_models(
-        kind: Literal["llm", "vlm", "embedding"] | None = None, refresh: bool = False
+        kind: Literal["llm", "vlm", "embedding"] | None = None,
+        refresh: bool = False,
+        key_contains: Annotated[
+            str | None, Field(description="Only keys containing this text (any case).")
+        ] = None,
     ) -> ModelListOut:
-        """List the models the backend offers, with what is loaded and each one's state.
+        """List the downloaded models, what is loaded, and each one's state, with totals.
 
-        Each entry has type, size, context length and capabilities where known, the
-        loaded instances, and this server's lifecycle state (null: never used here).
+        Each entry has type, size on disk, context length, capabilities, architecture,
+        quantisation and parameter count where known, whether it is downloaded and
+        loaded, its loaded instances, and this server's lifecycle state (null: never
+        used here). Totals sum disk and the memory of loaded weights. key_contains
+        searches the keys; download_model fetches a model that is not there.
         """
-        return await model_list(deps, kind=kind, refresh=refresh)
+        return await model_list(deps, kind=kind, refresh=refresh, key_contains=key_contains)
 
     @mcp.tool(title="Model status", annotations=_READ)
     async def model_status(model: str | None = None) -> StatusListOut:
@@ -146,8 +155,13 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
         )
 
 
-async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = False) -> ModelListOut:
-    """Return the catalogue with loaded instances and our states (``list_models``).
+async def model_list(
+    deps: Deps, *, kind: str | None = None, refresh: bool = False, key_contains: str | None = None
+) -> ModelListOut:
+    """Return the catalogue with loaded instances, our states and totals (``list_models``).
+
+    Models loaded but not in the catalogue (loaded by someone else from
+    elsewhere) are listed too, as not downloaded, unless a ``kind`` is asked.
 
     Raises:
         ToolError: the catalogue could not be read.
@@ -163,17 +177,35 @@ async def model_list(deps: Deps, *, kind: str | None = None, refresh: bool = Fal
     except OrchestratorError as exc:
         loaded_error = message_for(exc)
     states = {s.model: s.state.value for s in orch.status()}
+    known = {m.key for m in catalog}
+    strays = [ModelInfo(key=k) for k in sorted(loaded) if k not in known and kind is None]
+    needle = (key_contains or "").lower()
+    models = [
+        entry_out(m, loaded.get(m.key, []), states.get(m.key), downloaded=m.key in known)
+        for m in [*catalog, *strays]
+        if (kind is None or m.type == kind) and needle in m.key.lower()
+    ]
     return ModelListOut(
         backend=orch.backend.name,
         default_model=config.default_model,
         default_embedding_model=config.default_embedding_model,
-        models=[
-            entry_out(m, loaded.get(m.key, []), states.get(m.key))
-            for m in catalog
-            if kind is None or m.type == kind
-        ],
+        models=models,
+        totals=_totals(models, loaded),
         loaded_error=loaded_error,
         catalog_problem=orch.backend.catalog_problem(),
+    )
+
+
+def _totals(models: list[ModelEntryOut], loaded: dict[str, list[LoadedModel]]) -> ModelTotalsOut:
+    # Instances on another LM Link device take that device's memory, not ours.
+    def local(key: str) -> int:
+        return sum(inst.device is None for inst in loaded.get(key, []))
+
+    return ModelTotalsOut(
+        models=len(models),
+        loaded_models=sum(m["loaded"] for m in models),
+        disk_bytes=sum(m["size_bytes"] or 0 for m in models if m["downloaded"]),
+        loaded_bytes=sum((m["size_bytes"] or 0) * local(m["key"]) for m in models),
     )
 
 

@@ -13,7 +13,7 @@ failures raise a :class:`~orchestrator.errors.BackendError` whose
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -21,6 +21,9 @@ __all__ = [
     "Backend",
     "BackendHealth",
     "ConfirmsLoss",
+    "DownloadProgress",
+    "DownloadStatus",
+    "Downloads",
     "KeepsAlive",
     "KnowsParallelism",
     "LoadedModel",
@@ -40,6 +43,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
         capabilities: e.g. ``("tool_use", "vision")``, when the backend says.
         problem: why the model cannot be loaded (e.g. a corrupt file), when known;
             it is still listed so a user sees it and the reason.
+        architecture: e.g. ``"llama"``, ``"qwen3"``, when known.
+        quantization: e.g. ``"Q4_K_M"``, when known.
     """
 
     key: str
@@ -48,6 +53,10 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     max_context_length: int | None = None
     capabilities: tuple[str, ...] = ()
     problem: str | None = None
+    architecture: str | None = None
+    quantization: str | None = None
+    params: str | None = None
+    """The parameter count as the backend writes it (``"4B"``, ``"135M"``), when known."""
 
 
 class LoadedModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,4 +220,56 @@ class KnowsParallelism(Protocol):
 
     def max_parallel(self, identifier: str) -> int | None:
         """Return the requests ``identifier`` serves at once; None when unknown (no cap)."""
+        ...
+
+
+DownloadStatus = Literal["downloading", "paused", "completed", "already_downloaded"]
+"""What a backend reports of a download in progress or done (LM Studio's own values,
+docs ``1_developer/2_rest/download.md``; ``failed`` is raised, not reported)."""
+
+
+class DownloadProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """One report of a download (issue 18).
+
+    Attributes:
+        status: where the download is.
+        downloaded_bytes: bytes on disk so far, when known.
+        total_bytes: the download's size, when known.
+        bytes_per_second: the current rate, when the backend measures it.
+        model_key: the catalogue key to load once it is done, when the backend knows it.
+    """
+
+    status: DownloadStatus
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    model_key: str | None = None
+
+
+@runtime_checkable
+class Downloads(Protocol):
+    """A backend that can fetch a model onto its own disk (issue 18).
+
+    Optional, like :class:`KeepsAlive`: the orchestrator refuses a download on a
+    backend without it. ``stops_on_cancel`` says whether cancelling
+    :meth:`download` stops the transfer itself (the embedded backend) or only
+    our wait for it (LM Studio goes on downloading: REST v1 has no cancel route).
+    """
+
+    stops_on_cancel: bool
+
+    async def download(
+        self,
+        source: str,
+        *,
+        quantization: str | None,
+        report: Callable[[DownloadProgress], None],
+    ) -> DownloadProgress:
+        """Download ``source`` (a catalogue key or a URL); return the final report.
+
+        ``report`` is called with each progress report; it is synchronous and
+        must not block. The result's status is ``completed`` or
+        ``already_downloaded``; a failed download raises an
+        :class:`~orchestrator.errors.OrchestratorError` saying why.
+        """
         ...

@@ -70,6 +70,16 @@ class GGUFError(ValueError):
     """The file is not a usable GGUF file; the message says why."""
 
 
+# llama.cpp include/llama.h ``enum llama_ftype`` (LLAMA_FTYPE_MOSTLY_*; gaps are removed types).
+_FILE_TYPES: dict[int, str] = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+    10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+    16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+    22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+    28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     """What a GGUF header says about a model.
@@ -94,6 +104,18 @@ class GGUFInfo:
         """Return the integer ``<architecture>.<name>`` (e.g. ``context_length``), if present."""
         value = self.metadata.get(f"{self.architecture}.{name}")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def quantization(self) -> str | None:
+        """The weights' type from ``general.file_type`` (``llama_ftype`` in llama.cpp's llama.h)."""
+        value = self.metadata.get("general.file_type")
+        return _FILE_TYPES.get(value) if isinstance(value, int) else None
+
+    @property
+    def params(self) -> str | None:
+        """The parameter count as the file labels it (``general.size_label``, e.g. ``"135M"``)."""
+        value = self.metadata.get("general.size_label")
+        return value if isinstance(value, str) else None
 
     @property
     def context_length(self) -> int | None:

@@ -21,11 +21,8 @@ Catalogue keys are derived from file names; see ``llamacpp_catalog``.
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 import shutil
-import socket
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -33,9 +30,11 @@ from pathlib import Path
 import structlog
 import trio
 
-from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
+from orchestrator.backends import llamacpp_host as host
+from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.gguf import GGUFError, GGUFInfo, estimate_memory_bytes, read_gguf_info
 from orchestrator.backends.llamacpp_catalog import CatalogEntry, GGUFCatalog
+from orchestrator.backends.llamacpp_download import fetch_gguf
 from orchestrator.backends.llamacpp_process import PortTaken, StartSpec, Worker, start_worker
 from orchestrator.config import LlamaCppSettings
 from orchestrator.errors import (
@@ -70,6 +69,7 @@ class LlamaCppBackend:
     """
 
     name = "llamacpp"
+    stops_on_cancel = True  # the transfer is ours: cancelling it stops it
 
     def __init__(
         self, settings: LlamaCppSettings | None = None, *, llm_embeddings: bool = False
@@ -99,6 +99,31 @@ class LlamaCppBackend:
     def catalog_problem(self) -> str | None:
         """Why no model can be offered: the models directory is missing or unreadable."""
         return self._catalog.problem()
+
+    async def download(
+        self,
+        source: str,
+        *,
+        quantization: str | None,
+        report: Callable[[DownloadProgress], None],
+    ) -> DownloadProgress:
+        """Fetch the GGUF file at URL ``source`` into the models directory (``llamacpp_download``).
+
+        Raises:
+            InvalidRequest: ``source`` is not an https GGUF URL, or a quantisation was
+                given (the URL names the file, and with it the quantisation).
+            DownloadFailed, BackendError: see ``llamacpp_download.fetch_gguf``.
+        """
+        if quantization is not None:
+            raise InvalidRequest(
+                "the embedded backend downloads one file: pick the quantisation by its URL"
+            )
+        return await fetch_gguf(
+            source,
+            self.models_dir,
+            allow_http_loopback=self.settings.download_allow_http_loopback,
+            report=report,
+        )
 
     # -- lifecycle --
 
@@ -159,7 +184,7 @@ class LlamaCppBackend:
         n_ctx = context_length or self.settings.context_length
         if info.context_length:
             n_ctx = min(n_ctx, info.context_length)
-        self._check_memory(entry, info, n_ctx)
+        host.check_memory(entry.key, entry.size_bytes, info, n_ctx)
         embedding = entry.model_info().type == "embedding"
         taken: set[int] = set()
         for _attempt in range(_PORT_ATTEMPTS):
@@ -167,9 +192,11 @@ class LlamaCppBackend:
                 key=key,
                 identifier=identifier,
                 path=entry.path,
-                port=self._free_port(exclude=taken),
+                port=host.free_port(
+                    self.settings.port_min, self.settings.port_max, taken | self._ports()
+                ),
                 context_length=n_ctx,
-                threads=self._threads(),
+                threads=host.usable_threads(self.settings.threads),
                 embedding=embedding or self.llm_embeddings,
                 mean_pooling=not embedding,
                 server_binary=self.settings.server_binary,
@@ -297,6 +324,9 @@ class LlamaCppBackend:
 
     # -- internals --
 
+    def _ports(self) -> set[int]:
+        return {w.spec.port for w in self._workers.values()}
+
     async def _stop(self, worker: Worker) -> None:
         if self._workers.get(worker.spec.identifier) is worker:
             del self._workers[worker.spec.identifier]
@@ -343,58 +373,3 @@ class LlamaCppBackend:
             raise BackendRejected(f"cannot load {entry.key!r} ({entry.path}): {exc}") from exc
         except OSError as exc:
             raise BackendRejected(f"cannot read {entry.key!r} ({entry.path}): {exc}") from exc
-
-    def _check_memory(self, entry: CatalogEntry, info: GGUFInfo, n_ctx: int) -> None:
-        need = estimate_memory_bytes(entry.size_bytes, info, n_ctx)
-        available = _available_memory_bytes()
-        if available is not None and need > available:
-            raise BackendRejected(
-                f"not enough memory to load {entry.key!r}: it needs about {need >> 20} MiB "
-                f"(weights, KV cache for {n_ctx} tokens, buffers) and {available >> 20} MiB are "
-                "available; unload other models or lower the context length"
-            )
-
-    def _threads(self) -> int:
-        # More threads than usable cores only makes llama.cpp's threads fight.
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        return max(1, min(self.settings.threads, cores))
-
-    def _free_port(self, exclude: set[int]) -> int:
-        ours = exclude | {w.spec.port for w in self._workers.values()}
-        for port in range(self.settings.port_min, self.settings.port_max + 1):
-            if port not in ours and _port_is_free(port):
-                return port
-        raise BackendRejected(
-            f"no free loopback port in {self.settings.port_min}-{self.settings.port_max} for a "
-            "llama.cpp worker; widen LMSORCH_LLAMACPP_PORT_MIN/PORT_MAX or free some ports"
-        )
-
-
-def _available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _port_is_free(port: int) -> bool:
-    """Whether we can bind 127.0.0.1:``port`` right now (the worker binds it next)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As llama.cpp's HTTP server does: a port whose old connections linger in
-        # TIME_WAIT (e.g. from a worker that just stopped) is free to listen on.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True

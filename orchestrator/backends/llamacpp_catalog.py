@@ -81,6 +81,9 @@ class CatalogEntry:
             size_bytes=self.size_bytes,
             max_context_length=self.info.context_length if self.info else None,
             problem=self.problem,
+            architecture=self.info.architecture if self.info else None,
+            quantization=self.info.quantization if self.info else None,
+            params=self.info.params if self.info else None,
         )
 
 

@@ -12,6 +12,8 @@ loaded list   ``lms ps --json`` if ``prefer_cli``; REST v1; ``lms ps --json``; R
 load          ``lms load KEY --identifier ID --ttl N -y [-c CTX]`` whenever ``lms`` exists;
               else a JIT load: a one-token inference request carrying ``ttl``
 unload        ``lms unload ID`` if ``prefer_cli``; ``POST /api/v1/models/unload``; ``lms unload``
+download      REST v1 ``POST /api/v1/models/download`` + status; ``lms get NAME -y``
+              (``key@quant``, or no REST v1): see ``lmstudio_download``
 health        ``GET /lmstudio-greeting``
 ============  ==========================================================================
 
@@ -27,15 +29,16 @@ bearer header and never logged or shown in ``repr``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 import msgspec
 import structlog
 import trio
 
-from orchestrator.backends.base import BackendHealth, LoadedModel, ModelInfo
+from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.lmstudio_cli import LmsCli, cli_route, resolve_cli
+from orchestrator.backends.lmstudio_download import download_model
 from orchestrator.backends.lmstudio_load import load_jit, load_rest_v1
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
@@ -89,6 +92,7 @@ class LMStudioBackend:
     """
 
     name = "lmstudio"
+    stops_on_cancel = False  # REST v1 has no cancel route; LM Studio goes on downloading
 
     def __init__(
         self,
@@ -259,6 +263,15 @@ class LMStudioBackend:
             log.info("lmstudio_load", via="jit")
             level = await self.api_level()
             await load_jit(self._rest, level, info, identifier, ttl, context_length, timeout)
+
+    async def download(
+        self, source: str, *, quantization: str | None, report: Callable[[DownloadProgress], None]
+    ) -> DownloadProgress:
+        """Download a catalogue key, ``key@quant`` or a Hugging Face URL (``lmstudio_download``)."""
+        poll_s, lms = self._settings.download_poll_s, self.cli()
+        return await download_model(
+            self._rest, lms, source, quantization=quantization, report=report, poll_s=poll_s
+        )
 
     async def unload(self, identifier: str) -> None:
         """Unload instance ``identifier``; an absent one is not an error."""

@@ -52,6 +52,16 @@ class V1Instance(msgspec.Struct, kw_only=True):
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+class Quantization(msgspec.Struct, kw_only=True):
+    """A quantisation object, ``{"name": "Q4_K_M", ...}`` (REST v1 and ``lms ls --json``)."""
+
+    name: str | None = None
+
+
+def _quant(q: Quantization | None) -> str | None:
+    return q.name if q is not None else None
+
+
 class V1Capabilities(msgspec.Struct, kw_only=True):
     """A v1 model's capabilities (absent for embedding models)."""
 
@@ -70,6 +80,9 @@ class V1Model(msgspec.Struct, kw_only=True):
     loaded_instances: list[V1Instance] = msgspec.field(default_factory=list)
     capabilities: V1Capabilities | None = None
     variants: list[str] = msgspec.field(default_factory=list)
+    architecture: str | None = None
+    quantization: Quantization | None = None
+    params_string: str | None = None
 
     def info(self) -> ModelInfo:
         """Return the catalogue entry."""
@@ -89,6 +102,9 @@ class V1Model(msgspec.Struct, kw_only=True):
             size_bytes=self.size_bytes,
             max_context_length=self.max_context_length,
             capabilities=tuple(names),
+            architecture=self.architecture,
+            quantization=_quant(self.quantization),
+            params=self.params_string,
         )
 
 
@@ -133,6 +149,8 @@ class V0Model(msgspec.Struct, kw_only=True):
     max_context_length: int | None = None
     loaded_context_length: int | None = None
     capabilities: list[str] = msgspec.field(default_factory=list)
+    arch: str | None = None
+    quantization: str | None = None
 
 
 class V0ModelList(msgspec.Struct, kw_only=True):
@@ -148,6 +166,8 @@ class V0ModelList(msgspec.Struct, kw_only=True):
                 type=_model_type(m.type),
                 max_context_length=m.max_context_length,
                 capabilities=tuple(m.capabilities),
+                architecture=m.arch,
+                quantization=m.quantization,
             )
             for m in self.data
         ]
@@ -192,6 +212,9 @@ class CliModel(msgspec.Struct, kw_only=True, rename="camel"):
     device_identifier: str | None = None
     """The LM Link device holding the file; ``None`` is this machine
     (lmstudio-js ``lms-shared-types/src/ModelInfoBase.ts`` @6ec11db)."""
+    architecture: str | None = None
+    quantization: Quantization | None = None
+    params_string: str | None = None
 
     def info(self) -> ModelInfo:
         """Return the catalogue entry.
@@ -210,6 +233,9 @@ class CliModel(msgspec.Struct, kw_only=True, rename="camel"):
             size_bytes=self.size_bytes if self.device_identifier is None else None,
             max_context_length=self.max_context_length,
             capabilities=tuple(names),
+            architecture=self.architecture,
+            quantization=_quant(self.quantization),
+            params=self.params_string,
         )
 
 

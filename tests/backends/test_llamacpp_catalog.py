@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends import llamacpp
+from orchestrator.backends import llamacpp_host
 from orchestrator.backends.gguf import GGUFError, read_gguf_info
 from orchestrator.backends.llamacpp import LlamaCppBackend, estimate_memory_bytes
 from orchestrator.backends.llamacpp_catalog import model_key
@@ -110,7 +110,7 @@ async def test_not_enough_memory_is_refused_up_front(
     tmp_path: Path, procs: Procs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_gguf(tmp_path / "tiny.gguf", LLAMA_META)
-    monkeypatch.setattr(llamacpp, "_available_memory_bytes", lambda: 1 << 20)
+    monkeypatch.setattr(llamacpp_host, "available_memory_bytes", lambda: 1 << 20)
     backend = LlamaCppBackend(LlamaCppSettings(models_dir=str(tmp_path)))
 
     with pytest.raises(BackendRejected, match=r"not enough memory to load 'tiny'.*1 MiB"):

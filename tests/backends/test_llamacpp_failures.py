@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from orchestrator.backends import llamacpp
+from orchestrator.backends import llamacpp_host
 from orchestrator.backends.llamacpp import LlamaCppBackend
 from orchestrator.errors import BackendRejected, BackendServerError, BackendTimeout
 
@@ -91,7 +91,7 @@ def _listen_below_ephemeral_range() -> socket.socket:
         except OSError:
             sock.close()
             continue
-        if llamacpp._port_is_free(port + 1):
+        if llamacpp_host.port_is_free(port + 1):
             sock.listen()
             return sock
         sock.close()
@@ -105,7 +105,7 @@ async def test_port_taken_after_the_check_is_retried_on_the_next_port(
         port = taken.getsockname()[1]
         # Pretend every port looks free, as when another process grabs one
         # between our check and the worker's bind.
-        monkeypatch.setattr(llamacpp, "_port_is_free", lambda _port: True)
+        monkeypatch.setattr(llamacpp_host, "port_is_free", lambda _port: True)
         backend = LlamaCppBackend(make_settings(port_min=port, port_max=port + 1))
         try:
             with trio.fail_after(30):

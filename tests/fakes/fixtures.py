@@ -57,6 +57,7 @@ def make_backend(
     cli_timeout_s: float = 10.0,
     load_timeout_s: float = 10.0,
     allow_untimed_rest_load: bool = False,
+    download_poll_s: float = 0.02,
 ) -> LMStudioBackend:
     """An :class:`LMStudioBackend` pointed at ``sim`` with test-sized timeouts."""
     settings = LMStudioSettings(
@@ -67,6 +68,7 @@ def make_backend(
         http_timeout_s=http_timeout_s,
         cli_timeout_s=cli_timeout_s,
         load_timeout_s=load_timeout_s,
+        download_poll_s=download_poll_s,
     )
     return LMStudioBackend(settings, allow_untimed_rest_load=allow_untimed_rest_load)
 

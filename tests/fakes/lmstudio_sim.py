@@ -3,7 +3,7 @@
 It follows ``reference/lmstudio-api.md``: the greeting probe, the OpenAI
 routes (``/v1/models``, chat, completions, embeddings, responses), REST v0
 (``/api/v0/models`` with ``state``, v0 inference) and REST v1
-(``/api/v1/models``, ``load``, ``unload``), LM Studio's error bodies in both
+(``/api/v1/models``, ``load``, ``unload``, ``download`` + status), LM Studio's error bodies in both
 shapes, HTTP 200 ``Unexpected endpoint`` for routes the emulated version
 lacks, bearer-token auth, identifiers ``key``, ``key:2`` ..., idle TTL, JIT
 loading and auto-evict. Fault switches live in :class:`~fakes.sim_faults.Faults`.
@@ -32,6 +32,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from .sim_downloads import SimDownloads
 from .sim_faults import CliCall, Faults, HttpCall
 from .sim_http import asgi_app
 from .sim_inference import StoredResponse
@@ -55,6 +56,7 @@ class Simulator:
     Attributes:
         base_url: the server root, e.g. ``http://127.0.0.1:40123`` (no ``/v1``).
         state: catalogue, loaded instances, load/unload/eviction records, TTL clock.
+        downloads: download jobs and what LM Studio could download (``sim_downloads``).
         faults: the fault switches.
         scripts: per-model queues of scripted replies.
         calls: every HTTP request received, in order.
@@ -86,6 +88,7 @@ class Simulator:
     ) -> None:
         self.base_url = ""
         self.state = SimState(tuple(models), jit=jit, auto_evict=auto_evict)
+        self.downloads = SimDownloads(self.state)
         self.faults = Faults()
         self.scripts = Scripts()
         self.calls: list[HttpCall] = []

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .sim_downloads import lms_get
 from .sim_faults import CliCall
 from .sim_inference import perform_load
 from .sim_state import SimError, SimInstance, SimModel
@@ -104,7 +105,13 @@ async def run_cli(sim: Simulator, body: dict[str, Any]) -> dict[str, Any]:
     if sim.api_token and "--host" in argv:
         return _answer(1, stderr=REMOTE_CLIENT_REFUSED + "\n")
     sim.state.expire()
+    sim.downloads.settle()
     try:
+        if sub == "get":
+            # A SIGINT to lms get asks whether to go on in the background
+            # (handleDownloadWithProgressBar.ts): the download is not cancelled.
+            code, stderr = await lms_get(sim, args[1:])
+            return _answer(code, stderr=stderr)
         if sub == "load":
             pid = int(body.get("pid", 0))
             with trio.CancelScope() as scope:
@@ -249,7 +256,11 @@ def _info(model: SimModel) -> dict[str, Any]:
         "deviceIdentifier": model.device,
     }
     if model.type != "embedding":
-        info |= {"vision": model.vision, "trainedForToolUse": model.tool_use, "paramsString": "4B"}
+        info |= {
+            "vision": model.vision,
+            "trainedForToolUse": model.tool_use,
+            "paramsString": model.params,
+        }
     return info
 
 

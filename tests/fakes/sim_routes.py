@@ -16,6 +16,7 @@ import trio
 
 from . import sim_inference
 from .sim_cli import run_cli
+from .sim_downloads import download_status, post_download
 from .sim_faults import HttpCall
 from .sim_http import Answer, Request, StreamAnswer, json_answer
 from .sim_state import SimError, SimInstance, SimModel
@@ -111,6 +112,7 @@ async def _route(sim: Simulator, req: Request) -> Answer | StreamAnswer:
     method, path = req.method, req.path
     state = sim.state
     state.expire()
+    sim.downloads.settle()
     if method == "GET":
         if path == "/lmstudio-greeting":
             return json_answer({"lmstudio": True})
@@ -133,11 +135,15 @@ async def _route(sim: Simulator, req: Request) -> Answer | StreamAnswer:
             return json_answer(entry)
         if path == "/api/v1/models":
             return json_answer({"models": [_v1_entry(sim, m) for m in state.catalog.values()]})
+        if path.startswith("/api/v1/models/download/status/"):
+            return json_answer(download_status(sim, path.rpartition("/")[2]))
     if method == "POST":
         if path == "/api/v1/models/load":
             return await _v1_load(sim, req.json_object())
         if path == "/api/v1/models/unload":
             return _v1_unload(sim, req.json_object())
+        if path == "/api/v1/models/download":
+            return json_answer(post_download(sim, req.json_object()))
         v0 = path.startswith("/api/v0/")
         route = "/v1" + path.removeprefix("/api/v0") if v0 else path
         handler = sim_inference.ROUTES.get(route)
@@ -194,7 +200,7 @@ def _v1_entry(sim: Simulator, model: SimModel) -> dict[str, Any]:
         "display_name": model.key.rpartition("/")[2],
         "quantization": {"name": model.quantization, "bits_per_weight": 4},
         "size_bytes": model.size_bytes,
-        "params_string": None,
+        "params_string": model.params,
         "loaded_instances": [_v1_instance(i) for i in instances],
         "max_context_length": model.max_context_length,
         "format": "gguf",

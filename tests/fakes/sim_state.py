@@ -65,6 +65,7 @@ class SimModel(msgspec.Struct, kw_only=True):
     publisher: str = "lmstudio-community"
     arch: str = "qwen3"
     quantization: str = "Q4_K_M"
+    params: str | None = "4B"
     tool_use: bool = True
     reasoning: bool = False
     embedding_dims: int = 8

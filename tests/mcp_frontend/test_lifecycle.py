@@ -21,8 +21,9 @@ from tests.mcp_frontend.mcp_support import FAST, Fake, error, ok
 async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake: Fake) -> None:
     fake.backend.catalog["emb"] = ModelInfo(
         key="emb", type="embedding", size_bytes=1234, max_context_length=2048,
-        capabilities=("x",),
+        capabilities=("x",), architecture="nomic-bert", quantization="F16", params="137M",
     )  # fmt: skip
+    fake.backend.catalog["model-a"] = ModelInfo(key="model-a", size_bytes=5000)
     fake.backend.preload("stranger")  # loaded by someone else, not in the catalogue
     await fake.orch.ensure_loaded("model-a")
 
@@ -44,13 +45,29 @@ async def test_list_models_shows_catalogue_loaded_instances_and_our_states(fake:
         "size_bytes": 1234,
         "max_context_length": 2048,
         "capabilities": ["x"],
+        "downloaded": True,
+        "loaded": False,
+        "architecture": "nomic-bert",
+        "quantization": "F16",
+        "params": "137M",
         "loaded_identifiers": [],
         "loaded_instances": [],
         "state": None,
         "unusable": None,
     }
+    assert (by_key["model-a"]["downloaded"], by_key["model-a"]["loaded"]) == (True, True)
+    assert (by_key["stranger"]["downloaded"], by_key["stranger"]["loaded"]) == (False, True)
+    assert out["totals"] == {
+        "models": 4,
+        "loaded_models": 2,
+        "disk_bytes": 5000 + 1234,  # model-b's size is unknown
+        "loaded_bytes": 5000,  # the stranger's size is unknown
+    }
     only = ok(await fake.client.call_tool("list_models", {"kind": "embedding"}))
     assert [m["key"] for m in only["models"]] == ["emb"]
+    found = ok(await fake.client.call_tool("list_models", {"key_contains": "MODEL-"}))
+    assert sorted(m["key"] for m in found["models"]) == ["model-a", "model-b"]
+    assert found["totals"]["models"] == 2
 
 
 async def test_list_models_still_shows_the_catalogue_when_the_loaded_list_fails(fake: Fake) -> None:

@@ -64,6 +64,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("", "mailbox_size"): ["0", "10000000000", "x"],
     ("", "adopt_loaded"): ["maybe", "2"],
     ("", "manage_foreign"): ["perhaps", "3"],
+    ("", "allow_downloads"): ["maybe", "2"],
     ("", "log_level"): ["loud", ""],
     ("lmstudio", "base_url"): ["localhost:1234", "ftp://host", "http://:80", "http://h:99999"],
     ("lmstudio", "api_token"): ['""', '"  "'],
@@ -76,6 +77,7 @@ BAD: dict[tuple[str, str], list[str]] = {
             "read_timeout_s",
             "http_timeout_s",
             "load_timeout_s",
+            "download_poll_s",
         )
     },
     ("llamacpp", "models_dir"): [""],
@@ -87,6 +89,7 @@ BAD: dict[tuple[str, str], list[str]] = {
     ("llamacpp", "server_binary"): ["/nonexistent/llama-server"],
     ("llamacpp", "start_timeout_s"): SECONDS,
     ("llamacpp", "stop_timeout_s"): SECONDS,
+    ("llamacpp", "download_allow_http_loopback"): ['"maybe"', "2"],
 }
 SECTIONS = {"": Config, "lmstudio": LMStudioSettings, "llamacpp": LlamaCppSettings}
 CASES = [(section, name, value) for (section, name), values in BAD.items() for value in values]

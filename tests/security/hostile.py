@@ -292,6 +292,11 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
         st.one_of(st.sampled_from(["filesystem", "../x", "-e", "*"]), hostile_text), max_size=25
     ),
     "keep_loaded": st.one_of(st.booleans(), hostile_json(2)),
+    # listing and downloads
+    "key_contains": st.one_of(st.sampled_from(["", "qwen", "%", ".*", "\x00"]), hostile_text),
+    "quantization": st.one_of(st.sampled_from(["Q4_K_M", "", "@", "../x"]), hostile_text),
+    "wait": st.one_of(st.booleans(), hostile_json(2)),
+    "job_id": st.one_of(st.sampled_from(["dl-1", "dl-0", "", "../x"]), hostile_text),
 }
 """Hostile values by argument name; every tool argument must have one."""
 
@@ -308,6 +313,7 @@ VALID_VALUES: dict[str, Any] = {
     "mcp_names": ["filesystem"],
     "images": _DATA_URL,
     "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+    "job_id": "dl-1",
 }
 VALID: dict[str, st.SearchStrategy[Any]] = {n: st.just(v) for n, v in VALID_VALUES.items()} | {
     "model": st.sampled_from(KNOWN_MODELS)
