@@ -32,9 +32,8 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, NoReturn, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, assert_never
 
-import httpx
 import msgspec
 import trio
 
@@ -50,6 +49,9 @@ from orchestrator.errors import (
     ModelNotLoaded,
     excerpt,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CONTROL_BODY_LIMIT",
@@ -295,6 +297,9 @@ def transport_errors(what: str) -> Iterator[None]:
     :class:`BackendTimeout` too. A read timeout (connected, the request sent, no
     answer) is :class:`BackendSilent`, which says so and is not retried.
     """
+    # Here, not at module level: start-up imports this module but sends no request.
+    import httpx
+
     try:
         yield
     except httpx.ReadTimeout as exc:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
-import httpx
 import trio
 
 from orchestrator.backends.http_errors import transport_errors
 from orchestrator.inference.sse import SSEDecoder, SSEEvent
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DONE", "EventStream"]
 
@@ -62,6 +64,8 @@ class EventStream(Generic[T]):
         """
         self._finished = True
         if not self._eof:
+            import httpx  # loaded already: this stream came from it
+
             drained = 0
             with trio.move_on_after(_DRAIN_S), contextlib.suppress(httpx.HTTPError):
                 while drained < _DRAIN_BYTES:
