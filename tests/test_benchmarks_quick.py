@@ -108,7 +108,7 @@ POSITIVE = {
     "real_model": ("orch_cold_first_token_s", "direct_tokens_per_s", "orch_tokens_per_s"),
     "storm": ("answered", "answered_per_s"),
     "startup": ("bare_s", "lmsorch_s", "ratio"),
-    "agent": ("p50_s", "runs_per_s"),
+    "agent": ("p50_s", "runs_per_s", "bare_session_p50_s"),
     "memory": ("orch_idle_rss_mb", "orch_pss_mb", "workers_pss_mb", "model_file_mb"),
     "names": ("typical_us", "longest_us", "refused_us"),
 }
