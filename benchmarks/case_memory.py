@@ -4,7 +4,7 @@ The embedded backend, with the demo model (SmolLM2-135M, Q4_1, ``lmsorch models
 fetch-demo``) offered under three names: a fresh models directory holds three
 symbolic links to the one GGUF file (``bench-a.gguf`` ...), which the catalogue
 lists as three models (its keys come from the path, never the contents). The
-server runs as ``python -m mcp_frontend --backend llamacpp`` and is driven over
+server runs as ``lmsorch serve --backend llamacpp`` and is driven over
 stdio: ``initialize``, then ``load_model`` for the three names at once
 (``max_loaded_models`` is 3 by default), so three llama.cpp workers run, each its own child process.
 
@@ -20,8 +20,6 @@ belong to llama.cpp, not to the orchestrator.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,9 +27,8 @@ import trio
 
 from benchmarks.case_real_model import MODEL, _models_dir
 from benchmarks.core import Case, Metric, Skipped, at_most
-from benchmarks.support import REPO
 from orchestrator.backends.llamacpp_catalog import model_key
-from tests.reliability.server_process import ServerProcess, server_env
+from tests.reliability.server_process import LMSORCH, lmsorch_serve, server_env
 
 NAMES = ("bench-a", "bench-b", "bench-c")
 _MB = 1024 * 1024
@@ -78,42 +75,25 @@ async def run(quick: bool) -> dict[str, float]:
         env = server_env(
             Path(tmp), LMSORCH_LLAMACPP_MODELS_DIR=str(models), LMSORCH_LOG_LEVEL="error"
         )
-        proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "mcp_frontend", "--backend", "llamacpp"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            cwd=str(REPO),
-        )
-        server = ServerProcess(proc)
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        try:
-            with trio.fail_after(180):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(server._read, proc.stdout)
-                    await server.initialize()
-                    await server.reply(await server.send("tools/list"))
-                    idle_rss, _ = _smaps(proc.pid)
-                    # All three at once: the workers start side by side.
-                    calls = [await server.call_tool("load_model", {"model": n}) for n in NAMES]
-                    for name, ident in zip(NAMES, calls, strict=True):
-                        answer = await server.reply(ident)
-                        if answer.get("result", {}).get("isError", True):
-                            raise RuntimeError(f"load_model {name} failed: {answer}")
-                    workers = _children(proc.pid)
-                    if len(workers) != len(NAMES):
-                        raise RuntimeError(f"expected {len(NAMES)} workers, found {workers}")
-                    orch_rss, orch_pss = _smaps(proc.pid)
-                    worker_mem = [_smaps(pid) for pid in workers]
-                    await proc.stdin.aclose()  # stdin EOF: the server unloads and exits
-                    await proc.wait()
-        finally:
-            with trio.CancelScope(shield=True):
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
+        argv = [LMSORCH, "serve", "--backend", "llamacpp"]
+        with trio.fail_after(180):
+            async with lmsorch_serve(env, Path(tmp) / "stderr.log", argv) as server:
+                pid = server.proc.pid
+                await server.reply(await server.send("tools/list"))
+                idle_rss, _ = _smaps(pid)
+                # All three at once: the workers start side by side.
+                calls = [await server.call_tool("load_model", {"model": n}) for n in NAMES]
+                for name, ident in zip(NAMES, calls, strict=True):
+                    answer = await server.reply(ident)
+                    if answer.get("result", {}).get("isError", True):
+                        raise RuntimeError(f"load_model {name} failed: {answer}")
+                workers = _children(pid)
+                if len(workers) != len(NAMES):
+                    raise RuntimeError(f"expected {len(NAMES)} workers, found {workers}")
+                orch_rss, orch_pss = _smaps(pid)
+                worker_mem = [_smaps(w) for w in workers]
+                assert server.proc.stdin is not None
+                await server.proc.stdin.aclose()  # stdin EOF: the server unloads and exits
     workers_pss = sum(pss for _, pss in worker_mem)
     return {
         "orch_idle_rss_mb": idle_rss,

@@ -11,13 +11,12 @@ of them does load it (so the check can see a lazy import happen).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import trio
 
-from tests.reliability.server_process import ServerProcess, server_env
+from tests.reliability.server_process import lmsorch_serve, server_env
 
 LAZY = (
     "httpx",  # the SDK itself uses httpx2; ours loads with the first HTTP request
@@ -51,33 +50,17 @@ async def _modules_after(tmp_path: Path, *, tool: str | None) -> set[str]:
     models = tmp_path / "models"
     models.mkdir()
     env = server_env(tmp_path, LMSORCH_LLAMACPP_MODELS_DIR=str(models))
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-c", _SERVE, str(dump)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    server = ServerProcess(proc)
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(server._read, proc.stdout)
-                await server.initialize()
-                listed = await server.reply(await server.send("tools/list"))
-                assert len(listed["result"]["tools"]) > 10
-                if tool is not None:
-                    answer = await server.reply(await server.call_tool(tool, {}))
-                    assert answer["result"]["isError"] is False, answer
-                await proc.stdin.aclose()
-                assert await proc.wait() == 0
-    finally:
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    argv = [sys.executable, "-c", _SERVE, str(dump)]
+    with trio.fail_after(60):
+        async with lmsorch_serve(env, tmp_path / "stderr.log", argv) as server:
+            listed = await server.reply(await server.send("tools/list"))
+            assert len(listed["result"]["tools"]) > 10
+            if tool is not None:
+                answer = await server.reply(await server.call_tool(tool, {}))
+                assert answer["result"]["isError"] is False, answer
+            assert server.proc.stdin is not None
+            await server.proc.stdin.aclose()
+    assert server.proc.returncode == 0
     loaded: list[str] = json.loads(dump.read_text(encoding="utf-8"))
     return set(loaded)
 
