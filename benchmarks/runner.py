@@ -1,9 +1,10 @@
-"""The runner: ``python -m benchmarks [--quick] [--case NAME ...] [--json PATH] [--markdown]``.
+"""The runner: ``python -m benchmarks [--quick] [--case NAME ...] [--check] [--json PATH]``.
 
 Every repetition of a case runs in a fresh ``trio.run``; each figure is
 summarised as the median of the repetitions, with min and max, and judged
 against its target. The table goes to stdout (headed by the run's total wall
-time), the results to JSON.
+time, followed by which targets were met), the results to JSON. ``--check``
+turns a missed target into a non-zero exit code, for use as a gate.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ CASE_NAMES = (
     "storm",
     "startup",
     "swap",
+    "agent",
+    "memory",
+    "names",
 )
 """Every case, in the issue's order (listed here so ``--help`` imports no case)."""
 
@@ -43,9 +47,12 @@ CASE_NAMES = (
 def all_cases() -> list[Case]:
     """Every case, in :data:`CASE_NAMES` order."""
     from benchmarks import (
+        case_agent,
         case_coalescing,
         case_hot_path,
         case_mcp,
+        case_memory,
+        case_names,
         case_real_model,
         case_scale,
         case_startup,
@@ -64,6 +71,9 @@ def all_cases() -> list[Case]:
         case_storm.CASE,
         case_startup.CASE,
         case_swap.CASE,
+        case_agent.CASE,
+        case_memory.CASE,
+        case_names.CASE,
     ]
     assert tuple(c.name for c in cases) == CASE_NAMES
     return cases
@@ -87,6 +97,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, metavar="PATH", help="where to write results"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit {MISSED_EXIT} if a judged target is missed (default: missed targets are "
+        "reported only)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown (for the docs)"
@@ -185,8 +201,27 @@ def update_doc(path: Path, table: str) -> None:
     path.write_text(f"{head}\n\n{table}\n\n{text[end:]}", encoding="utf-8")
 
 
+MISSED_EXIT = 3
+"""The exit code of ``--check`` when a target was missed (1: a case failed to run)."""
+
+
+def judged(result: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(met, missed)``: every judged figure of ``result`` as ``"case: label"``.
+
+    A skipped case or one that failed has no figures to judge (it shows in the
+    table, and a failed case sets the exit code on its own).
+    """
+    met: list[str] = []
+    missed: list[str] = []
+    for name, entry in result["cases"].items():
+        for key, figure in entry.get("figures", {}).items():
+            if figure["target"] is not None:
+                (met if figure["met"] else missed).append(f"{name}: {figure['label']} ({key})")
+    return met, missed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks; exit 1 if a case failed to run (a missed target is not a failure)."""
+    """Run the benchmarks; exit 1 if a case failed, 3 with ``--check`` if a target was missed."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     add_arguments(parser)
     return execute(parser.parse_args(argv))
@@ -214,7 +249,13 @@ def execute(args: argparse.Namespace) -> int:
     if args.update_doc is not None:
         update_doc(args.update_doc, markdown_table(result))
         print(f"results table replaced in {args.update_doc}", file=sys.stderr)
+    met, missed = judged(result)
+    print(f"\ntargets: {len(met)} met, {len(missed)} missed")
+    for label in missed:
+        print(f"  MISSED {label}")
     failed = [name for name, entry in result["cases"].items() if "error" in entry]
     for name in failed:
         print(f"case {name} failed: {result['cases'][name]['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return MISSED_EXIT if args.check and missed else 0

@@ -16,7 +16,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator.actor import ModelActor
-from orchestrator.backends.base import Backend, ModelInfo
+from orchestrator.backends.base import Backend, KeepsAlive, ModelInfo
 from orchestrator.config import Config
 from orchestrator.downloads import DownloadManager
 from orchestrator.errors import (
@@ -77,6 +77,9 @@ class Orchestrator:
         self._downloads = DownloadManager(
             supervisor.backend, supervisor.catalog, supervisor.config, supervisor.spawn
         )
+        # Once, not per lease: a runtime Protocol check, the catalogue lookup and a task
+        # per lease cost more than the rest of a lease together, for backends that need none.
+        self._keeps_alive = isinstance(supervisor.backend, KeepsAlive)
 
     @property
     def config(self) -> Config:
@@ -154,7 +157,7 @@ class Orchestrator:
         actor, status = await self._ensure(model, lease=True, ttl_s=ttl_s, timeout_s=timeout_s)
         keeping = trio.CancelScope()
         try:
-            info = await self._catalog_entry(status.model)
+            info = await self._catalog_entry(status.model) if self._keeps_alive else None
             if info is not None:
                 # The backend's own idle TTL runs between our requests (F10). The task
                 # lives in the supervisor's nursery: callers may exit leases out of

@@ -134,6 +134,7 @@ class Metrics:
             buckets=_WAIT_SECONDS,
             registry=r,
         )
+        self._wait_children: dict[tuple[str, str], Histogram] = {}
         self.inference_requests = Counter(
             "lmsorch_inference_requests_total",
             "Inference requests by model, endpoint and outcome (ok, lost, error, cancelled).",
@@ -205,9 +206,14 @@ class Metrics:
 
     def waited(self, model: str, outcome: str, duration_s: float) -> None:
         """Record one caller's wait for ``model`` (:data:`OTHER` unless a managed model)."""
-        self.wait_duration.labels(model=self.model_label(model), outcome=outcome).observe(
-            duration_s
-        )
+        key = (self.model_label(model), outcome)
+        child = self._wait_children.get(key)
+        if child is None:
+            # Every lease records its wait: look the labelled child up once per model and
+            # outcome, not per call (children are never removed, so the cache stays right).
+            child = self.wait_duration.labels(model=key[0], outcome=outcome)
+            self._wait_children[key] = child
+        child.observe(duration_s)
 
     def load_p50(self, models: Iterable[str]) -> dict[str, float]:
         """Return the median load time of each of ``models`` loaded at least once.

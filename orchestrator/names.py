@@ -28,6 +28,17 @@ def validate_model_name(name: object) -> str:
             ``-``, control characters, a ``..`` segment, or characters outside
             letters, digits and ``._-/@:+()``.
     """
+    if (
+        isinstance(name, str)
+        and len(name) <= MAX_MODEL_NAME_LENGTH
+        and _ALLOWED.fullmatch(name)
+        and not name.startswith("-")
+        and not _dot_segment(name)
+    ):
+        # Every lease validates its name: a valid one passes in one regex match, since
+        # the alphabet excludes whitespace and control characters. The checks below,
+        # in order, say what is wrong with any other.
+        return name
     if not isinstance(name, str):
         raise InvalidModelName(str(name), f"must be a string, not {type(name).__name__}")
     if not name.strip():
@@ -40,7 +51,7 @@ def validate_model_name(name: object) -> str:
         raise InvalidModelName(name, "contains control characters")
     if any(ch.isspace() for ch in name):
         raise InvalidModelName(name, "contains whitespace")
-    if ".." in re.split(r"[/\\:@]", name):
+    if _dot_segment(name):
         raise InvalidModelName(name, "contains a '..' path segment")
     if not _ALLOWED.fullmatch(name):
         bad = sorted({ch for ch in name if not _ALLOWED.fullmatch(ch)})
@@ -49,3 +60,8 @@ def validate_model_name(name: object) -> str:
             name, f"contains {''.join(bad[:8])!r}{more}; allowed: letters, digits and ._-/@:+()"
         )
     return name
+
+
+def _dot_segment(name: str) -> bool:
+    """Whether a segment of ``name`` between separators (slash, backslash, colon, at) is ``..``."""
+    return ".." in name and ".." in re.split(r"[/\\:@]", name)

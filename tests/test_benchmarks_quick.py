@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.case_storm import ERROR_RATE_OF
 from benchmarks.core import Metric, summarise
-from benchmarks.runner import CASE_NAMES, DOC_END, DOC_START
+from benchmarks.runner import CASE_NAMES, DOC_END, DOC_START, MISSED_EXIT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -68,6 +68,14 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
     assert {"uniform_completed_ratio", "uniform_p99_ratio", "uniform_max_wait_over_bound"} <= (
         figures["swap"]
     )
+    assert {"round_trip_p50_us", "lease_over_round_trip"} <= figures["hot_path"]
+    assert {"p50_s", "p95_s", "p99_s", "runs_per_s"} <= figures["agent"]
+    assert {"orch_rss_mb", "workers_pss_mb", "total_pss_mb"} <= figures["memory"]
+    assert {"typical_us", "longest_us", "refused_us"} <= figures["names"]
+    # The run ends with how many judged targets were met (a miss is no error without --check).
+    verdicts = [f["met"] for e in result["cases"].values() for f in e["figures"].values()]
+    met, missed = verdicts.count(True), verdicts.count(False)
+    assert f"targets: {met} met, {missed} missed" in done.stdout
     _assert_sane(result)
 
     # The run's wall time is recorded, covers every case, and heads the table.
@@ -104,6 +112,9 @@ POSITIVE = {
     "storm": ("answered", "answered_per_s"),
     "startup": ("bare_s", "lmsorch_s", "ratio"),
     "swap": ("uniform_fifo_per_min", "uniform_swap_aware_per_min", "uniform_completed_ratio"),
+    "agent": ("p50_s", "runs_per_s", "bare_session_p50_s"),
+    "memory": ("orch_idle_rss_mb", "orch_pss_mb", "workers_pss_mb", "model_file_mb"),
+    "names": ("typical_us", "longest_us", "refused_us"),
 }
 """Figures that are above 0 in any working run (something was answered, measured, streamed)."""
 
@@ -114,6 +125,10 @@ NON_NEGATIVE = {
 
 ORDERED = [
     ("hot_path", ("p50_us", "p99_us")),
+    ("agent", ("p50_s", "p95_s", "p99_s")),
+    ("memory", ("workers_pss_mb", "workers_rss_mb")),
+    ("memory", ("orch_pss_mb", "orch_rss_mb")),
+    ("memory", ("workers_pss_mb", "total_pss_mb")),
     ("mcp", ("memory_mcp_p50_ms", "memory_mcp_p99_ms")),
     ("mcp", ("stdio_mcp_p50_ms", "stdio_mcp_p99_ms")),
     ("scale", ("kb_metrics_per_actor_10", "kb_per_actor_10")),
@@ -189,3 +204,59 @@ def test_a_kind_absent_from_a_run_counts_as_zero() -> None:
     # Without the prefix a figure is summarised over the runs that have it (mode-dependent ones).
     plain = {f.key: f for f in summarise([], runs)}
     assert plain[kind].samples == [0.3]
+
+
+def _document(met: bool) -> dict[str, Any]:
+    """A saved result with one judged figure, met or not, and one without a target."""
+
+    def figure(value: float, target: dict[str, Any] | None) -> dict[str, Any]:
+        ok = None if target is None else met
+        return {
+            "label": "x", "unit": "", "median": value, "min": value, "max": value,
+            "samples": [value], "target": target, "met": ok,
+        }  # fmt: skip
+
+    return {
+        "started_at": "2026-12-04T00:00:00+00:00",
+        "mode": "quick",
+        "machine": {"nproc": 1, "cpu_model": "cpu", "ram_gib": 1, "python": "CPython"},
+        "load_average_before": [0, 0, 0],
+        "load_average_after": [0, 0, 0],
+        "cases": {
+            "names": {
+                "runs": 1,
+                "figures": {
+                    "typical_us": figure(1.0 if met else 200.0, {"op": "<=", "value": 100}),
+                    "other": figure(5.0, None),
+                },
+            }
+        },
+    }
+
+
+def test_check_exits_non_zero_only_when_a_judged_target_is_missed(tmp_path: Path) -> None:
+    codes = {}
+    for met in (True, False):
+        saved = tmp_path / f"{met}.json"
+        saved.write_text(json.dumps(_document(met)), encoding="utf-8")
+        for check in (False, True):
+            argv = ["--from-json", str(saved), *(["--check"] if check else [])]
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks", *argv],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            codes[met, check] = done.returncode
+            expected = "targets: 1 met, 0 missed" if met else "targets: 0 met, 1 missed"
+            assert expected in done.stdout, done.stdout
+            assert ("MISSED names: x (typical_us)" in done.stdout) is not met
+
+    assert codes == {
+        (True, False): 0,
+        (True, True): 0,
+        (False, False): 0,
+        (False, True): MISSED_EXIT,
+    }

@@ -20,12 +20,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import trio
 
 from mcp_frontend.errors import ToolError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["RemoteFetcher", "Resolver", "is_public_address", "system_resolver"]
 
@@ -131,6 +133,8 @@ class RemoteFetcher:
             ToolError: the URL is not allowed, the fetch failed or timed out,
                 or the body is larger than ``limit``.
         """
+        import httpx  # on the first image URL: start-up does not pay for httpx
+
         try:
             target = httpx.URL(url)
         except httpx.InvalidURL as exc:

@@ -27,15 +27,7 @@ from mcp_frontend.tools.agent_outputs import AgentOut, McpListOut, agent_out, se
 from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature, resolve_model
 from mcp_frontend.tools.progress import heartbeat
 from orchestrator import UnknownModel
-from orchestrator.agent import (
-    AgentSettings,
-    McpRegistry,
-    ServerSpec,
-    check_rounds,
-    open_toolbox,
-    probe,
-    run_agent,
-)
+from orchestrator.agent import AgentSettings, McpRegistry, ServerSpec
 
 __all__ = ["RoundProgress", "register"]
 
@@ -118,6 +110,9 @@ def register(
         *,
         skip_failed: bool = False,
     ) -> AgentOut:
+        # The loop and toolbox load on the first agent call, not at start-up.
+        from orchestrator.agent import check_rounds, open_toolbox, run_agent
+
         model, max_rounds, api, max_tokens, temperature, instructions = opts
         check_prompt_size(deps, task, instructions)
         with tool_errors():
@@ -258,6 +253,7 @@ def register(
             invalid = registry.invalid()
         reasons: dict[str, str | None] = {}
         if check:
+            from orchestrator.agent import probe
 
             async def one(spec: ServerSpec) -> None:
                 reasons[spec.name] = await probe(spec, settings)

@@ -34,9 +34,8 @@ import enum
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final, NoReturn, TypeVar, assert_never
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, assert_never
 
-import httpx
 import msgspec
 import trio
 
@@ -54,6 +53,9 @@ from orchestrator.errors import (
     NotAnswered,
     excerpt,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CONTROL_BODY_LIMIT",
@@ -306,6 +308,9 @@ def transport_errors(what: str, *, before_answer: bool = False) -> Iterator[None
             :class:`ConnectionDropped`, which inference may retry on a fresh
             instance. A refused connection is :class:`NotAnswered` everywhere.
     """
+    # Here, not at module level: start-up imports this module but sends no request.
+    import httpx
+
     try:
         yield
     except httpx.ReadTimeout as exc:

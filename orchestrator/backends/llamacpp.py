@@ -34,7 +34,6 @@ from orchestrator.backends import llamacpp_host as host
 from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.gguf import GGUFError, GGUFInfo, estimate_memory_bytes, read_gguf_info
 from orchestrator.backends.llamacpp_catalog import CatalogEntry, GGUFCatalog
-from orchestrator.backends.llamacpp_download import fetch_gguf
 from orchestrator.backends.llamacpp_process import PortTaken, StartSpec, Worker, start_worker
 from orchestrator.config import LlamaCppSettings
 from orchestrator.errors import (
@@ -118,6 +117,9 @@ class LlamaCppBackend:
             raise InvalidRequest(
                 "the embedded backend downloads one file: pick the quantisation by its URL"
             )
+        # Imported on first use: it brings httpx, which start-up does not need.
+        from orchestrator.backends.llamacpp_download import fetch_gguf
+
         return await fetch_gguf(
             source,
             self.models_dir,

@@ -16,9 +16,8 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import httpx
 import trio
 
 from orchestrator.errors import (
@@ -28,6 +27,9 @@ from orchestrator.errors import (
     BackendTimeout,
     excerpt,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PortTaken", "StartSpec", "Worker", "start_worker"]
 
@@ -160,6 +162,8 @@ class Worker:
 
     async def _poll_health(self) -> None:
         root = f"http://127.0.0.1:{self.spec.port}"
+        import httpx  # when a worker starts, not when the backend is built
+
         interval = _FIRST_POLL_S
         async with httpx.AsyncClient(timeout=_REQUEST_TIMEOUT_S, trust_env=False) as client:
             while not await _healthy(client, root, self.spec.identifier):
@@ -250,6 +254,8 @@ async def start_worker(spec: StartSpec, ttl_s: float) -> Worker:
 
 
 async def _healthy(client: httpx.AsyncClient, root: str, alias: str) -> bool:
+    import httpx
+
     try:
         health = await client.get(f"{root}/health")
         if health.status_code != 200:

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import httpx
 import msgspec
 
 from orchestrator.backends.http_errors import (
@@ -64,6 +63,9 @@ from orchestrator.inference.types import (
     EmbeddingResponse,
 )
 from orchestrator.names import validate_model_name
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "EventStream", "InferenceClient"]
 
@@ -126,6 +128,8 @@ class InferenceClient:
             if self._closed:
                 # What httpx says of a closed client; ours was never needed before.
                 raise RuntimeError("Cannot send a request, as the client has been closed.")
+            import httpx  # on first use: start-up does not pay for httpx and httpcore
+
             self._http_client = httpx.AsyncClient(trust_env=False)
         return self._http_client
 

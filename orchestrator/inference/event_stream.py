@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
-import httpx
 import trio
 
 from orchestrator.backends.http_errors import transport_errors
 from orchestrator.errors import ConnectionDropped, StreamCut, excerpt
 from orchestrator.inference.sse import SSEDecoder, SSEEvent
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DONE", "EventStream"]
 
@@ -56,6 +58,10 @@ class EventStream(Generic[T]):
         self._finished = False
         self._eof = False
         self._delivered = 0
+        # httpx is imported lazily (start-up time); a response exists, so it is loaded now.
+        import httpx
+
+        self._closed_errors = (httpx.NetworkError, httpx.RemoteProtocolError)
 
     def __aiter__(self) -> EventStream[T]:
         return self
@@ -69,6 +75,8 @@ class EventStream(Generic[T]):
         """
         self._finished = True
         if not self._eof:
+            import httpx  # loaded already: this stream came from it
+
             drained = 0
             with trio.move_on_after(_DRAIN_S), contextlib.suppress(httpx.HTTPError):
                 while drained < _DRAIN_BYTES:
@@ -101,7 +109,7 @@ class EventStream(Generic[T]):
                     self._pending.extend(self._decoder.close())
                     self._finished = self._eof = True
                     continue
-                except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                except self._closed_errors as exc:
                     raise self._cut(exc) from exc
             self._pending.extend(self._decoder.feed(chunk))
 

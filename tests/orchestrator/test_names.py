@@ -8,7 +8,11 @@ input, and a ``..`` segment next to each separator.
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import InvalidModelName
 from orchestrator.names import MAX_MODEL_NAME_LENGTH, validate_model_name
@@ -69,3 +73,36 @@ def test_characters_outside_the_alphabet_are_listed_sorted_and_capped_at_eight()
     nine = "".join(sorted("!#$%&*;=~"))
     assert reason(nine) == f"contains {nine[:8]!r}...; allowed: letters, digits and ._-/@:+()"
     assert reason("!#$%&*;=") == "contains '!#$%&*;='; allowed: letters, digits and ._-/@:+()"
+
+
+_ALPHABET = set(string.ascii_letters + string.digits + "._-/@:+()")
+
+
+def _breaks_no_rule(name: str) -> bool:
+    """The documented rules, one by one (the function has a fast path for valid names)."""
+    segments = name.replace("\\", "/").replace(":", "/").replace("@", "/").split("/")
+    return (
+        bool(name.strip())
+        and len(name) <= MAX_MODEL_NAME_LENGTH
+        and not name.startswith("-")
+        and set(name) <= _ALPHABET
+        and ".." not in segments
+    )
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(alphabet="./-@:+()\\ \t\x00\x7fé_aZ9", max_size=12),
+        st.text(alphabet="a./-", min_size=250, max_size=260),
+        st.text(max_size=40),
+    )
+)
+def test_a_name_is_accepted_exactly_when_it_breaks_no_rule(name: str) -> None:
+    try:
+        accepted = validate_model_name(name)
+    except InvalidModelName:
+        assert not _breaks_no_rule(name)
+    else:
+        assert accepted == name
+        assert _breaks_no_rule(name)

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -106,14 +106,18 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def lmsorch_serve(env: Mapping[str, str], stderr: Path) -> AsyncIterator[ServerProcess]:
-    """Run ``lmsorch serve --backend lmstudio``; the block must stop it (signal or stdin EOF).
+async def lmsorch_serve(
+    env: Mapping[str, str],
+    stderr: Path,
+    argv: Sequence[str] = (LMSORCH, "serve", "--backend", "lmstudio"),
+) -> AsyncIterator[ServerProcess]:
+    """Run ``lmsorch serve --backend lmstudio`` (or ``argv``); the block must stop it.
 
-    Its stderr (the logs) goes to the file ``stderr``.
+    Stop it by a signal or by closing its stdin. Its stderr (the logs) goes to the file ``stderr``.
     """
     with stderr.open("ab") as log:
         proc = await trio.lowlevel.open_process(
-            [LMSORCH, "serve", "--backend", "lmstudio"],
+            list(argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
