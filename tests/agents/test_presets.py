@@ -42,7 +42,7 @@ def test_the_github_preset_needs_its_token_in_the_environment(tmp_path: Path) ->
         AgentSettings(presets=("github",)), cwd=tmp_path / "cwd", home=tmp_path, environ={}
     )
     assert found.servers() == {}
-    with pytest.raises(McpConfigError, match="GITHUB_PERSONAL_ACCESS_TOKEN .* is not set"):
+    with pytest.raises(McpConfigError, match=r"GITHUB_PERSONAL_ACCESS_TOKEN .* is not set"):
         found.get("github")
 
 
