@@ -24,6 +24,7 @@ from orchestrator.agent.loop import (
     check_rounds,
     run_agent,
 )
+from orchestrator.agent.safety import working_roots
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.agent.tool_results import ToolResult
 from orchestrator.agent.toolbox import Toolbox, open_toolbox, probe
@@ -54,4 +55,5 @@ __all__ = [
     "open_toolbox",
     "probe",
     "run_agent",
+    "working_roots",
 ]
