@@ -40,8 +40,10 @@ async def test_lmsorch_serve_with_only_the_old_variables_chats_and_warns(tmp_pat
         with trio.fail_after(60):
             async with Client(params) as client:
                 answer = ok(await client.call_tool("chat_completion", {"prompt": "hi"}))
+                status = ok(await client.call_tool("lms_server_status", {}))  # an old name
     assert answer["content"] == "hello from the old setup"
     assert answer["model"] == QWEN
+    assert status["backend"] == "lmstudio"
     warnings = [line for line in stderr.read_text().splitlines() if "deprecated" in line]
     assert warnings == [
         "lmsorch: warning: DEFAULT_MODEL is deprecated; set LMSORCH_DEFAULT_MODEL instead",
@@ -49,6 +51,8 @@ async def test_lmsorch_serve_with_only_the_old_variables_chats_and_warns(tmp_pat
         "instead",
         f"lmsorch: warning: LMSTUDIO_PORT is deprecated; set LMSTUDIO_BASE_URL={sim.base_url} "
         "instead",
+        "lmsorch: warning: tool lms_server_status is deprecated; call health_check instead "
+        "(docs/migration.md)",
     ]
 
 
