@@ -43,10 +43,12 @@ def _rename(**renames: str) -> Callable[[Arguments], Arguments]:
     return lambda args: {back.get(k, k): v for k, v in args.items()}
 
 
-def _vision(mode: str, **renames: str) -> Callable[[Arguments], Arguments]:
+def _vision(mode: str, detail: str = "auto", **renames: str) -> Callable[[Arguments], Arguments]:
+    """``analyze_image`` in ``mode``, with the old tool's ``detail`` default."""
+
     def rewrite(args: Arguments) -> Arguments:
         out = _rename(images="image", **renames)(args)
-        return {**out, "mode": mode}
+        return {"detail": detail, **out, "mode": mode}
 
     return rewrite
 
@@ -93,7 +95,7 @@ ALIASES: Mapping[str, tuple[str, Callable[[Arguments], Arguments]]] = {
     "lms_unload_model": ("unload_model", _rename(model="model_name")),
     "describe_image": ("analyze_image", _vision("describe")),
     "compare_images": ("analyze_image", _compare),
-    "extract_text_from_image": ("analyze_image", _vision("ocr")),
+    "extract_text_from_image": ("analyze_image", _vision("ocr", detail="high")),
     "identify_objects": ("analyze_image", _vision("objects")),
     "answer_about_image": ("analyze_image", _vision("question")),
     "vision_analyze": ("analyze_image", _vision("question", question="task")),

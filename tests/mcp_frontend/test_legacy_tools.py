@@ -92,7 +92,7 @@ async def test_old_max_tokens_auto_and_model_default_mean_the_configured_default
     [
         ("analyze_image", {"prompt": "What colour is it?"}, "question", "What colour is it?"),
         ("describe_image", {"style": "brief"}, "describe", "one or two sentences"),
-        ("extract_text_from_image", {"detail": "high"}, "ocr", "Extract all text"),
+        ("extract_text_from_image", {}, "ocr", "Extract all text"),
         ("identify_objects", {}, "objects", "List every distinct object"),
         ("answer_about_image", {"question": "Is it red?"}, "question", "Is it red?"),
     ],
@@ -112,6 +112,7 @@ async def test_the_old_vision_tools_become_analyze_image_modes(
     parts = request.body["messages"][0]["content"]
     assert in_prompt in parts[0]["text"]
     assert parts[1]["type"] == "image_url"
+    assert parts[1]["image_url"]["detail"] == ("high" if mode == "ocr" else "auto")
 
 
 async def test_compare_images_and_vision_analyze(lm: LMStudio, tmp_path: Path) -> None:
