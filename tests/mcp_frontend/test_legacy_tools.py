@@ -6,6 +6,7 @@ truth: what it loaded, what request it received).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,15 @@ async def test_a_removed_tool_names_what_to_use_instead(
     message = error(await lm.client.call_tool(tool, arguments))
     assert expected in message
     assert "ghp_x" not in message
+    assert lm.sim.requests(CHAT) == []
+
+
+async def test_raw_base64_the_old_bridge_took_is_refused_with_the_data_url_form(
+    lm: LMStudio,
+) -> None:
+    raw = base64.b64encode(png(32, 32)).decode()
+    message = error(await lm.client.call_tool("analyze_image", {"image": raw, "model": GEMMA}))
+    assert "raw base64 image data; pass it as a data URL (data:image/png;base64," in message
     assert lm.sim.requests(CHAT) == []
 
 
