@@ -181,6 +181,23 @@ _images_one = st.one_of(
     hostile_text,
 )
 _images = st.one_of(_images_one, st.lists(_images_one, max_size=10))
+_workdirs_one = st.one_of(
+    st.sampled_from(
+        [
+            "/",
+            "~",
+            "..",
+            "../../..",
+            "~/.ssh",
+            "/proc/self",
+            ".",
+            "a\x00b",
+            "file:///etc",
+            "a" * 5000,
+        ]
+    ),
+    hostile_text,
+)
 
 _schemas = st.one_of(
     st.sampled_from(
@@ -292,6 +309,9 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
         st.one_of(st.sampled_from(["filesystem", "../x", "-e", "*"]), hostile_text), max_size=25
     ),
     "keep_loaded": st.one_of(st.booleans(), hostile_json(2)),
+    "working_directory": st.one_of(
+        _workdirs_one, st.lists(_workdirs_one, max_size=10), hostile_json(2)
+    ),
 }
 """Hostile values by argument name; every tool argument must have one."""
 
