@@ -21,6 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import Icon, ToolAnnotations
 
 from mcp_frontend import completions, notifications, resources
+from mcp_frontend.checks.legacy_tools import LegacyToolCalls
 from mcp_frontend.checks.remote_images import RemoteFetcher
 from mcp_frontend.checks.unknown_arguments import UnknownArgumentGuard
 from mcp_frontend.deps import Deps, InferenceHolder
@@ -171,7 +172,7 @@ def build_server(
         version=_version(),
         instructions=INSTRUCTIONS,
         lifespan=_lifespan(holder, orch),
-        middleware=[guard],
+        middleware=[LegacyToolCalls(), guard],  # outermost first: the guard sees new names
         log_level=_STDLIB_LEVELS[orch.config.log_level],
         # No change feed is offered over subscriptions/listen, so the stateless
         # (2026-07-28) discovery answer must not claim subscribe or listChanged.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-__all__ = ["translate"]
+__all__ = ["translate", "warn_once"]
 
 _RENAMED = {
     "DEFAULT_MODEL": "LMSORCH_DEFAULT_MODEL",
@@ -33,10 +33,15 @@ _RENAMED = {
 _warned: set[str] = set()
 
 
+def warn_once(message: str) -> None:
+    """Print ``message`` as a warning on stderr, the first time only (per process)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"lmsorch: warning: {message}", file=sys.stderr)
+
+
 def _warn(old: str, new: str) -> None:
-    if old not in _warned:
-        _warned.add(old)
-        print(f"lmsorch: warning: {old} is deprecated; set {new} instead", file=sys.stderr)
+    warn_once(f"{old} is deprecated; set {new} instead")
 
 
 def translate(env: Mapping[str, str]) -> dict[str, str]:

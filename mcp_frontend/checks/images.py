@@ -35,6 +35,8 @@ _SIGNATURES = (
     (b"GIF89a", "image/gif"),
 )
 _ACCEPTED = "PNG, JPEG, GIF or WebP"
+# Those signatures (and WebP's RIFF) in base64: the raw base64 the previous bridge took.
+_RAW_BASE64 = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR")
 _MAX_PATH = 4096  # PATH_MAX on Linux
 
 
@@ -167,6 +169,11 @@ async def _load(source: str, settings: FrontendSettings, fetcher: RemoteFetcher)
             )
         data = await fetcher.fetch(source, limit=limit, timeout_s=settings.remote_image_timeout_s)
         return _accept(source[:200], data, limit)
+    if source.startswith(_RAW_BASE64):
+        raise ToolError(
+            "this looks like raw base64 image data; pass it as a data URL "
+            "(data:image/png;base64,<data>, or image/jpeg, image/gif, image/webp)"
+        )
     if "://" in source:
         raise ToolError(f"unsupported image source {source[:80]!r}: use a path, data: or http(s)")
     roots = settings.image_roots()

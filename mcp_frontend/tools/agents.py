@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
+import msgspec
 import trio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
@@ -27,7 +28,7 @@ from mcp_frontend.tools.agent_outputs import AgentOut, McpListOut, agent_out, se
 from mcp_frontend.tools.inference import MaxTokens, ModelOpt, Temperature, resolve_model
 from mcp_frontend.tools.progress import heartbeat
 from orchestrator import UnknownModel
-from orchestrator.agent import AgentSettings, McpRegistry, ServerSpec
+from orchestrator.agent import AgentSettings, McpRegistry, ServerSpec, working_roots
 
 __all__ = ["RoundProgress", "register"]
 
@@ -43,6 +44,14 @@ ApiOpt = Annotated[
 ]
 Instructions = Annotated[
     str | None, Field(description="System prompt; omitted means a short default.")
+]
+WorkingDirectory = Annotated[
+    str | list[str] | None,
+    Field(
+        description="Directory (or directories) the run works in, inside the configured "
+        "agent roots: servers start in the first, and file paths must lie inside them. "
+        "Omitted means the configured roots."
+    ),
 ]
 
 # The model may call any tool of the servers it is given, destructive ones included.
@@ -95,6 +104,7 @@ class _Options(NamedTuple):
     max_tokens: int | None
     temperature: float | None
     instructions: str | None
+    working_directory: str | list[str] | None
 
 
 def register(
@@ -113,10 +123,15 @@ def register(
         # The loop and toolbox load on the first agent call, not at start-up.
         from orchestrator.agent import check_rounds, open_toolbox, run_agent
 
-        model, max_rounds, api, max_tokens, temperature, instructions = opts
+        model, max_rounds, api, max_tokens, temperature, instructions, workdir = opts
         check_prompt_size(deps, task, instructions)
+        run_settings = settings
         with tool_errors():
             check_rounds(max_rounds, settings)
+            if workdir:  # the run is confined to it: it becomes the run's roots
+                dirs = [workdir] if isinstance(workdir, str) else workdir
+                roots = working_roots(dirs, settings.resolved_roots())
+                run_settings = msgspec.structs.replace(settings, roots=tuple(map(str, roots)))
         name = await resolve_model(deps, model)
         with tool_errors():
             # An unknown model fails here, before any MCP server is started.
@@ -125,7 +140,7 @@ def register(
                 raise UnknownModel(name, keys)
             progress = RoundProgress(ctx)
             async with (
-                open_toolbox(specs, settings, skip_failed=skip_failed) as tools,
+                open_toolbox(specs, run_settings, skip_failed=skip_failed) as tools,
                 heartbeat(deps.settings.progress_heartbeat_s, progress.beat),
             ):
                 result = await run_agent(
@@ -134,7 +149,7 @@ def register(
                     tools,
                     task,
                     model=name,
-                    settings=settings,
+                    settings=run_settings,
                     api=api,
                     max_rounds=max_rounds,
                     max_tokens=max_tokens,
@@ -167,6 +182,7 @@ def register(
         max_tokens: MaxTokens = None,
         temperature: Temperature = None,
         instructions: Instructions = None,
+        working_directory: WorkingDirectory = None,
     ) -> AgentOut:
         """Let a local model do a task with the tools of one configured MCP server.
 
@@ -179,7 +195,9 @@ def register(
             ctx,
             specs_for([mcp_name]),
             task,
-            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
+            _Options(
+                model, max_rounds, api, max_tokens, temperature, instructions, working_directory
+            ),
         )
 
     @mcp.tool(title="Agent with several MCP servers", annotations=_AGENT)
@@ -193,6 +211,7 @@ def register(
         max_tokens: MaxTokens = None,
         temperature: Temperature = None,
         instructions: Instructions = None,
+        working_directory: WorkingDirectory = None,
     ) -> AgentOut:
         """Let a local model do a task with the tools of several MCP servers at once.
 
@@ -204,7 +223,9 @@ def register(
             ctx,
             specs_for(mcp_names),
             task,
-            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
+            _Options(
+                model, max_rounds, api, max_tokens, temperature, instructions, working_directory
+            ),
         )
 
     @mcp.tool(title="Agent with every MCP server", annotations=_AGENT)
@@ -217,6 +238,7 @@ def register(
         max_tokens: MaxTokens = None,
         temperature: Temperature = None,
         instructions: Instructions = None,
+        working_directory: WorkingDirectory = None,
     ) -> AgentOut:
         """Let a local model do a task with every configured and allowed MCP server.
 
@@ -236,7 +258,9 @@ def register(
             ctx,
             specs,
             task,
-            _Options(model, max_rounds, api, max_tokens, temperature, instructions),
+            _Options(
+                model, max_rounds, api, max_tokens, temperature, instructions, working_directory
+            ),
             skip_failed=True,
         )
 

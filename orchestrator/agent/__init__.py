@@ -18,6 +18,7 @@ from orchestrator.agent.errors import (
     PathNotAllowed,
     UnknownMcpServer,
 )
+from orchestrator.agent.safety import working_roots
 from orchestrator.agent.settings import AgentSettings
 from orchestrator.agent.trace import AgentResult, AgentTrace, Api, StopReason, ToolCallTrace
 
@@ -85,4 +86,5 @@ __all__ = [
     "open_toolbox",
     "probe",
     "run_agent",
+    "working_roots",
 ]

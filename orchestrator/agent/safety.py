@@ -40,7 +40,13 @@ from typing import Any
 
 from orchestrator.agent.errors import PathNotAllowed
 
-__all__ = ["check_arguments", "check_path", "credential_reason", "is_path_like"]
+__all__ = [
+    "check_arguments",
+    "check_path",
+    "credential_reason",
+    "is_path_like",
+    "working_roots",
+]
 
 _PATH_NAMES = frozenset(
     {
@@ -127,6 +133,28 @@ def check_path(path: str | os.PathLike[str], roots: Sequence[Path], *, base: Pat
     if not any(resolved.is_relative_to(root) for root in roots):
         raise PathNotAllowed(text, shown)
     return resolved
+
+
+def working_roots(directories: Sequence[str], roots: Sequence[Path]) -> tuple[Path, ...]:
+    """The roots of a run given its ``working_directory`` (one directory or several).
+
+    Each directory must be an existing directory inside ``roots`` (a relative one
+    is taken relative to the first root). The run is then confined to them: they
+    become its roots, and the first one is where its stdio servers start, so a
+    server given ``.`` as its allowed directory (the filesystem preset) gets it.
+
+    Raises:
+        PathNotAllowed: a directory is outside the roots, a credentials location,
+            or not an existing directory.
+    """
+    narrowed: list[Path] = []
+    for directory in directories:
+        path = check_path(directory, roots, base=roots[0])
+        if not path.is_dir():
+            shown = [str(r) for r in roots]
+            raise PathNotAllowed(directory, shown, reason="it is not an existing directory")
+        narrowed.append(path)
+    return tuple(dict.fromkeys(narrowed))
 
 
 def _path_values(arguments: Any, depth: int = 0) -> Iterator[str]:

@@ -3,7 +3,8 @@
 Example: ``LMSORCH_AGENT_MCP_CONFIG=~/work/.mcp.json``,
 ``LMSORCH_AGENT_ROOTS=/home/me/project:/tmp/scratch`` (roots are separated by
 ``os.pathsep``), ``LMSORCH_AGENT_DENY=shell,browser`` (server names are separated
-by ``,`` or ``os.pathsep``), ``LMSORCH_AGENT_MAX_ROUNDS=10``.
+by ``,`` or ``os.pathsep``), ``LMSORCH_AGENT_MAX_ROUNDS=10``,
+``LMSORCH_AGENT_PRESETS=filesystem,memory`` (ready-made servers, see :mod:`.presets`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import msgspec
 
 from orchestrator import legacy_env
 from orchestrator.agent.errors import PathNotAllowed
+from orchestrator.agent.presets import check_presets
 from orchestrator.env_settings import names_list, paths_list, settings_from_env
 from orchestrator.errors import ConfigError
 from orchestrator.paths import implicit_root
@@ -37,6 +39,8 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             the registry uses ``./.mcp.json``, else ``mcp.json`` in LM Studio's home.
         allow: server names agents may use; empty allows every configured server.
         deny: server names agents may never use; wins over ``allow``.
+        presets: ready-made servers to offer besides the file's
+            (``filesystem``, ``memory``, ``fetch``, ``github``; see :mod:`.presets`).
         roots: directories that working directories and file-path arguments must
             lie in (symlinks and ``..`` resolved first); empty means the current directory.
         max_rounds: default model rounds per run.
@@ -51,6 +55,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     mcp_config: str | None = None
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    presets: tuple[str, ...] = ()
     roots: tuple[str, ...] = ()
     max_rounds: int = 25
     max_rounds_cap: int = 100
@@ -61,6 +66,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     context_budget_chars: int = 120_000
 
     def __post_init__(self) -> None:
+        check_presets(self.presets)
         for name in _POSITIVE_INTS:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
@@ -98,7 +104,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AgentSettings:
         """Build settings from ``LMSORCH_AGENT_*`` variables, then ``overrides``.
 
-        ``roots`` is split on ``os.pathsep``; ``allow`` and ``deny`` on ``,`` or
+        ``roots`` is split on ``os.pathsep``; ``allow``, ``deny`` and ``presets`` on ``,`` or
         ``os.pathsep``. Empty pieces are dropped.
 
         Raises:
@@ -116,6 +122,7 @@ class AgentSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
                 "roots": paths_list,
                 "allow": names_list,
                 "deny": names_list,
+                "presets": names_list,
                 "mcp_config": lambda value: value or None,
             },
         )

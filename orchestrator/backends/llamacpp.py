@@ -313,7 +313,8 @@ class LlamaCppBackend:
             return BackendHealth(
                 reachable=False,
                 backend=self.name,
-                detail="xllamacpp is not installed: pip install 'lmstudio-orchestrator[embedded]'",
+                detail="xllamacpp is not installed: install the embedded extra "
+                "(pip install -e '.[embedded]' in the clone)",
             )
         return BackendHealth(reachable=True, backend=self.name, version=version, detail=loaded)
 

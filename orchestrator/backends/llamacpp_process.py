@@ -189,7 +189,7 @@ class Worker:
         if "no module named 'xllamacpp'" in lowered:
             return BackendRejected(
                 "the embedded backend needs xllamacpp: "
-                "pip install 'lmstudio-orchestrator[embedded]'"
+                "install the embedded extra (pip install -e '.[embedded]' in the clone)"
             )
         if any(s in lowered for s in ("failed to allocate", "out of memory", "unable to allocate")):
             return BackendRejected(

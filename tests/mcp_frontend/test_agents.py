@@ -7,6 +7,7 @@ provides the tools.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,12 @@ def servers_file(tmp_path: Path) -> Path:
     )
 
 
-@pytest.fixture
-async def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Agents]:
+@asynccontextmanager
+async def open_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent_settings: AgentSettings
+) -> AsyncIterator[Agents]:
+    """The server over the simulator (default model QWEN) with ``agent_settings``, and a client."""
     lms = install_fake_lms(monkeypatch, tmp_path)
-    agent_settings = AgentSettings(
-        mcp_config=str(servers_file(tmp_path)),
-        deny=("denied",),
-        roots=(str(tmp_path),),
-        max_rounds=5,
-        max_rounds_cap=10,
-        deadline_s=30.0,
-        start_timeout_s=20.0,
-    )
     config = msgspec.structs.replace(FAST, default_model=QWEN)
     async with open_simulator(jit=False) as sim, InferenceClient(timeout_s=10) as inference:
         backend = make_backend(sim, lms_cli=lms)
@@ -81,6 +76,21 @@ async def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
         finally:
             await backend.aclose()
     assert child_pids() == [], "an MCP server process was left behind"
+
+
+@pytest.fixture
+async def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Agents]:
+    agent_settings = AgentSettings(
+        mcp_config=str(servers_file(tmp_path)),
+        deny=("denied",),
+        roots=(str(tmp_path),),
+        max_rounds=5,
+        max_rounds_cap=10,
+        deadline_s=30.0,
+        start_timeout_s=20.0,
+    )
+    async with open_agents(tmp_path, monkeypatch, agent_settings) as stack:
+        yield stack
 
 
 def call(name: str, id_: str, **arguments: Any) -> ScriptedCall:

@@ -86,4 +86,4 @@ async def test_a_huge_validation_error_is_cut_with_a_note(fake: Fake) -> None:
 
 
 async def test_an_unknown_tool_is_a_tool_error(fake: Fake) -> None:
-    assert "Unknown tool" in error(await fake.client.call_tool("lms_load_model", {}))
+    assert "Unknown tool" in error(await fake.client.call_tool("lms_no_such_tool", {}))

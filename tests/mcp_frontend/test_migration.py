@@ -16,6 +16,7 @@ from mcp import Client, StdioServerParameters
 
 from orchestrator import Config
 from orchestrator.agent import AgentSettings
+from tests.agents.agent_support import toy_entry, write_mcp_json
 from tests.fakes import Reply, open_simulator
 from tests.mcp_frontend.mcp_support import QWEN, ok
 from tests.reliability.server_process import LMSORCH, server_env
@@ -27,12 +28,15 @@ async def test_lmsorch_serve_with_only_the_old_variables_chats_and_warns(tmp_pat
         sim.preload(QWEN)  # loaded by hand in LM Studio, as the old bridge expected
         sim.script(QWEN, Reply(content="hello from the old setup"))
         url = urlsplit(sim.base_url)
+        servers = write_mcp_json(tmp_path / "old-mcp.json", {"toy": toy_entry()})
         env = server_env(
             tmp_path,
             PATH="/usr/bin:/bin",
             LMSTUDIO_HOST=str(url.hostname),
             LMSTUDIO_PORT=str(url.port),
             DEFAULT_MODEL=QWEN,
+            MCP_JSON_PATH=str(servers),
+            WORKING_DIR=str(tmp_path),
         )
         params = StdioServerParameters(
             command="/bin/sh", args=["-c", f'exec "{LMSORCH}" serve 2>"{stderr}"'], env=env
@@ -40,15 +44,24 @@ async def test_lmsorch_serve_with_only_the_old_variables_chats_and_warns(tmp_pat
         with trio.fail_after(60):
             async with Client(params) as client:
                 answer = ok(await client.call_tool("chat_completion", {"prompt": "hi"}))
+                status = ok(await client.call_tool("lms_server_status", {}))  # an old name
+                mcps = ok(await client.call_tool("list_available_mcps", {"check": False}))
     assert answer["content"] == "hello from the old setup"
     assert answer["model"] == QWEN
+    assert status["backend"] == "lmstudio"
+    assert mcps["source"] == str(servers)
+    assert [s["name"] for s in mcps["servers"]] == ["toy"]
     warnings = [line for line in stderr.read_text().splitlines() if "deprecated" in line]
     assert warnings == [
         "lmsorch: warning: DEFAULT_MODEL is deprecated; set LMSORCH_DEFAULT_MODEL instead",
+        "lmsorch: warning: MCP_JSON_PATH is deprecated; set LMSORCH_AGENT_MCP_CONFIG instead",
+        "lmsorch: warning: WORKING_DIR is deprecated; set LMSORCH_AGENT_ROOTS instead",
         f"lmsorch: warning: LMSTUDIO_HOST is deprecated; set LMSTUDIO_BASE_URL={sim.base_url} "
         "instead",
         f"lmsorch: warning: LMSTUDIO_PORT is deprecated; set LMSTUDIO_BASE_URL={sim.base_url} "
         "instead",
+        "lmsorch: warning: tool lms_server_status is deprecated; call health_check instead "
+        "(docs/migration.md)",
     ]
 
 

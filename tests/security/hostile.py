@@ -181,6 +181,23 @@ _images_one = st.one_of(
     hostile_text,
 )
 _images = st.one_of(_images_one, st.lists(_images_one, max_size=10))
+_workdirs_one = st.one_of(
+    st.sampled_from(
+        [
+            "/",
+            "~",
+            "..",
+            "../../..",
+            "~/.ssh",
+            "/proc/self",
+            ".",
+            "a\x00b",
+            "file:///etc",
+            "a" * 5000,
+        ]
+    ),
+    hostile_text,
+)
 
 _schemas = st.one_of(
     st.sampled_from(
@@ -297,6 +314,9 @@ FIELD_POOLS: dict[str, st.SearchStrategy[Any]] = {
     "quantization": st.one_of(st.sampled_from(["Q4_K_M", "", "@", "../x"]), hostile_text),
     "wait": st.one_of(st.booleans(), hostile_json(2)),
     "job_id": st.one_of(st.sampled_from(["dl-1", "dl-0", "", "../x"]), hostile_text),
+    "working_directory": st.one_of(
+        _workdirs_one, st.lists(_workdirs_one, max_size=10), hostile_json(2)
+    ),
 }
 """Hostile values by argument name; every tool argument must have one."""
 
