@@ -14,9 +14,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.types import Tool
+if TYPE_CHECKING:  # the SDK is imported only when the command runs: `lmsorch --help` stays fast
+    from mcp.types import Tool
 
 __all__ = ["add_arguments", "live_tools", "render", "run"]
 
