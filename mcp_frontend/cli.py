@@ -17,6 +17,11 @@ __all__ = ["main"]
 # (command, module, one-line help)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("statechart", "mcp_frontend.commands.statechart", "render the model lifecycle statechart"),
+    (
+        "tool-reference",
+        "mcp_frontend.commands.tool_reference",
+        "render the argument-level tool reference from the live schemas",
+    ),
     ("status", "mcp_frontend.commands.status", "show a running server's models (--watch: live)"),
     ("models", "mcp_frontend.commands.models", "manage model files (fetch-demo)"),
     ("serve", "mcp_frontend.commands.serve", "run the MCP server (stdio, or HTTP with --http)"),

@@ -169,29 +169,39 @@ async def watch(url: str, out: TextIO, *, count: int | None = None, timeout: flo
             client.stream("GET", target, headers=_headers()) as response,
         ):
             _check(response, target)
-            # Stopping early (--count) cancels the read in progress: that unwinds httpx's
-            # nested body generators cleanly, where breaking out of the loop would not.
+            # Stopping early (--count, or a line that is no event) cancels the read in
+            # progress: that unwinds httpx's nested body generators cleanly, where leaving
+            # the loop (break, raise) would not.
+            bad: ValueError | KeyError | None = None
             with trio.CancelScope() as reading:
                 async for line in response.aiter_lines():
                     if reading.cancel_called or not line.strip():
                         continue
-                    item = json.loads(line)
-                    if item.get("type") == "snapshot":
-                        out.write(format_table(item.get("models", [])))
-                        out.write("-- watching transitions (Ctrl-C to stop)\n")
-                    else:
-                        out.write(format_event(item))
-                        seen += item.get("type") == "transition"
-                    out.flush()
+                    try:
+                        seen += _print_item(json.loads(line), out)
+                    except (ValueError, KeyError) as exc:
+                        bad = exc
+                        reading.cancel()
                     if count is not None and seen >= count:
                         reading.cancel()
+            if bad is not None:
+                raise StatusError(f"{target} sent something that is not an event: {bad}") from bad
             if reading.cancelled_caught:
                 return
     except httpx.HTTPError as exc:
         raise StatusError(f"cannot reach {target}: {str(exc) or type(exc).__name__}") from exc
-    except (ValueError, KeyError) as exc:
-        raise StatusError(f"{target} sent something that is not an event: {exc}") from exc
     out.write("-- the server stopped\n")
+
+
+def _print_item(item: dict[str, Any], out: TextIO) -> int:
+    """Print one item of the feed; 1 if it was a transition, else 0."""
+    if item.get("type") == "snapshot":
+        out.write(format_table(item.get("models", [])))
+        out.write("-- watching transitions (Ctrl-C to stop)\n")
+    else:
+        out.write(format_event(item))
+    out.flush()
+    return int(item.get("type") == "transition")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -343,6 +343,9 @@ async def test_deadline_stops_a_hanging_tool_with_the_partial_trace(stack: Stack
         Reply(tool_calls=(call("hang", "2"),)),
     )
     settings = AgentSettings(deadline_s=1.0)
+    # Loaded first: the 1 s deadline is for the two rounds, not for a (fake) lms load,
+    # which takes longer than that on a busy machine or under coverage.
+    await stack.orch.ensure_loaded(QWEN)
     result = await run(stack, tools(hang=hang), settings=settings)
     trace = result.trace
     assert (trace.stop_reason, trace.rounds) == ("deadline", 2)

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import mcp_types
 import msgspec
 import pytest
 import trio
@@ -38,6 +39,7 @@ from orchestrator.agent.schema_bridge import (
     parse_arguments,
     schema_errors,
 )
+from orchestrator.agent.tool_results import result_parts
 from orchestrator.identity import SERVER_NAME
 from orchestrator.inference.responses_types import FunctionTool
 from orchestrator.logs import REDACTED, redact
@@ -647,3 +649,31 @@ def test_a_cut_error_is_scrubbed_and_never_ends_in_part_of_a_secret() -> None:
     assert whole.text == f"Tool t: {REDACTED}"
     # Success results are data for the model: not scrubbed.
     assert tool_results.bounded([secret], 100, secrets=(secret,)).text == secret
+
+
+def test_every_kind_of_content_block_becomes_text_for_the_model() -> None:
+    result = mcp_types.CallToolResult(
+        content=[
+            mcp_types.TextContent(type="text", text="plain"),
+            mcp_types.AudioContent(data="QUJD", mime_type="audio/wav"),
+            mcp_types.ResourceLink(name="notes", uri="file:///notes.md"),
+            mcp_types.EmbeddedResource(
+                resource=mcp_types.TextResourceContents(uri="file:///a.txt", text="inside")
+            ),
+            mcp_types.EmbeddedResource(
+                resource=mcp_types.BlobResourceContents(uri="file:///b.bin", blob="AAAA")
+            ),
+        ]
+    )
+    assert result_parts(result) == [
+        "plain",
+        "[audio: audio/wav, 4 base64 characters, not shown]",
+        "[resource link: file:///notes.md (notes)]",
+        "[resource file:///a.txt]\ninside",
+        "[resource file:///b.bin: binary, not shown]",
+    ]
+
+
+def test_a_result_with_only_structured_content_is_shown_as_json() -> None:
+    result = mcp_types.CallToolResult(content=[], structured_content={"sum": 3, "ok": True})
+    assert result_parts(result) == ['{"sum": 3, "ok": true}']

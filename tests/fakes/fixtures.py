@@ -25,14 +25,17 @@ def install_fake_lms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """Put a fake ``lms`` first on PATH and return its path.
 
     The copy runs under this interpreter (no ``env python3`` lookup, which is
-    slow behind version shims). HOME moves to ``tmp_path`` so a real
+    slow behind version shims), with ``-S``: it needs only the standard library, and
+    without ``site`` no ``.pth`` file runs, so coverage (which measures the tests'
+    Python children through one) does not start in it; its start-up delayed the
+    SIGINT handler past a 0.5 s load deadline. HOME moves to ``tmp_path`` so a real
     ``~/.lmstudio/bin/lms`` is never picked up.
     """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "lms"
     text = Path(FAKE_LMS).read_text(encoding="utf-8")
-    script.write_text(text.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1))
+    script.write_text(text.replace("#!/usr/bin/env python3", f"#!{sys.executable} -S", 1))
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("HOME", str(tmp_path))
