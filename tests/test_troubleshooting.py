@@ -57,7 +57,14 @@ def test_every_section_says_cause_and_fix() -> None:
     sections = re.split(r"^#{3,4} ", text, flags=re.MULTILINE)[1:]
     for section in sections:
         title = section.splitlines()[0]
-        if title in {"Start-up and configuration", "Arguments", "Loading", "The backend", "Agents"}:
+        if title in {
+            "Start-up and configuration",
+            "Arguments",
+            "Loading",
+            "The backend",
+            "Downloads",
+            "Agents",
+        }:
             continue
         if title == "`AgentError`":
             continue
