@@ -41,11 +41,11 @@ from orchestrator.effects import (
     Transitioned,
 )
 from orchestrator.errors import (
-    BackendUnreachable,
     BreakerOpen,
     CapacityExhausted,
     ModelBusy,
     OrchestratorError,
+    is_outage,
 )
 from orchestrator.lifecycle import Input, State, next_state
 from orchestrator.status import ModelStatus, context_warning
@@ -180,14 +180,15 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
             if core.state is State.LOADING and msg.op == core.op:
                 # No room, or no server (DESIGN.md 14: backend health is not a
                 # model's failure), is not the model's fault: never opens the breaker.
-                counts = not isinstance(msg.error, CapacityExhausted | BackendUnreachable)
+                counts = not isinstance(msg.error, CapacityExhausted) and not is_outage(msg.error)
                 core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:
                 core = _ready(structs.replace(core, context_length=msg.context_length), now, fx)
         case m.VerifyFailed():
             if core.state is State.VERIFYING and msg.op == core.op:
-                core = _fail(core, Input.VERIFY_FAILED, msg.error, True, now, fx)
+                counts = not is_outage(msg.error)  # a verify that could not reach the backend
+                core = _fail(core, Input.VERIFY_FAILED, msg.error, counts, now, fx)
         case m.UnloadDone():
             if core.state is State.EXPIRING and msg.op == core.op:
                 core = _unloaded(core, msg, now, fx)

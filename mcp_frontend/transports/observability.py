@@ -70,7 +70,10 @@ class ObservabilityApp:
             body = self._source.metrics.exposition()
             await _respond(send, 200, CONTENT_TYPE_LATEST.encode(), body, head=method == "HEAD")
         elif path == "/status":
-            body = _encoder.encode({"models": self._models(), "running": self._running()})
+            orch = self._source.orch
+            backend = orch.backend_health() if orch is not None else None
+            status = {"models": self._models(), "running": self._running(), "backend": backend}
+            body = _encoder.encode(status)
             await _respond(send, 200, _JSON, body, head=method == "HEAD")
         elif method == "HEAD":
             await _respond(send, 200, _NDJSON, b"", head=True)
