@@ -69,7 +69,6 @@ class BackendHealthState:
         self, backend: Backend, metrics: Metrics, *, probe_interval_s: float = PROBE_INTERVAL_S
     ) -> None:
         self._backend = backend
-        self._metrics = metrics
         self._interval = probe_interval_s
         self._up = True
         self._last_seen_at: float | None = None
@@ -78,7 +77,14 @@ class BackendHealthState:
         self._outages = 0
         self._probing = False
         self._changed = trio.Event()
-        metrics.backend_up.set(1)
+        name = backend.name
+        self._up_gauge = metrics.backend_up.labels(backend=name)
+        self._outages_counter = metrics.backend_outages.labels(backend=name)
+        self._probes = {
+            answered: metrics.backend_probes.labels(backend=name, reachable=str(answered).lower())
+            for answered in (True, False)
+        }
+        self._up_gauge.set(1)
 
     @property
     def up(self) -> bool:
@@ -102,8 +108,8 @@ class BackendHealthState:
             self._up = False
             self._down_since = time.time()
             self._outages += 1
-            self._metrics.backend_up.set(0)
-            self._metrics.backend_outages.inc()
+            self._up_gauge.set(0)
+            self._outages_counter.inc()
             _log.warning("backend_down", backend=self._backend.name, error=self._last_error)
             self._wake()
 
@@ -114,7 +120,7 @@ class BackendHealthState:
             down_s = self._last_seen_at - (self._down_since or self._last_seen_at)
             self._up = True
             self._down_since = None
-            self._metrics.backend_up.set(1)
+            self._up_gauge.set(1)
             _log.info("backend_up", backend=self._backend.name, down_s=round(down_s, 3))
             self._wake()
 
@@ -164,7 +170,7 @@ class BackendHealthState:
     async def _probe(self) -> bool:
         """Ask the backend's cheap health route once; an answer marks it UP."""
         health = await self._backend.health()
-        self._metrics.backend_probes.labels(reachable=str(health.reachable).lower()).inc()
+        self._probes[health.reachable].inc()
         if health.reachable:
             self.answered()
         else:

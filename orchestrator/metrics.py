@@ -90,17 +90,19 @@ class Metrics:
         self.backend_up = Gauge(
             "lmsorch_backend_up",
             "1 while the backend answers, 0 from an unreachable/silent error until it answers.",
+            ["backend"],
             registry=r,
         )
         self.backend_outages = Counter(
             "lmsorch_backend_outages_total",
             "Times the backend went from answering to unreachable or silent.",
+            ["backend"],
             registry=r,
         )
         self.backend_probes = Counter(
             "lmsorch_backend_probes_total",
-            "Health probes of a down backend, by whether it answered (true, false).",
-            ["reachable"],
+            "Health probes of the backend after an outage error, by whether it answered.",
+            ["backend", "reachable"],
             registry=r,
         )
         self._states: dict[str, State] = {}

@@ -45,10 +45,11 @@ async def test_a_model_requested_during_an_outage_loads_within_2s_of_the_backend
         assert status.consecutive_failures == 0
         seen = orch.backend_health()
         assert (seen.up, seen.outages, seen.down_since) == (True, 1, None)
-        assert orch.metrics.backend_up._value.get() == 1
-        assert orch.metrics.backend_outages._value.get() == 1
+        metrics = orch.metrics
+        assert metrics.backend_up.labels(backend="fake")._value.get() == 1
+        assert metrics.backend_outages.labels(backend="fake")._value.get() == 1
         # Half-open: once down, only the cheap health probe went out, every 0.5 s.
-        probes = orch.metrics.backend_probes.labels(reachable="false")._value.get()
+        probes = metrics.backend_probes.labels(backend="fake", reachable="false")._value.get()
         assert 0 < probes <= outage_s / 0.5 + 1
         assert backend.count("load", "m") == 1  # no load was wasted on a dead backend
 
