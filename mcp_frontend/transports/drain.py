@@ -56,7 +56,7 @@ class Drain:
         self.drained = trio.Event()
         """Set once every call in flight at the stop was answered (or the bound ran out)."""
         self._deadline = float("inf")
-        self._calls: dict[trio.CancelScope, Any] = {}  # handler scope -> request id
+        self._calls: set[trio.CancelScope] = set()  # the handlers in flight
         self._unwritten: set[Any] = set()  # ids answered with the stop error, not yet written
         self._open_http = 0
         self._changed = trio.Event()
@@ -93,14 +93,14 @@ class Drain:
             return await call_next(ctx)
         if self.reason is None:
             scope = trio.CancelScope()
-            self._calls[scope] = ident
+            self._calls.add(scope)
             try:
                 with scope:
                     result = await call_next(ctx)
             finally:
                 if self.stopping and self.reports_writes:
                     self._unwritten.add(ident)  # answered while stopping: wait until written
-                del self._calls[scope]
+                self._calls.discard(scope)
                 self._wake()
             if not scope.cancelled_caught:
                 return result

@@ -95,8 +95,10 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
 async def _stop(drain: Drain, scope: trio.CancelScope) -> None:
     """Drain on a signal, then end the transport (at once over HTTP, by its EOF over stdio)."""
     await stop_on_signal(drain)
-    # The stdio session ends by itself once drained; this bounds a transport that would not.
-    await trio.sleep(drain.remaining())
+    if drain.reports_writes:
+        # This stdio session ends by itself once drained (its reader reports EOF); this only
+        # bounds it. HTTP, and the SDK's own stdio over a terminal, end here at once.
+        await trio.sleep(drain.remaining())
     scope.cancel()
 
 
