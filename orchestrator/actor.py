@@ -21,6 +21,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator import operations
+from orchestrator.backend_health import BackendHealthState
 from orchestrator.backends.base import Backend, KeepsAlive
 from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.config import Config
@@ -61,6 +62,7 @@ class ModelActor:
         config: policies and limits.
         pool: the shared capacity pool.
         metrics: where to count.
+        health: the backend's health state (shared by every actor of the backend).
         size_bytes: the model's size, for the memory budget.
         on_exit: called with the actor once it has stopped (normally or after a crash).
         feed: where to publish state changes (see :mod:`orchestrator.feed`).
@@ -74,6 +76,7 @@ class ModelActor:
         config: Config,
         pool: CapacityPool,
         metrics: Metrics,
+        health: BackendHealthState,
         size_bytes: int | None = None,
         on_exit: Callable[[ModelActor], None] | None = None,
         feed: ChangeFeed | None = None,
@@ -88,6 +91,7 @@ class ModelActor:
             config=config,
             pool=pool,
             metrics=metrics,
+            health=health,
             size_bytes=size_bytes,
         )
         self._on_exit = on_exit

@@ -16,6 +16,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator.actor import ModelActor
+from orchestrator.backend_health import HealthSnapshot
 from orchestrator.backends.base import Backend, KeepsAlive, ModelInfo
 from orchestrator.config import Config
 from orchestrator.downloads import DownloadManager
@@ -95,6 +96,10 @@ class Orchestrator:
     def metrics(self) -> Metrics:
         """This orchestrator's metrics."""
         return self._sup.metrics
+
+    def backend_health(self) -> HealthSnapshot:
+        """The backend's health as last seen: one state, apart from each model's breaker."""
+        return self._sup.health.snapshot()
 
     @property
     def stopped(self) -> bool:
@@ -336,6 +341,8 @@ class Orchestrator:
                 reason = self._sup.pool.waiting_reason(actor.model)
                 if reason is not None:
                     raise CapacityExhausted(actor.model, reason) from None
+                if not self._sup.health.up:  # the load waits for the backend: say so
+                    raise self._sup.health.error() from None
                 state = actor.snapshot().state.value
                 raise WaitTimeout(
                     actor.model,

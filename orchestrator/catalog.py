@@ -6,7 +6,7 @@ import trio
 
 from orchestrator.backends.base import Backend, ModelInfo
 from orchestrator.config import Config
-from orchestrator.errors import OrchestratorError, UnknownModel
+from orchestrator.errors import OrchestratorError, UnknownModel, is_outage
 from orchestrator.retry import OnRetry, with_retries
 
 __all__ = ["Catalog"]
@@ -16,7 +16,10 @@ class Catalog:
     """The backend's model list, cached for ``config.catalog_ttl_s``.
 
     Concurrent callers share one fetch; a failed fetch is reported to every
-    caller waiting on it and is not cached.
+    caller waiting on it and is not cached. While the backend is down (an
+    outage error), the last catalogue fetched is used as it was: a model known
+    before the outage can still be asked for, and its load waits for the
+    backend (``orchestrator.backend_health``).
     """
 
     def __init__(self, backend: Backend, config: Config, on_retry: OnRetry | None = None) -> None:
@@ -47,6 +50,8 @@ class Catalog:
                 self._config, "list_available", self._backend.list_available, self._on_retry
             )
         except OrchestratorError as exc:
+            if is_outage(exc) and self._fetched_at is not None:
+                return self._models  # stale but known; fetched again once it answers
             self._error = exc
             raise
         else:

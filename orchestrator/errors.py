@@ -77,6 +77,7 @@ __all__ = [
     "VerifyFailed",
     "WaitTimeout",
     "excerpt",
+    "is_outage",
     "is_transient",
     "map_exceptions",
 ]
@@ -289,6 +290,15 @@ class ModelNotLoaded(BackendError):
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is worth retrying: only the transient backend errors are."""
     return isinstance(exc, BackendError) and exc.transient
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the backend is down (unreachable or silent), not that a model failed.
+
+    Such errors feed the one backend health state (``orchestrator.backend_health``),
+    never a model's breaker.
+    """
+    return isinstance(exc, BackendUnreachable | BackendSilent)
 
 
 @contextmanager

@@ -86,6 +86,25 @@ class Metrics:
             ["operation", "attempt"],
             registry=r,
         )
+        # One backend health state, apart from the models' breakers (backend_health.py).
+        self.backend_up = Gauge(
+            "lmsorch_backend_up",
+            "1 while the backend answers, 0 from an unreachable/silent error until it answers.",
+            ["backend"],
+            registry=r,
+        )
+        self.backend_outages = Counter(
+            "lmsorch_backend_outages_total",
+            "Times the backend went from answering to unreachable or silent.",
+            ["backend"],
+            registry=r,
+        )
+        self.backend_probes = Counter(
+            "lmsorch_backend_probes_total",
+            "Health probes of the backend after an outage error, by whether it answered.",
+            ["backend", "reachable"],
+            registry=r,
+        )
         self._states: dict[str, State] = {}
         r.register(_StateCollector(self._states))
         # Derived from the current states when scraped, so it cannot drift from them.

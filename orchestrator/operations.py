@@ -19,6 +19,7 @@ import structlog
 import trio
 
 from orchestrator import messages as m
+from orchestrator.backend_health import BackendHealthState
 from orchestrator.backends.base import Backend
 from orchestrator.capacity import CapacityPool
 from orchestrator.config import Config
@@ -29,6 +30,7 @@ from orchestrator.errors import (
     LoadFailed,
     OrchestratorError,
     VerifyFailed,
+    is_outage,
     is_transient,
 )
 from orchestrator.lifecycle import State
@@ -51,6 +53,7 @@ class Operand:
         config: timeouts, retry and verification settings.
         pool: the shared capacity pool (a load reserves a slot first).
         metrics: where to count.
+        health: the backend's health, which outage errors feed (not the breaker).
         size_bytes: the model's size, for the memory budget.
     """
 
@@ -59,6 +62,7 @@ class Operand:
     config: Config
     pool: CapacityPool
     metrics: Metrics
+    health: BackendHealthState
     size_bytes: int | None = None
 
     async def retrying(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -76,18 +80,9 @@ async def load(on: Operand, effect: StartLoad, started: float) -> m.LoadOk | m.L
     error: OrchestratorError | None = None
     try:
         await on.pool.reserve(model, on.size_bytes, effect.wait_s)
-        loaded = await on.retrying("list_loaded", on.backend.list_loaded)
-        if any(x.identifier == model for x in loaded):
-            result = "adopted"  # already there (loaded behind our back): no second copy
-            return m.LoadOk(op=effect.op, adopted=True)
-        await on.retrying(
-            "load",
-            lambda: on.backend.load(
-                model, identifier=model, ttl_s=effect.ttl_s, context_length=effect.context_length
-            ),
-        )
-        result = "ok"
-        return m.LoadOk(op=effect.op)
+        adopted = await _load_when_up(on, effect, started + effect.wait_s)
+        result = "adopted" if adopted else "ok"
+        return m.LoadOk(op=effect.op, adopted=adopted)
     except trio.Cancelled:
         result = "cancelled"
         raise
@@ -112,6 +107,40 @@ async def load(on: Operand, effect: StartLoad, started: float) -> m.LoadOk | m.L
         )
 
 
+async def _load_when_up(on: Operand, effect: StartLoad, deadline: float) -> bool:
+    """Load (or find it loaded: True), waiting until ``deadline`` while the backend is down.
+
+    Raises:
+        BackendUnreachable: the backend was still down at ``deadline``.
+    """
+    model = on.model
+    while True:
+        with trio.move_on_at(deadline):
+            await on.health.wait_up()  # probes it, half-open, while it is down
+        if not on.health.up:
+            raise on.health.error()
+        try:
+            loaded = await on.retrying("list_loaded", on.backend.list_loaded)
+            if any(x.identifier == model for x in loaded):
+                return True  # already there (loaded behind our back): no second copy
+            await on.retrying(
+                "load",
+                lambda: on.backend.load(
+                    model,
+                    identifier=model,
+                    ttl_s=effect.ttl_s,
+                    context_length=effect.context_length,
+                ),
+            )
+        except OrchestratorError as exc:
+            if not (is_outage(exc) and await on.health.confirm_down(exc)):
+                raise
+            # The backend is down: wait for it (within the deadline), then load again.
+        else:
+            on.health.answered()
+            return False
+
+
 async def verify(on: Operand, op: int, started: float) -> m.VerifyOk | m.VerifyFailed:
     """Poll the backend (backing off) until it lists the model as loaded, or give up."""
     cfg = on.config
@@ -125,7 +154,10 @@ async def verify(on: Operand, op: int, started: float) -> m.VerifyOk | m.VerifyF
                 if not is_transient(exc):
                     return _verify_failed(on, op, f"could not be verified: {exc}", "error")
                 problem, reason = f"could not be checked ({exc})", "unreachable"
+                if is_outage(exc):
+                    on.health.failed(exc)
             else:
+                on.health.answered()
                 entry = next((x for x in loaded if x.identifier == on.model), None)
                 if entry is not None and entry.status == "loaded":
                     elapsed = trio.current_time() - started
@@ -135,6 +167,9 @@ async def verify(on: Operand, op: int, started: float) -> m.VerifyOk | m.VerifyF
                     problem, reason = "was still loading", "still_loading"
             await trio.sleep(interval)
             interval = min(interval * 2, cfg.verify_max_interval_s)
+    if not on.health.up:  # the backend's outage, not the model's failure: no breaker count
+        on.metrics.verification_failures.labels(model=on.model, reason=reason).inc()
+        return m.VerifyFailed(op=op, error=on.health.error())
     detail = f"reported loaded but {problem} after {cfg.verify_deadline_s:g}s"
     return _verify_failed(on, op, detail, reason)
 

@@ -38,10 +38,10 @@ from orchestrator.effects import (
     Timer,
 )
 from orchestrator.errors import (
-    BackendUnreachable,
     BreakerOpen,
     CapacityExhausted,
     OrchestratorError,
+    is_outage,
 )
 from orchestrator.lifecycle import Input, State
 from orchestrator.policy_core import (
@@ -117,15 +117,16 @@ def decide(core: Core, msg: m.Message, now: float) -> tuple[Core, list[Effect]]:
             if core.state is State.LOADING and msg.op == core.op:
                 # No room, or no server (DESIGN.md 14: backend health is not a
                 # model's failure), is not the model's fault: never opens the breaker.
-                counts = not isinstance(msg.error, CapacityExhausted | BackendUnreachable)
+                counts = not isinstance(msg.error, CapacityExhausted) and not is_outage(msg.error)
                 core = _fail(core, Input.LOAD_FAILED, msg.error, counts, now, fx)
         case m.VerifyOk():
             if core.state is State.VERIFYING and msg.op == core.op:
                 core = _ready(structs.replace(core, context_length=msg.context_length), now, fx)
         case m.VerifyFailed():
             if core.state is State.VERIFYING and msg.op == core.op:
-                # A foreign instance's failure is not this model's own (never trips it).
-                counts = owns(core)
+                # A foreign instance's failure, or a verify that could not reach the backend, is
+                # not this model's own (never trips it).
+                counts = owns(core) and not is_outage(msg.error)
                 core = _fail(core, Input.VERIFY_FAILED, msg.error, counts, now, fx)
                 core = _reload_waiters(unloads.cleanup(core, now, fx), now, fx)
         case m.UnloadDone():

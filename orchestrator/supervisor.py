@@ -16,6 +16,7 @@ import trio
 
 from orchestrator import messages as m
 from orchestrator.actor import ModelActor
+from orchestrator.backend_health import BackendHealthState
 from orchestrator.backends.base import Backend, LoadedModel
 from orchestrator.capacity import CapacityPool, Resident
 from orchestrator.catalog import Catalog
@@ -57,6 +58,7 @@ class Supervisor:
         self.feed = feed if feed is not None else ChangeFeed()
         self._nursery = nursery
         self.catalog = Catalog(backend, config, metrics.retry)
+        self.health = BackendHealthState(backend, metrics)
         self.pool = CapacityPool(
             config.max_loaded_models,
             config.memory_budget_bytes,
@@ -139,6 +141,7 @@ class Supervisor:
             config=self.config,
             pool=self.pool,
             metrics=self.metrics,
+            health=self.health,
             size_bytes=size_bytes,
             on_exit=self._on_exit,
             feed=self.feed,

@@ -203,6 +203,10 @@ class HealthOut(TypedDict):
     backend: str
     backend_version: str | None
     detail: str
+    backend_up: bool
+    backend_last_seen_at: float | None
+    backend_down_since: float | None
+    backend_outages: int
     server_version: str
     mcp_version: str
     uptime_s: float

@@ -141,12 +141,18 @@ def register(mcp: MCPServer[Any], deps: Deps) -> None:
     async def health_check() -> HealthOut:
         """Check that the model server answers; report versions, uptime and model counts."""
         health = await orch.backend.health()
+        # The state loads wait on (an outage is the backend's, not each model's breaker).
+        seen = orch.backend_health()
         statuses = orch.status()
         return HealthOut(
             reachable=health.reachable,
             backend=health.backend,
             backend_version=health.version,
             detail=health.detail,
+            backend_up=seen.up,
+            backend_last_seen_at=seen.last_seen_at,
+            backend_down_since=seen.down_since,
+            backend_outages=seen.outages,
             server_version=_version("lmstudio-orchestrator"),
             mcp_version=_version("mcp"),
             uptime_s=round(time.monotonic() - deps.started_at, 3),

@@ -24,6 +24,7 @@ import trio
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_frontend.transports.drain import Drain
 from mcp_frontend.transports.event_store import RETRY_INTERVAL_MS, BoundedEventStore
 from mcp_frontend.transports.observability import ObservabilityApp, route_observability
 from orchestrator import ConfigError
@@ -217,6 +218,7 @@ async def serve_http(
     port: int,
     token: str | None,
     observability: ObservabilityApp | None = None,
+    drain: Drain | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -224,13 +226,16 @@ async def serve_http(
 
     ``task_status.started`` receives the bound base URLs (``http://host:port``),
     which tells the real port when ``port`` is 0. With ``observability``, the
-    observability endpoints are served too (behind the same token).
+    observability endpoints are served too (behind the same token). With
+    ``drain``, a stop waits for the requests still open to get their answers.
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token (see :func:`check_exposure`).
     """
     check_exposure(host, token)
     app = build_http_app(server, host=host, token=token, observability=observability)
+    if drain is not None:
+        app = drain.asgi(app)
     await _serve_asgi(
         app, host=host, port=port, shutdown_trigger=shutdown_trigger, task_status=task_status
     )

@@ -74,7 +74,13 @@ class ObservabilityApp:
         elif path == "/status":
             orch, running = self._source.orch, self._running()
             scheduler = orch.scheduler_status() if orch is not None and running else None
-            status = {"models": self._models(), "running": running, "scheduler": scheduler}
+            backend = orch.backend_health() if orch is not None else None
+            status = {
+                "models": self._models(),
+                "running": running,
+                "scheduler": scheduler,
+                "backend": backend,
+            }
             body = _encoder.encode(status)
             await _respond(send, 200, _JSON, body, head=method == "HEAD")
         elif method == "HEAD":

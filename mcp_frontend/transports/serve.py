@@ -2,8 +2,12 @@
 
 Over stdio (the default) stdout carries JSON-RPC only: every log line goes to
 stderr. The process stops on stdin EOF (stdio), SIGINT or SIGTERM, and then
-shuts down in order: the server, the orchestrator (unloading what it loaded,
-bounded by ``shutdown_timeout_s``), the metrics side server, the backend.
+shuts down in order, all within ``shutdown_timeout_s`` of the stop: every call
+in flight is answered with an error saying the server is stopping (see
+:mod:`mcp_frontend.transports.drain`), then the server stops, the orchestrator
+(unloading what it loaded, cancelling a load in flight), the metrics side
+server, and the backend (which unloads a load it could not cancel once it
+completes, within what is left of the bound).
 
 ``/metrics``, ``/status`` and ``/events`` are served next to ``/mcp`` over HTTP,
 and on their own port with ``--metrics HOST:PORT`` (stdio or HTTP). That side
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +28,7 @@ import trio
 from mcp_frontend.backend_factory import make_backend
 from mcp_frontend.server import build_server
 from mcp_frontend.settings import FrontendSettings
+from mcp_frontend.transports.drain import Drain, stop_on_signal
 from mcp_frontend.transports.http import (
     MCP_PATH,
     check_exposure,
@@ -88,11 +92,14 @@ def options_from(args: argparse.Namespace) -> ServeOptions:
     )
 
 
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+async def _stop(drain: Drain, scope: trio.CancelScope) -> None:
+    """Drain on a signal, then end the transport (at once over HTTP, by its EOF over stdio)."""
+    await stop_on_signal(drain)
+    if drain.reports_writes:
+        # This stdio session ends by itself once drained (its reader reports EOF); this only
+        # bounds it. HTTP, and the SDK's own stdio over a terminal, end here at once.
+        await trio.sleep(drain.remaining())
+    scope.cancel()
 
 
 async def serve(options: ServeOptions) -> None:
@@ -109,6 +116,7 @@ async def serve(options: ServeOptions) -> None:
     metrics = Metrics()
     source = StatusSource(metrics)
     observability = ObservabilityApp(source)
+    drain = Drain(config.shutdown_timeout_s)
     try:
         async with trio.open_nursery() as outer:
             if options.metrics is not None:
@@ -127,10 +135,11 @@ async def serve(options: ServeOptions) -> None:
             ):
                 source.orch = orch
                 server = build_server(orch, settings=settings, inference_client=client)
+                server.middleware.append(drain)
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+                    nursery.start_soon(_stop, drain, nursery.cancel_scope)
                     if options.http is None:
-                        await serve_stdio(server)
+                        await serve_stdio(server, drain)
                     else:
                         host, port = options.http
                         run = partial(
@@ -140,10 +149,11 @@ async def serve(options: ServeOptions) -> None:
                             port=port,
                             token=options.token,
                             observability=observability,
+                            drain=drain,
                         )
                         for url in await nursery.start(run):
                             print(f"lmsorch: MCP over HTTP at {url}{MCP_PATH}", file=sys.stderr)
-                        await trio.sleep_forever()
+                        await drain.drained.wait()
                     nursery.cancel_scope.cancel()
             outer.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -154,7 +164,9 @@ async def serve(options: ServeOptions) -> None:
             raise
         raise lone from lone.__cause__
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(config.shutdown_timeout_s):
+        # What is left of the bound (a load the backend could not cancel may still be
+        # completing, to unload), but a moment at least to close cleanly.
+        with trio.CancelScope(shield=True), trio.move_on_after(drain.remaining(floor=1.0)):
             await backend.aclose()
 
 

@@ -14,6 +14,12 @@ Only pipes and sockets take this path: a terminal or a regular file keeps
 the SDK's own transport (a terminal must not be made non-blocking under the
 user's shell, and epoll cannot wait on a regular file), and so does a stdout
 that stderr shares.
+
+With a :class:`~mcp_frontend.transports.drain.Drain`, stdin closing first
+drains the calls in flight (each gets the "server is stopping" error, written
+before the reader reports EOF), and the drain's end interrupts the read, so a
+signal ends the session the same orderly way: the SDK's loop sees EOF, closes
+its write stream, and the writer flushes every answer before returning.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import trio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 
+from mcp_frontend.transports.drain import Drain
+
 __all__ = ["serve_stdio"]
 
 _CHUNK = 64 * 1024
@@ -36,8 +44,9 @@ _CHUNK = 64 * 1024
 class _Lines:
     """The lines of a byte stream, decoded as UTF-8 (what ``stdio_server`` iterates)."""
 
-    def __init__(self, stream: trio.lowlevel.FdStream) -> None:
+    def __init__(self, stream: trio.lowlevel.FdStream, drain: Drain | None) -> None:
         self._stream = stream
+        self._drain = drain
         self._buffer = bytearray()
         self._scanned = 0  # no newline before this offset: never rescan a long line
 
@@ -47,8 +56,10 @@ class _Lines:
     async def __anext__(self) -> str:
         while (end := self._buffer.find(b"\n", self._scanned)) < 0:
             self._scanned = len(self._buffer)
-            chunk = await self._stream.receive_some(_CHUNK)
+            chunk = await self._receive()
             if not chunk:
+                if self._drain is not None:
+                    await self._drain.stop("stdin closed")  # answer everyone before the EOF
                 if not self._buffer:
                     raise StopAsyncIteration
                 end = len(self._buffer) - 1  # a last line without a newline
@@ -59,12 +70,22 @@ class _Lines:
         self._scanned = 0
         return line.decode("utf-8", errors="replace")
 
+    async def _receive(self) -> bytes:
+        """The next chunk; empty at EOF, and once the drain is over (the server stops)."""
+        if self._drain is None:
+            return await self._stream.receive_some(_CHUNK)
+        chunk = b""  # unless read before the drain ends: what the client sends then is not read
+        with self._drain.reading():
+            chunk = await self._stream.receive_some(_CHUNK)
+        return chunk
+
 
 class _Writer:
     """``write`` and ``flush`` over a byte stream (what ``stdio_server`` calls)."""
 
-    def __init__(self, stream: trio.lowlevel.FdStream) -> None:
+    def __init__(self, stream: trio.lowlevel.FdStream, drain: Drain | None) -> None:
         self._stream = stream
+        self._drain = drain
 
     async def write(self, text: str) -> None:
         try:
@@ -73,6 +94,8 @@ class _Writer:
             # The client closed its end: an OSError, as from the SDK's own transport,
             # which `lmsorch serve` reports in one line (after the usual clean-up).
             raise BrokenPipeError("stdout was closed by the MCP client") from exc
+        if self._drain is not None:
+            self._drain.written(text)
 
     async def flush(self) -> None:
         """Nothing is buffered here."""
@@ -112,18 +135,22 @@ def _same_file(a: int, b: int) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-async def serve_stdio(server: MCPServer[Any]) -> None:
-    """Serve ``server`` over stdin and stdout until stdin closes or the caller is cancelled."""
+async def serve_stdio(server: MCPServer[Any], drain: Drain | None = None) -> None:
+    """Serve ``server`` over stdin and stdout until stdin closes, ``drain`` ends, or cancelled."""
     # stderr sharing stdout's pipe (2>&1) would turn non-blocking too and fail log writes.
     if not (_streamable(0) and _streamable(1)) or _same_file(1, 2):
         await server.run_stdio_async()
         return
+    if drain is not None:
+        drain.reports_writes = True
     with _claimed_std_fds() as (wire_in, wire_out):
         # FdStream owns (and closes) the duplicates; cancellation interrupts its reads.
         async with (
             trio.lowlevel.FdStream(wire_in) as stdin,
             trio.lowlevel.FdStream(wire_out) as stdout,
-            stdio_server(stdin=cast(Any, _Lines(stdin)), stdout=cast(Any, _Writer(stdout))) as (
+            stdio_server(
+                stdin=cast(Any, _Lines(stdin, drain)), stdout=cast(Any, _Writer(stdout, drain))
+            ) as (
                 read_stream,
                 write_stream,
             ),

@@ -39,7 +39,7 @@ import trio
 from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.lmstudio_cli import LmsCli, cli_route, resolve_cli
 from orchestrator.backends.lmstudio_download import download_model
-from orchestrator.backends.lmstudio_load import load_jit, load_rest_v1
+from orchestrator.backends.lmstudio_load import AbandonedLoads, load_jit, load_rest_v1
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
@@ -109,6 +109,7 @@ class LMStudioBackend:
         self._lms_resolved = False
         self._lms_route = ""
         self._server_version: str | None = None
+        self._abandoned = AbandonedLoads()
 
     def __repr__(self) -> str:
         token = "<set>" if self._settings.api_token else None
@@ -256,13 +257,15 @@ class LMStudioBackend:
                 await self._warn_if_fitted(identifier, context_length)
         elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
             log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
-            await load_rest_v1(
-                self._rest, key, identifier, context_length, catalog, self.unload, timeout
-            )
+            with self._abandoned.watch(identifier):
+                await load_rest_v1(
+                    self._rest, key, identifier, context_length, catalog, self.unload, timeout
+                )
         else:
             log.info("lmstudio_load", via="jit")
             level = await self.api_level()
-            await load_jit(self._rest, level, info, identifier, ttl, context_length, timeout)
+            with self._abandoned.watch(identifier):
+                await load_jit(self._rest, level, info, identifier, ttl, context_length, timeout)
 
     async def download(
         self, source: str, *, quantization: str | None, report: Callable[[DownloadProgress], None]
@@ -290,6 +293,8 @@ class LMStudioBackend:
                 # An unknown instance id is an error to LM Studio but not to us.
                 if await self._is_loaded(identifier):
                     raise
+            else:
+                self._abandoned.gone(identifier)  # it was there, and it is gone
             return
         if lms:
             await lms.unload(identifier, timeout_s=timeout)
@@ -350,8 +355,17 @@ class LMStudioBackend:
             _log.info("lmstudio_keep_alive_failed", identifier=identifier, error=str(exc))
 
     async def aclose(self) -> None:
-        """Close the pooled HTTP client (only if this backend created it)."""
-        await self._rest.aclose()
+        """Unload abandoned loads once listed (bound this), then close the pooled HTTP client.
+
+        A REST or JIT load cancelled by a stop completes in LM Studio anyway (see
+        :mod:`~orchestrator.backends.lmstudio_load`); the client is ours only if
+        this backend created it.
+        """
+        try:
+            await self._abandoned.settle(self.list_loaded, self.unload)
+        finally:
+            with trio.CancelScope(shield=True):  # closing is quick, even past the bound
+                await self._rest.aclose()
 
     # -- helpers --
 

@@ -2,25 +2,83 @@
 
 :class:`~orchestrator.backends.lmstudio.LMStudioBackend` prefers ``lms load``
 (identifier and TTL); these are its fallbacks (``docs/decisions/0002-lmstudio-load-path.md``).
+
+Neither can be cancelled in LM Studio: cancelling one drops its HTTP request,
+and LM Studio completes the load anyway (no documented cancel route; ``lms``
+cancels only through its SDK channel on SIGINT, findings F8). So a cancelled
+one is remembered in :class:`AbandonedLoads`, and the backend's close unloads
+it once LM Studio lists it (bounded by the caller: the shutdown bound).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 import msgspec
 import structlog
+import trio
 
-from orchestrator.backends.base import ModelInfo
+from orchestrator.backends.base import LoadedModel, ModelInfo
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import INSTALL_HINT, ApiLevel, jit_request
 from orchestrator.backends.lmstudio_wire import V1LoadResult
-from orchestrator.errors import BackendRejected, ModelNotLoaded, UnknownModel
+from orchestrator.errors import BackendRejected, ModelNotLoaded, OrchestratorError, UnknownModel
 
-__all__ = ["load_jit", "load_rest_v1"]
+__all__ = ["AbandonedLoads", "load_jit", "load_rest_v1"]
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
+
+SETTLE_INTERVAL_S: Final = 0.25
+"""How often :meth:`AbandonedLoads.settle` lists what LM Studio holds."""
+
+
+class AbandonedLoads:
+    """Identifiers of REST/JIT loads cancelled on our side that LM Studio may still complete."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    @contextmanager
+    def watch(self, identifier: str) -> Iterator[None]:
+        """Remember ``identifier`` if the load in the block is cancelled."""
+        try:
+            yield
+        except trio.Cancelled:
+            self._ids.add(identifier)
+            _log.info("lmstudio_load_abandoned", identifier=identifier)
+            raise
+
+    def gone(self, identifier: str) -> None:
+        """``identifier`` was unloaded (by whoever): nothing is left to wait for."""
+        self._ids.discard(identifier)
+
+    async def settle(
+        self,
+        list_loaded: Callable[[], Awaitable[list[LoadedModel]]],
+        unload: Callable[[str], Awaitable[None]],
+    ) -> None:
+        """Unload each abandoned load once LM Studio lists it; until none is left.
+
+        Bound it: a load LM Studio never completes is waited for until the
+        caller's deadline, then left (a JIT load expires by its TTL).
+        """
+        try:
+            while self._ids:
+                try:
+                    listed = {m.identifier for m in await list_loaded()}
+                    for identifier in sorted(self._ids & listed):
+                        await unload(identifier)
+                        self.gone(identifier)
+                        _log.info("unload", reason="abandoned_load", identifier=identifier)
+                except OrchestratorError as exc:
+                    _log.info("lmstudio_abandoned_load_check_failed", error=str(exc))
+                if self._ids:
+                    await trio.sleep(SETTLE_INTERVAL_S)
+        finally:
+            if self._ids:
+                _log.warning("lmstudio_abandoned_loads_left", identifiers=sorted(self._ids))
 
 
 async def load_jit(

@@ -63,6 +63,7 @@ class Simulator:
         cli_calls: every fake ``lms`` run, in order.
         cli_loads: the running fake ``lms load`` runs by pid (a SIGINT cancels one).
         cli_cancelled: pids of the ``lms load`` runs a SIGINT cancelled.
+        loads_in_flight: loads (any route) not finished yet; a dropped client does not end one.
         version: the LM Studio version ``lms daemon status`` reports.
         crashes: exceptions the simulator's own code raised (a bug; fails the test at exit).
         restarts: one entry per :meth:`stop` (its ``keep_loaded``), for assertions.
@@ -95,6 +96,7 @@ class Simulator:
         self.cli_calls: list[CliCall] = []
         self.cli_loads: dict[int, trio.CancelScope] = {}
         self.cli_cancelled: list[int] = []
+        self.loads_in_flight = 0
         self.version = "0.4.23"
         self.responses: dict[str, StoredResponse] = {}
         self.api: ApiVersion = api

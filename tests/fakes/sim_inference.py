@@ -74,30 +74,41 @@ async def perform_load(
     context_length: int | None,
     via: Literal["cli", "rest", "jit"],
 ) -> SimInstance:
-    """Load ``key`` through the load faults: hold, fail, or succeed-but-vanish."""
+    """Load ``key`` through the load faults: hold, fail, or succeed-but-vanish.
+
+    A load runs to its end even when its client hangs up: LM Studio completes a
+    load whose HTTP request or ``lms`` websocket was dropped (findings F8 [inf]);
+    only ``lms load``'s SIGINT cancels it (see ``tests/fakes/bin/lms``).
+    ``sim.loads_in_flight`` counts the loads not finished yet.
+    """
     faults = sim.faults
-    if faults.load_delay_s:
-        await trio.sleep(faults.load_delay_s)
-    if key in faults.load_gates:
-        await faults.load_gates[key].wait()
-    if key in faults.load_errors:
-        raise SimError(
-            faults.load_errors[key],
-            status=faults.load_error_status,
-            type="model_load_failed",
-            code="model_load_failed",
+    sim.loads_in_flight += 1
+    try:
+        if faults.load_delay_s:
+            await trio.sleep(faults.load_delay_s)
+        if key in faults.load_gates:
+            await faults.load_gates[key].wait()
+        if key in faults.load_errors:
+            raise SimError(
+                faults.load_errors[key],
+                status=faults.load_error_status,
+                type="model_load_failed",
+                code="model_load_failed",
+            )
+        inst = sim.state.add_instance(
+            key,
+            identifier=identifier,
+            ttl_s=ttl_s,
+            context_length=context_length,
+            jit=via == "jit",
+            via=via,
         )
-    inst = sim.state.add_instance(
-        key,
-        identifier=identifier,
-        ttl_s=ttl_s,
-        context_length=context_length,
-        jit=via == "jit",
-        via=via,
-    )
-    if key in faults.load_absent:
-        del sim.state.instances[inst.identifier]  # reported loaded, never there
-    return inst
+        if key in faults.load_absent:
+            del sim.state.instances[inst.identifier]  # reported loaded, never there
+        return inst
+    finally:
+        sim.loads_in_flight -= 1
+        sim.notify()
 
 
 async def resolve(

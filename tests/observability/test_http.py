@@ -10,6 +10,7 @@ import subprocess
 import sys
 from functools import partial
 from pathlib import Path
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -175,7 +176,13 @@ async def test_scrapes_during_shutdown_are_answered() -> None:
     assert during.status_code == 200
     samples = parse_exposition(during.text)
     assert value(samples, "lmsorch_model_state", model="a", state="READY") == 1
-    assert status == {"models": [status["models"][0]], "running": False, "scheduler": None}
+    assert status == {
+        "models": [status["models"][0]],
+        "running": False,
+        "scheduler": None,
+        "backend": ANY,
+    }
+    assert status["backend"]["up"] is True
     assert status["models"][0]["model"] == "a"
     assert events.status_code == 200
     assert events.text.count("\n") == 1
@@ -184,7 +191,12 @@ async def test_scrapes_during_shutdown_are_answered() -> None:
     final = parse_exposition(after.text)
     assert value(final, "lmsorch_unloads_total", model="a", reason="shutdown") == 1
     assert value(final, "lmsorch_loaded_models") == 0
-    assert status_after == {"models": [], "running": False, "scheduler": None}
+    assert status_after == {
+        "models": [],
+        "running": False,
+        "scheduler": None,
+        "backend": status["backend"],
+    }
 
 
 def _serve_args(**kw: str | None) -> argparse.Namespace:
@@ -261,7 +273,8 @@ async def test_lmsorch_serve_stdio_with_a_metrics_side_server(tmp_path: Path) ->
     assert metrics.status_code == 200
     assert "lmsorch_loaded_models 0.0" in metrics.text
     idle = {"policy": "swap_aware", "queues": [], "swaps": {}}
-    assert status == {"models": [], "running": True, "scheduler": idle}
+    assert status == {"models": [], "running": True, "scheduler": idle, "backend": ANY}
+    assert (status["backend"]["up"], status["backend"]["outages"]) == (True, 0)
     assert proc.returncode == 0, stderr.decode()
 
 

@@ -104,6 +104,11 @@ class RecordingBackend:
         self.max_in_flight: Counter[str] = Counter()
         self.loads: Counter[str] = Counter()
         self.violations: list[str] = []
+        self._seen_down = trio.Event()
+
+    async def seen_down(self) -> None:
+        """Wait until a health probe found the backend unreachable (bound it)."""
+        await self._seen_down.wait()
 
     async def list_available(self) -> list[ModelInfo]:
         """Delegate."""
@@ -150,8 +155,11 @@ class RecordingBackend:
         return self.inner.http_headers()
 
     async def health(self) -> BackendHealth:
-        """Delegate."""
-        return await self.inner.health()
+        """Delegate, noting an unreachable answer (see :meth:`seen_down`)."""
+        health = await self.inner.health()
+        if not health.reachable:
+            self._seen_down.set()
+        return health
 
     async def aclose(self) -> None:
         """Delegate."""

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -17,13 +18,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
 from tests.fakes import Simulator
 from tests.fakes.fixtures import install_fake_lms
 
-__all__ = ["LMSORCH", "ServerProcess", "lmsorch_serve", "server_env", "simulator_server_env"]
+__all__ = [
+    "LMSORCH",
+    "HttpServerProcess",
+    "ServerProcess",
+    "lmsorch_serve",
+    "lmsorch_serve_http",
+    "server_env",
+    "simulator_server_env",
+]
 
 LMSORCH = str(Path(sys.executable).parent / "lmsorch")
 
@@ -139,3 +149,119 @@ async def lmsorch_serve(
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     await stream.aclose()
+
+
+_HTTP_ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+class HttpServerProcess:
+    """A running ``lmsorch serve --http``: one MCP session over raw JSON-RPC POSTs."""
+
+    def __init__(self, proc: trio.Process, url: str, http: httpx.AsyncClient) -> None:
+        self.proc = proc
+        self.url = url
+        self.replies: dict[int, dict[str, Any]] = {}
+        self._http = http
+        self._headers = dict(_HTTP_ACCEPT)
+        self._ids = itertools.count(1)
+
+    async def post(self, message: Mapping[str, Any]) -> httpx.Response:
+        """POST one JSON-RPC message in the session."""
+        return await self._http.post(self.url, json=dict(message), headers=self._headers)
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any]) -> int:
+        """Run a ``tools/call`` to its answer (kept in :attr:`replies`); return its id."""
+        ident = next(self._ids)
+        params = {"name": name, "arguments": dict(arguments)}
+        response = await self.post(
+            {"jsonrpc": "2.0", "id": ident, "method": "tools/call", "params": params}
+        )
+        for message in _messages(response):
+            if message.get("id") == ident:
+                self.replies[ident] = message
+        return ident
+
+    async def initialize(self) -> None:
+        """The MCP handshake; later requests carry the session id."""
+        hello = await self.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "reliability", "version": "0"},
+                },
+            }
+        )
+        hello.raise_for_status()
+        self._headers["mcp-session-id"] = hello.headers["mcp-session-id"]
+        self._headers["mcp-protocol-version"] = "2025-11-25"
+        await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+def _messages(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of an answer, whether JSON or an SSE stream."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return [response.json()]
+    return [
+        json.loads(line[len("data:") :])
+        for line in response.text.splitlines()
+        if line.startswith("data:") and line[len("data:") :].strip()
+    ]
+
+
+async def _tee_until_url(
+    stream: trio.abc.ReceiveStream,
+    log: Path,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Copy the server's stderr to ``log``; report the URL it prints once it serves."""
+    seen = b""
+    started = False
+    with log.open("ab") as sink:
+        async for chunk in stream:
+            sink.write(chunk)
+            sink.flush()
+            if not started:
+                seen += chunk
+                found = re.search(rb"MCP over HTTP at (\S+)", seen)
+                if found:
+                    started = True
+                    task_status.started(found.group(1).decode())
+    if not started:
+        raise AssertionError(f"lmsorch serve --http exited before serving: {seen.decode()}")
+
+
+@asynccontextmanager
+async def lmsorch_serve_http(
+    env: Mapping[str, str], stderr: Path
+) -> AsyncIterator[HttpServerProcess]:
+    """Run ``lmsorch serve --backend lmstudio --http 127.0.0.1:0``; the block must stop it."""
+    proc = await trio.lowlevel.open_process(
+        [LMSORCH, "serve", "--backend", "lmstudio", "--http", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+    )
+    try:
+        async with (
+            httpx.AsyncClient(trust_env=False, timeout=None) as http,
+            trio.open_nursery() as nursery,
+        ):
+            assert proc.stderr is not None
+            url = await nursery.start(_tee_until_url, proc.stderr, stderr)
+            server = HttpServerProcess(proc, url, http)
+            await server.initialize()
+            yield server
+            await proc.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if proc.stderr is not None:
+                await proc.stderr.aclose()

@@ -68,9 +68,12 @@ async def test_stop_mid_load_leaves_no_lms_and_nothing_untimed(
         assert server.proc.returncode == 0
         (run,) = sim.cli_runs("load")
         assert not pid_alive(run.pid)  # the server killed and reaped its lms
+        # LM Studio finishes a load whose lms merely went away (findings F8): let it
+        # run to its end, then look. Only the SIGINT the server sends its lms cancels it.
         gate.set()
-    # The killed lms took its request with it; had LM Studio finished the load,
-    # the instance would carry the TTL (see the SIGKILL test below).
+        await sim.wait_for(lambda: sim.loads_in_flight == 0)
+    assert sim.cli_cancelled == [run.pid]
+    assert sim.state.loads == []
     assert sim.loaded() == []
     assert sim.state.unloads == []  # nothing was loaded, so nothing needed unloading
 

@@ -14,7 +14,7 @@ async def test_lines_are_framed_across_chunks_and_a_last_partial_line_is_kept() 
     read_fd, write_fd = os.pipe()
     long_line = "x" * 200_000  # spans several reads
     async with trio.lowlevel.FdStream(read_fd) as stream:
-        lines = _Lines(stream)
+        lines = _Lines(stream, None)
         with trio.fail_after(10):
             async with trio.open_nursery() as nursery:
 
@@ -40,7 +40,7 @@ async def test_cancelling_a_blocked_read_returns_at_once(
     read_fd, write_fd = os.pipe()
     try:
         async with trio.lowlevel.FdStream(read_fd) as stream:
-            lines = _Lines(stream)
+            lines = _Lines(stream, None)
             with trio.move_on_after(5) as scope:
                 await lines.__anext__()  # nothing written: blocks until cancelled
             assert scope.cancelled_caught
