@@ -75,9 +75,11 @@ class Orchestrator:
         self._sup = supervisor
         self.instance_limits = InstanceLimits(supervisor.backend)
         """Requests in flight per instance, capped where the backend knows its parallelism."""
-        self._downloads = DownloadManager(
+        self.downloads = DownloadManager(
             supervisor.backend, supervisor.catalog, supervisor.config, supervisor.spawn
         )
+        """Model downloads: start (single-flight per source), status, wait, cancel; refused
+        unless ``allow_downloads`` is on and the backend can download."""
         # Once, not per lease: a runtime Protocol check, the catalogue lookup and a task
         # per lease cost more than the rest of a lease together, for backends that need none.
         self._keeps_alive = isinstance(supervisor.backend, KeepsAlive)
@@ -105,14 +107,6 @@ class Orchestrator:
     def stopped(self) -> bool:
         """Whether the orchestrator is shutting down or has stopped (requests are refused)."""
         return self._sup.closed
-
-    @property
-    def downloads(self) -> DownloadManager:
-        """Model downloads: start (single-flight per source), status, wait, cancel.
-
-        Refused unless ``allow_downloads`` is on and the backend can download.
-        """
-        return self._downloads
 
     async def catalog(self, *, refresh: bool = False) -> list[ModelInfo]:
         """Return the models the backend offers (cached for ``catalog_ttl_s``)."""

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from mcp_frontend.deps import Deps
 from mcp_frontend.errors import ToolError, message_for, tool_errors
-from mcp_frontend.tools.io_types import (
+from mcp_frontend.tools.lifecycle_types import (
     HealthOut,
     LoadOut,
     ModelEntryOut,

@@ -39,7 +39,12 @@ import trio
 from orchestrator.backends.base import BackendHealth, DownloadProgress, LoadedModel, ModelInfo
 from orchestrator.backends.lmstudio_cli import LmsCli, cli_route, resolve_cli
 from orchestrator.backends.lmstudio_download import download_model
-from orchestrator.backends.lmstudio_load import AbandonedLoads, load_jit, load_rest_v1
+from orchestrator.backends.lmstudio_load import (
+    AbandonedLoads,
+    load_jit,
+    load_rest_v1,
+    warn_if_fitted,
+)
 from orchestrator.backends.lmstudio_rest import LMStudioRest
 from orchestrator.backends.lmstudio_support import (
     INSTALL_HINT,
@@ -254,7 +259,7 @@ class LMStudioBackend:
                     await self._drop_stray(identifier)
                 raise
             if context_length is not None:
-                await self._warn_if_fitted(identifier, context_length)
+                await warn_if_fitted(self.list_loaded, identifier, context_length)
         elif self._allow_untimed_rest_load and await self.api_level() is ApiLevel.REST_V1:
             log.warning("lmstudio_load", via="rest-v1", note="LM Studio enforces no TTL")
             with self._abandoned.watch(identifier):
@@ -368,18 +373,6 @@ class LMStudioBackend:
                 await self._rest.aclose()
 
     # -- helpers --
-
-    async def _warn_if_fitted(self, identifier: str, asked: int) -> None:
-        # LM Studio 0.4.12+ fits context to memory and may load less than asked,
-        # without an error (BT#1902, BT#2174); the loaded context is in lms ps.
-        got = next((m for m in await self.list_loaded() if m.identifier == identifier), None)
-        if got is not None and got.context_length is not None and got.context_length < asked:
-            _log.warning(
-                "lmstudio_context_fitted_down",
-                identifier=identifier,
-                asked=asked,
-                loaded=got.context_length,
-            )
 
     async def _version(self) -> str | None:
         # Only the local lms client can ask (lms daemon status); cached once known.

@@ -26,7 +26,7 @@ from orchestrator.backends.lmstudio_support import INSTALL_HINT, ApiLevel, jit_r
 from orchestrator.backends.lmstudio_wire import V1LoadResult
 from orchestrator.errors import BackendRejected, ModelNotLoaded, OrchestratorError, UnknownModel
 
-__all__ = ["AbandonedLoads", "load_jit", "load_rest_v1"]
+__all__ = ["AbandonedLoads", "load_jit", "load_rest_v1", "warn_if_fitted"]
 
 _log = structlog.get_logger("orchestrator.backends.lmstudio")
 
@@ -154,4 +154,22 @@ async def load_rest_v1(
         raise BackendRejected(
             f"LM Studio loaded {key!r} as {result.instance_id!r}, not {identifier!r} "
             f"(REST v1 loads cannot choose the identifier); {INSTALL_HINT}"
+        )
+
+
+async def warn_if_fitted(
+    list_loaded: Callable[[], Awaitable[list[LoadedModel]]], identifier: str, asked: int
+) -> None:
+    """Log when LM Studio loaded ``identifier`` with less context than ``asked``.
+
+    LM Studio 0.4.12+ fits context to memory and may load less than asked,
+    without an error (BT#1902, BT#2174); the loaded context is in lms ps.
+    """
+    got = next((m for m in await list_loaded() if m.identifier == identifier), None)
+    if got is not None and got.context_length is not None and got.context_length < asked:
+        _log.warning(
+            "lmstudio_context_fitted_down",
+            identifier=identifier,
+            asked=asked,
+            loaded=got.context_length,
         )
