@@ -136,7 +136,9 @@ class SimState:
     """
 
     def __init__(self, models: tuple[SimModel, ...], *, jit: bool, auto_evict: bool) -> None:
-        self.catalog: dict[str, SimModel] = {m.key: m for m in models}
+        # Copies: a test that changes one simulator's model (say its fit_context) must not
+        # change the shared DEFAULT_MODELS every later simulator starts from.
+        self.catalog: dict[str, SimModel] = {m.key: msgspec.structs.replace(m) for m in models}
         self.instances: dict[str, SimInstance] = {}
         self.jit = jit
         self.auto_evict = auto_evict
