@@ -142,13 +142,18 @@ async def lmsorch_serve(
             yield server
             await proc.wait()
     finally:
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    await stream.aclose()
+        await _reap(proc, proc.stdin, proc.stdout)
+
+
+async def _reap(proc: trio.Process, *streams: trio.abc.AsyncResource | None) -> None:
+    """Kill ``proc`` if it still runs, wait for it and close our ends of its pipes (shielded)."""
+    with trio.CancelScope(shield=True):
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for stream in streams:
+            if stream is not None:
+                await stream.aclose()
 
 
 _HTTP_ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -259,9 +264,4 @@ async def lmsorch_serve_http(
             yield server
             await proc.wait()
     finally:
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            if proc.stderr is not None:
-                await proc.stderr.aclose()
+        await _reap(proc, proc.stderr)
