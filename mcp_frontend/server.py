@@ -28,6 +28,7 @@ from mcp_frontend.deps import Deps, InferenceHolder
 from mcp_frontend.notifications import watch_connection
 from mcp_frontend.settings import FrontendSettings
 from mcp_frontend.tools import agents, downloads, inference, lifecycle, schema_validation, vision
+from mcp_frontend.tools.schema_cache import SchemaCache, SchemaCachingToolManager, default_cache_dir
 from orchestrator import SERVER_NAME, Orchestrator
 from orchestrator.agent import AgentSettings, McpRegistry
 from orchestrator.inference import InferenceClient
@@ -65,8 +66,17 @@ class _Server(MCPServer[Any]):
     """The SDK's server, with tool descriptions as written, not as indented in the source.
 
     The SDK takes a tool's description from its docstring verbatim, so every
-    line after the first kept the function's indentation.
+    line after the first kept the function's indentation. Tools are registered
+    through ``schemas`` (see :mod:`mcp_frontend.tools.schema_cache`).
     """
+
+    def __init__(self, name: str, *, schemas: SchemaCache, **options: Any) -> None:
+        super().__init__(name, **options)
+        # The SDK offers no seam for how tools are registered; its manager is replaced
+        # before any is, by one that differs only in where the schemas come from.
+        self._tool_manager = SchemaCachingToolManager(
+            schemas, warn_on_duplicate_tools=self.settings.warn_on_duplicate_tools
+        )
 
     def add_tool(
         self,
@@ -134,6 +144,7 @@ def build_server(
     inference_client: InferenceClient | None = None,
     fetcher: RemoteFetcher | None = None,
     agent_settings: AgentSettings | None = None,
+    schemas: SchemaCache | None = None,
 ) -> MCPServer[Any]:
     """Build the MCP server: every tool and resource, over ``orch``.
 
@@ -145,6 +156,8 @@ def build_server(
         fetcher: fetches remote images (tests pass one over a mock transport).
         agent_settings: where the agent tools find MCP servers and their limits; read
             from ``LMSORCH_AGENT_*`` when omitted.
+        schemas: where the tools' schemas are kept across starts; the user's cache
+            directory when omitted.
 
     Raises:
         ConfigError: a settings argument was omitted and the environment holds an
@@ -166,8 +179,10 @@ def build_server(
         ),
     )
     guard = UnknownArgumentGuard()
+    schemas = schemas if schemas is not None else SchemaCache(default_cache_dir())
     server: MCPServer[Any] = _Server(
         SERVER_NAME,
+        schemas=schemas,
         title="LM Studio orchestrator",
         version=_version(),
         instructions=INSTRUCTIONS,
@@ -186,4 +201,5 @@ def build_server(
     completions.register(server, deps, registry)
     notifications.register(server)
     guard.bind(server)
+    schemas.save()
     return server
