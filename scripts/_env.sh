@@ -22,4 +22,8 @@ if [ ! -f "$STAMP" ]; then
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi
+# Bytecode for our packages, as pip leaves it for a wheel it installs: an editable install
+# is compiled on first import, and at every start where PYTHONDONTWRITEBYTECODE is set
+# (about 65 ms of each server start). Only what changed is compiled again.
+"$VENV/bin/python" -m compileall -q orchestrator mcp_frontend >/dev/null
 export PATH="$VENV/bin:$PATH"
