@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from mcp_frontend.server import build_server
-from mcp_frontend.tools.schema_cache import SchemaCache, fingerprint
+from mcp_frontend.tools.schema_cache import SchemaCache, SchemaCachingToolManager, fingerprint
 from tests.mcp_frontend.mcp_support import Fake, error, ok
 from tests.reliability.server_process import lmsorch_serve, server_env
 
@@ -116,6 +116,16 @@ def test_an_unwritable_cache_directory_costs_only_time(tmp_path: Path) -> None:
         cache = SchemaCache(blocker / "cache")
         assert _cached(cache, _tool)["required"] == ["x"]
         assert cache.derived == 1
+
+
+def test_a_name_registered_twice_keeps_the_first_tool(tmp_path: Path) -> None:
+    manager = SchemaCachingToolManager(SchemaCache(tmp_path))
+    first = manager.add_tool(_tool, name="t")
+
+    again = manager.add_tool(_retyped, name="t")
+
+    assert again is first
+    assert [t.fn for t in manager.list_tools()] == [_tool]
 
 
 def test_only_the_newest_fingerprints_are_kept(tmp_path: Path) -> None:
