@@ -10,10 +10,6 @@ from __future__ import annotations
 
 __all__ = ["EQUIVALENT"]
 
-_LIMITS_DEFAULT = (
-    "the actor builds Limits from Config and the backend with this field given; the default "
-    "serves only tests that build a Limits by hand, and nothing in the program reads it"
-)
 _TABLE_ORDER = (
     "each NOT_TRIPPED edge follows its TRIPPED twin in TRANSITIONS and transitions tries "
     "edges in order, so an unguarded NOT_TRIPPED edge is reached exactly when not tripped"
@@ -36,12 +32,6 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "unless.append(_tripped) | `unless.append(_tripped)` dropped": _TABLE_ORDER,
     },
     "orchestrator.policy_core": {
-        "manage_foreign: bool = False | `False` -> `True`": _LIMITS_DEFAULT,
-        "backend_ttl: bool = False | `False` -> `True`": _LIMITS_DEFAULT,
-        "default_ttl_s: float = 600.0 | `600.0` -> `601.0`": _LIMITS_DEFAULT,
-        "max_ttl_s: float = 3600.0 | `3600.0` -> `3601.0`": _LIMITS_DEFAULT,
-        "breaker_threshold: int = 5 | `5` -> `6`": _LIMITS_DEFAULT,
-        "breaker_cooldown_s: float = 60.0 | `60.0` -> `61.0`": _LIMITS_DEFAULT,
         "ttl_s: float = 600.0 | `600.0` -> `601.0`": (
             "new_core, the only constructor the code uses, sets ttl_s from the limits"
         ),

@@ -96,14 +96,7 @@ class ModelActor:
         )
         self._on_exit = on_exit
         self._feed = feed
-        limits = Limits(
-            default_ttl_s=config.default_ttl_s,
-            max_ttl_s=config.max_ttl_s,
-            breaker_threshold=config.breaker_threshold,
-            breaker_cooldown_s=config.breaker_cooldown_s,
-            manage_foreign=config.manage_foreign,
-            backend_ttl=isinstance(backend, KeepsAlive),
-        )
+        limits = Limits.from_config(config, backend_ttl=isinstance(backend, KeepsAlive))
         self._core: Core = new_core(model, limits)
         # Unbounded so the actor's own reports and releases never block or get lost;
         # admission control for callers is done in submit().

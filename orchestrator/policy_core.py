@@ -13,6 +13,7 @@ from __future__ import annotations
 from msgspec import Struct, structs
 
 from orchestrator import messages as m
+from orchestrator.config import Config
 from orchestrator.effects import (
     ArmTimer,
     BreakerChange,
@@ -42,20 +43,32 @@ WITHOUT_ROOM = (State.UNLOADED, State.BREAKER_OPEN)
 
 
 class Limits(Struct, frozen=True, kw_only=True):
-    """The policy numbers a core needs (taken from ``Config`` and the backend)."""
+    """The policy numbers a core needs, from ``Config`` and the backend (:meth:`from_config`)."""
 
-    default_ttl_s: float = 600.0
-    max_ttl_s: float = 3600.0
-    breaker_threshold: int = 5
-    breaker_cooldown_s: float = 60.0
+    default_ttl_s: float
+    max_ttl_s: float
+    breaker_threshold: int
+    breaker_cooldown_s: float
     # Instances another client loaded are managed (unloaded, evicted) only by choice.
-    manage_foreign: bool = False
+    manage_foreign: bool
     # The backend enforces the TTL it was loaded with and cannot change it (LM Studio):
     # asking a loaded model for another TTL must not report a number it does not hold.
-    backend_ttl: bool = False
+    backend_ttl: bool
     # A failed unload is retried after this, doubling up to the cap (the slot is kept).
     unload_retry_initial_s: float = 1.0
     unload_retry_max_s: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: Config, *, backend_ttl: bool) -> Limits:
+        """The limits ``config`` sets; ``backend_ttl``: the backend holds a load's TTL itself."""
+        return cls(
+            default_ttl_s=config.default_ttl_s,
+            max_ttl_s=config.max_ttl_s,
+            breaker_threshold=config.breaker_threshold,
+            breaker_cooldown_s=config.breaker_cooldown_s,
+            manage_foreign=config.manage_foreign,
+            backend_ttl=backend_ttl,
+        )
 
 
 class Core(Struct, frozen=True, kw_only=True):

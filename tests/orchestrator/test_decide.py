@@ -13,6 +13,7 @@ import pytest
 from msgspec import structs
 
 from orchestrator import messages as m
+from orchestrator.config import Config
 from orchestrator.effects import (
     ArmTimer,
     Effect,
@@ -35,7 +36,9 @@ from orchestrator.lifecycle import Input, State
 from orchestrator.policy import Core, Limits, decide, new_core
 from orchestrator.status import ModelStatus, Owner
 
-LIMITS = Limits(default_ttl_s=100.0, breaker_threshold=2, breaker_cooldown_s=60.0)
+LIMITS = Limits.from_config(
+    Config(default_ttl_s=100.0, breaker_threshold=2, breaker_cooldown_s=60.0), backend_ttl=False
+)
 OP, GEN = 5, 9  # distinct, so a check against the wrong counter shows
 ERROR = BackendRejected("no")
 

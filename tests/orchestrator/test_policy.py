@@ -9,6 +9,7 @@ import trio
 from msgspec import structs
 
 from orchestrator import messages as m
+from orchestrator.config import Config
 from orchestrator.effects import (
     ArmTimer,
     BreakerChange,
@@ -26,7 +27,7 @@ from orchestrator.lifecycle import Input, State
 from orchestrator.policy import Core, Limits, decide, new_core, snapshot, unload_on_stop
 from orchestrator.status import Owner
 
-LIMITS = Limits(breaker_threshold=4, breaker_cooldown_s=10.0)
+LIMITS = Limits.from_config(Config(breaker_threshold=4, breaker_cooldown_s=10.0), backend_ttl=False)
 
 
 def _reply() -> Any:

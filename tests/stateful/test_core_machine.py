@@ -62,6 +62,7 @@ class CoreMachine(RuleBasedStateMachine):
             breaker_threshold=threshold,
             breaker_cooldown_s=cooldown,
             manage_foreign=manage_foreign,
+            backend_ttl=False,
         )
         self.core: Core = new_core("m", self.limits)
         self.now = 0.0
