@@ -1,7 +1,7 @@
 """The reconciler (issue 16): what the backend lists corrects what the actors believe.
 
 On the fake backend with trio's virtual clock; the same facts on the LM Studio
-simulator are in ``tests/e2e/test_backend_truth.py``.
+simulator are in ``tests/e2e/lmstudio/test_backend_truth.py``.
 """
 
 from __future__ import annotations

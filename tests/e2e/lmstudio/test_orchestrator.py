@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import msgspec
 import pytest
 import trio
@@ -13,7 +11,6 @@ from orchestrator import (
     BackendRejected,
     BackendUnreachable,
     BreakerOpen,
-    Config,
     InvalidRequest,
     ModelNotLoaded,
     Orchestrator,
@@ -23,38 +20,11 @@ from orchestrator import (
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
+from tests.e2e.lmstudio.support import FAST, QWEN
 from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
-QWEN = "qwen/qwen3-4b"
 TOKEN = "sk-lm-abcdefgh:abcdefghijklmnopqrst"
-
-FAST = Config(
-    retry_attempts=1,
-    retry_initial_s=0.0,
-    retry_jitter_s=0.0,
-    verify_initial_interval_s=0.01,
-    verify_max_interval_s=0.05,
-    verify_deadline_s=0.5,
-    breaker_threshold=3,
-    breaker_cooldown_s=600.0,
-    unload_timeout_s=5.0,
-    shutdown_timeout_s=5.0,
-)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    # JIT off: an evicted model must come back through the orchestrator, not silently.
-    async with open_simulator(jit=False) as s:
-        yield s
-
-
-@pytest.fixture
-async def backend(sim: Simulator, lms: str) -> AsyncIterator[LMStudioBackend]:
-    b = make_backend(sim, lms_cli=lms)
-    yield b
-    await b.aclose()
 
 
 def state(orch: Orchestrator, model: str) -> State:

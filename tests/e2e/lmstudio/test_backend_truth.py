@@ -8,7 +8,7 @@ LM Studio restart with JIT on, and the TTL a loaded model really has.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -16,7 +16,6 @@ from msgspec.structs import replace
 
 from orchestrator import (
     CapacityExhausted,
-    Config,
     NotOwned,
     Orchestrator,
     State,
@@ -26,37 +25,13 @@ from orchestrator import (
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.status import ModelStatus, Owner
+from tests.e2e.lmstudio.support import FAST, GEMMA, QWEN
 from tests.fakes import Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
 
-QWEN, GEMMA = "qwen/qwen3-4b", "google/gemma-3-4b"
 BOUND_S = 10.0  # every wait below is bounded by this
-
-CFG = Config(
-    retry_attempts=1,
-    retry_initial_s=0.0,
-    retry_jitter_s=0.0,
-    verify_initial_interval_s=0.01,
-    verify_max_interval_s=0.05,
-    verify_deadline_s=0.5,
-    breaker_threshold=3,
-    unload_timeout_s=1.0,
-    shutdown_timeout_s=5.0,
-    reconcile_interval_s=0.05,
-)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with open_simulator(jit=False) as s:
-        yield s
-
-
-@pytest.fixture
-async def backend(sim: Simulator, lms: str) -> AsyncIterator[LMStudioBackend]:
-    b = make_backend(sim, lms_cli=lms)
-    yield b
-    await b.aclose()
+# Unloads that fail fast, and a reconciler that looks every 50 ms.
+CFG = replace(FAST, breaker_cooldown_s=60.0, unload_timeout_s=1.0, reconcile_interval_s=0.05)
 
 
 def status_of(orch: Orchestrator, model: str) -> ModelStatus | None:
