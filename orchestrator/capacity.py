@@ -6,14 +6,16 @@ makes the final decision and refuses if a lease arrived meanwhile) and waits
 for a slot to free. A model with a lease is never a candidate, nor one another
 client loaded (a foreign instance counts against the limit but is never evicted
 by us, issue 16). A slot is given back only once the backend confirmed the
-instance gone (a failed unload keeps it). If nothing can
+instance gone (a failed unload keeps it). Instances no actor manages (another
+client's second instance of a model, ``key:2``, or one it named itself) hold
+room too, as the latest listing shows them. If nothing can
 be evicted before the wait runs out, the load fails with
 :class:`~orchestrator.errors.CapacityExhausted` saying who holds the room.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 import trio
@@ -61,6 +63,7 @@ class CapacityPool:
         self._residents = residents
         self._evict = evict
         self._holders: dict[str, int] = {}
+        self._unmanaged: dict[str, int] = {}  # identifier -> size, as last listed
         self._changed = trio.Event()
         self._waiting: dict[str, float] = {}  # model -> its wait bound, while waiting
         self._refused: dict[str, str] = {}  # model -> why its last reservation failed
@@ -71,13 +74,14 @@ class CapacityPool:
 
     def free_slots(self) -> int:
         """How many more models may take a slot now (by count; the budget aside)."""
-        return self._max - len(self._holders)
+        return self._max - len(self._holders) - len(self._unmanaged)
 
     def _fits(self, model: str, size: int) -> bool:
-        others = {k: v for k, v in self._holders.items() if k != model}
+        others = [v for k, v in self._holders.items() if k != model]
+        others += self._unmanaged.values()
         if len(others) + 1 > self._max:
             return False
-        return self._budget is None or sum(others.values()) + size <= self._budget
+        return self._budget is None or sum(others) + size <= self._budget
 
     async def reserve(self, model: str, size_bytes: int | None, wait_s: float) -> None:
         """Take a slot for ``model``, evicting idle models as needed.
@@ -120,6 +124,16 @@ class CapacityPool:
         """Record a model the backend already holds (it may exceed the limit until evicted)."""
         self._holders[model] = size_bytes or 0
 
+    def set_unmanaged(self, instances: Mapping[str, int]) -> None:
+        """Record the instances no actor manages (identifier -> size), replacing the last set.
+
+        They hold room until a listing no longer shows them; they are never evicted.
+        """
+        gone = self._unmanaged.keys() - instances.keys()
+        self._unmanaged = dict(instances)
+        if gone:
+            self.changed()
+
     def release(self, model: str) -> None:
         """Free ``model``'s slot, if it holds one."""
         if self._holders.pop(model, None) is not None:
@@ -142,9 +156,12 @@ class CapacityPool:
     def _why_full(self, model: str, wait_s: float) -> str:
         busy = [r for r in self._residents() if r.model in self._holders and r.model != model]
         holders = ", ".join(
-            f"{r.model} ({r.state}, {r.in_flight} in flight"
-            + (", loaded by another client)" if r.foreign else ")")
-            for r in busy
+            [
+                f"{r.model} ({r.state}, {r.in_flight} in flight"
+                + (", loaded by another client)" if r.foreign else ")")
+                for r in busy
+            ]
+            + [f"{name} (loaded by another client)" for name in sorted(self._unmanaged)]
         ) or ", ".join(sorted(self._holders))
         limit = f"max_loaded_models={self._max}"
         if self._budget is not None:

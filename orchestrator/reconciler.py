@@ -50,6 +50,8 @@ class Reconciler:
         running: returns a model's running actor, if any.
         discover: posts ``Discovered`` for instances nothing of ours loaded (the
             supervisor's, as it may have to start actors).
+        count_unmanaged: given each listing, lets the instances no actor can manage
+            (named unlike their key) hold room.
 
     Attributes:
         listings: listings taken so far (its cost: one per interval).
@@ -62,12 +64,14 @@ class Reconciler:
         actors: Callable[[], list[ModelActor]],
         running: Callable[[str], ModelActor | None],
         discover: Callable[[list[LoadedModel]], Awaitable[None]],
+        count_unmanaged: Callable[[list[LoadedModel]], Awaitable[None]],
     ) -> None:
         self._backend = backend
         self._interval_s = interval_s
         self._actors = actors
         self._running = running
         self._discover = discover
+        self._count_unmanaged = count_unmanaged
         self._failing = False
         self.listings = 0
 
@@ -106,6 +110,7 @@ class Reconciler:
         if self._failing:
             _log.info("reconcile_resumed")
         self._failing = False
+        await self._count_unmanaged(listed)
         by_id = {x.identifier: x for x in listed}
         found: list[LoadedModel] = []
         for actor in self._actors():

@@ -8,6 +8,7 @@ backend still holds it. A crash never cancels another model's actor.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -72,7 +73,12 @@ class Supervisor:
         self._starting: dict[str, _Starting] = {}
         self._closed = False
         self.reconciler = Reconciler(
-            backend, config.reconcile_interval_s, self.actors, self.running, self.discover
+            backend,
+            config.reconcile_interval_s,
+            self.actors,
+            self.running,
+            self.discover,
+            self.count_unmanaged,
         )
 
     @property
@@ -159,7 +165,9 @@ class Supervisor:
         """
         with trio.move_on_after(self.config.verify_deadline_s):
             try:
-                await self.discover(await self.backend.list_loaded())
+                listed = await self.backend.list_loaded()
+                await self.count_unmanaged(listed)
+                await self.discover(listed)
             except OrchestratorError as exc:
                 _log.warning("adopt_skipped", error=str(exc))
 
@@ -184,6 +192,22 @@ class Supervisor:
             else:
                 actor.post(m.Discovered())  # ignored unless it is still UNLOADED
             _log.info("discovered", model=entry.key)
+
+    async def count_unmanaged(self, listed: list[LoadedModel]) -> None:
+        """Let the listed instances no request can name hold room (another client's ``key:2``).
+
+        Such an instance takes memory on the backend like any foreign one, but no actor
+        manages it (requests name a model by its key). The pool counts it against
+        ``max_loaded_models`` and the budget (its model's size) until a listing no longer
+        shows it; it is never evicted.
+        """
+        unnamed = [x for x in listed if x.identifier != x.key]
+        sizes: dict[str, int | None] = {}
+        # Without the catalogue they count without a size: the count still holds.
+        with contextlib.suppress(OrchestratorError):
+            if unnamed:
+                sizes = {info.key: info.size_bytes for info in await self.catalog.models()}
+        self.pool.set_unmanaged({x.identifier: sizes.get(x.key) or 0 for x in unnamed})
 
     def close(self) -> None:
         """Stop accepting requests and stop every actor (each unloads what it loaded)."""

@@ -225,3 +225,24 @@ async def test_a_change_wakes_a_waiting_load_once_per_change() -> None:
         assert room.evicted == ["a", "a"]  # one more look, then asleep again
         room.pool.release("a")
     assert room.pool.holds("b")
+
+
+async def test_instances_no_actor_manages_hold_room_until_no_longer_listed() -> None:
+    pool = CapacityPool(2, 10_000, residents=list, evict=lambda _: None)
+    pool.set_unmanaged({"a:2": 6_000})  # another client's second instance of a
+    await pool.reserve("b", 3_000, wait_s=1.0)
+    assert pool.free_slots() == 0
+
+    with pytest.raises(CapacityExhausted, match=r"a:2 \(loaded by another client\)"):
+        await pool.reserve("c", 100, wait_s=0.05)  # the count is full
+    pool.release("b")
+    with pytest.raises(CapacityExhausted, match="a:2"):
+        await pool.reserve("c", 5_000, wait_s=0.05)  # a slot, but not the bytes
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.reserve, "c", 5_000, 5.0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not pool.holds("c")
+        pool.set_unmanaged({})  # a listing no longer shows it: the waiting load goes on
+    assert pool.holds("c")
+    assert pool.free_slots() == 1

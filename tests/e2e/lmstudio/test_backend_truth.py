@@ -137,6 +137,29 @@ async def test_a_model_loaded_by_hand_is_never_unloaded_but_counts_against_memor
         assert sim.loaded() == [GEMMA]
 
 
+async def test_a_second_instance_loaded_by_hand_holds_room_until_unloaded(
+    sim: Simulator, backend: LMStudioBackend
+) -> None:
+    config = replace(CFG, max_loaded_models=2)
+    async with open_orchestrator(backend, config) as orch:
+        await orch.ensure_loaded(QWEN)
+        # Another client loads QWEN again: LM Studio names the second instance QWEN:2,
+        # which no request of ours can name, but which takes memory all the same.
+        sim.preload(QWEN)
+        await until(lambda: orch._sup.pool.free_slots() == 0)
+        async with orch.lease(QWEN):  # QWEN in use: nothing of ours can give way
+            with pytest.raises((CapacityExhausted, WaitTimeout), match=f"{QWEN}:2"):
+                await orch.ensure_loaded(GEMMA, timeout_s=0.5)
+            assert sorted(sim.loaded()) == [QWEN, f"{QWEN}:2"]  # LM Studio holds 2: the bound
+        # QWEN idle and ours gives way to GEMMA; the other client's instance stays.
+        await orch.ensure_loaded(GEMMA)
+        assert sorted(sim.loaded()) == [GEMMA, f"{QWEN}:2"]
+        sim.evict(f"{QWEN}:2")  # the other client unloads its instance: room again,
+        await until(lambda: orch._sup.pool.free_slots() == 1)  # once a listing shows it
+        await orch.ensure_loaded(QWEN)
+        assert sorted(sim.loaded()) == [GEMMA, QWEN]
+
+
 async def test_a_failing_unload_keeps_its_slot_until_the_backend_confirms(
     sim: Simulator, backend: LMStudioBackend
 ) -> None:
