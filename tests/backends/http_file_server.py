@@ -6,8 +6,9 @@ does for a file kept in Git LFS (``huggingface_hub`` reads those headers from
 the redirect: ``file_download.py``, ``constants.py``). ``/cdn/<name>`` serves
 the bytes with ``ETag``, ``Content-Length`` and single ``Range``/``If-Range``
 requests (``206``). Faults: ``cut_at`` sends the headers of the whole body,
-then only that many bytes and closes the connection (once); ``linked_sha``
-announces another sha256. Every request is recorded. One request per
+then only that many bytes and closes the connection (once); ``stall_at`` sends
+that many bytes, then nothing more while holding the connection open (once);
+``linked_sha`` announces another sha256. Every request is recorded. One request per
 connection (``Connection: close``), which is all a downloader needs.
 """
 
@@ -32,6 +33,7 @@ class Served:
     path: Path
     sha256: str
     cut_at: int | None = None
+    stall_at: int | None = None
     linked_sha: str | None = None
 
     @classmethod
@@ -124,6 +126,9 @@ class FileServer:
         stop = size
         if served.cut_at is not None and start < served.cut_at:
             stop, served.cut_at = served.cut_at, None  # cut once
+        stall = served.stall_at is not None and start < served.stall_at
+        if served.stall_at is not None and stall:
+            stop, served.stall_at = served.stall_at, None  # stall once
         with served.path.open("rb") as fh:
             fh.seek(start)
             left = stop - start
@@ -132,6 +137,8 @@ class FileServer:
                 await stream.send_all(chunk)
                 self.sent_bytes += len(chunk)
                 left -= len(chunk)
+        if stall:
+            await trio.sleep_forever()  # the client waits for the rest until it gives up
 
 
 def _head(status: int, fields: dict[str, str]) -> bytes:
