@@ -10,7 +10,6 @@ orchestrator over a fake backend and talk to it in memory::
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,7 +17,6 @@ from importlib import metadata
 from typing import Any, Literal
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import Icon, ToolAnnotations
 
 from mcp_frontend import completions, notifications, resources
 from mcp_frontend.checks.legacy_tools import LegacyToolCalls
@@ -63,43 +61,18 @@ _STDLIB_LEVELS: dict[str, Literal["DEBUG", "WARNING", "ERROR"]] = {
 
 
 class _Server(MCPServer[Any]):
-    """The SDK's server, with tool descriptions as written, not as indented in the source.
+    """The SDK's server, registering tools through ``schemas``.
 
-    The SDK takes a tool's description from its docstring verbatim, so every
-    line after the first kept the function's indentation. Tools are registered
-    through ``schemas`` (see :mod:`mcp_frontend.tools.schema_cache`).
+    See :class:`~mcp_frontend.tools.schema_cache.SchemaCachingToolManager`: schemas
+    kept across starts, descriptions as written.
     """
 
     def __init__(self, name: str, *, schemas: SchemaCache, **options: Any) -> None:
         super().__init__(name, **options)
         # The SDK offers no seam for how tools are registered; its manager is replaced
-        # before any is, by one that differs only in where the schemas come from.
+        # before any is, by one that differs only in the schemas' source and descriptions.
         self._tool_manager = SchemaCachingToolManager(
             schemas, warn_on_duplicate_tools=self.settings.warn_on_duplicate_tools
-        )
-
-    def add_tool(
-        self,
-        fn: Callable[..., Any],
-        name: str | None = None,
-        title: str | None = None,
-        description: str | None = None,
-        annotations: ToolAnnotations | None = None,
-        icons: list[Icon] | None = None,
-        meta: dict[str, Any] | None = None,
-        structured_output: bool | None = None,
-    ) -> None:
-        """Register ``fn`` as a tool, its description dedented (see the SDK's ``add_tool``)."""
-        doc = description if description is not None else fn.__doc__
-        super().add_tool(
-            fn,
-            name=name,
-            title=title,
-            description=inspect.cleandoc(doc or ""),
-            annotations=annotations,
-            icons=icons,
-            meta=meta,
-            structured_output=structured_output,
         )
 
 

@@ -215,7 +215,12 @@ class SchemaCache:
 
 
 class SchemaCachingToolManager(ToolManager):
-    """The SDK's tool manager, registering tools through a :class:`SchemaCache`."""
+    """The SDK's tool manager, registering tools through a :class:`SchemaCache`.
+
+    Descriptions are also taken as written, not as indented in the source: the SDK
+    takes a docstring verbatim, so every line after the first kept the function's
+    indentation.
+    """
 
     def __init__(self, schemas: SchemaCache, *, warn_on_duplicate_tools: bool = True) -> None:
         super().__init__(warn_on_duplicate_tools=warn_on_duplicate_tools)
@@ -233,11 +238,12 @@ class SchemaCachingToolManager(ToolManager):
         structured_output: bool | None = None,
     ) -> Tool:
         """Add a tool, its schemas from the cache where they are current (see the SDK's)."""
+        doc = description if description is not None else fn.__doc__
         tool = self.schemas.tool(
             fn,
             name=name,
             title=title,
-            description=description,
+            description=inspect.cleandoc(doc or ""),
             annotations=annotations,
             icons=icons,
             meta=meta,

@@ -25,9 +25,9 @@ from orchestrator import (
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.status import ModelStatus, Owner
-from tests.e2e.lmstudio.support import FAST, GEMMA, QWEN
 from tests.fakes import Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
+from tests.reliability.stack import FAST, GEMMA, QWEN
 
 BOUND_S = 10.0  # every wait below is bounded by this
 # Unloads that fail fast, and a reconciler that looks every 50 ms.

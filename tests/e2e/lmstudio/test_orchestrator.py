@@ -20,9 +20,9 @@ from orchestrator import (
 )
 from orchestrator.backends.lmstudio import LMStudioBackend
 from orchestrator.inference import ChatMessage, ChatRequest, InferenceClient, InferenceTarget
-from tests.e2e.lmstudio.support import FAST, QWEN
 from tests.fakes import GUARDRAIL_MESSAGE, Reply, Simulator, open_simulator
 from tests.fakes.fixtures import make_backend
+from tests.reliability.stack import FAST, QWEN
 
 TOKEN = "sk-lm-abcdefgh:abcdefghijklmnopqrst"
 
