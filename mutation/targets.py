@@ -34,6 +34,7 @@ class Target:
 
 _CORE_TESTS = (
     "tests/orchestrator/test_policy.py",
+    "tests/orchestrator/test_policy_rules.py",
     "tests/orchestrator/test_decide.py",
     "tests/orchestrator/test_lifecycle.py",
     "tests/orchestrator/test_capacity.py",

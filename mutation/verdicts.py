@@ -51,6 +51,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "always pass tripped; for every other input the table never reads the flag"
         ),
         "return None | `return None` dropped": "the function's end returns None anyway",
+        "unload_failures: int = 0 | `0` -> `1`": (
+            "start_unload and cleanup, the only ways into EXPIRING, set it to 0, and only "
+            "unload_done in EXPIRING reads it"
+        ),
         "if src is State.BREAKER_OPEN and inp is Input.COOLDOWN_OVER: | `and` -> `or`": (
             "RESET returned earlier, and the table leaves BREAKER_OPEN for another state only "
             "on COOLDOWN_OVER, which it accepts nowhere else: either half implies the other"

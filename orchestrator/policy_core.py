@@ -91,7 +91,8 @@ class Core(Struct, frozen=True, kw_only=True):
     last_error: str | None = None
     # Who the instance on the backend belongs to; None while nothing is loaded.
     owner: Owner | None = None
-    # Consecutive failed unloads of the current EXPIRING spell (sets the retry backoff).
+    # Consecutive failed unloads of the current EXPIRING spell (sets the retry backoff);
+    # set to 0 by every way into EXPIRING, so its value outside one is never read.
     unload_failures: int = 0
     # The breaker opened since the last success: reaching READY closes it (a log event).
     breaker_opened: bool = False

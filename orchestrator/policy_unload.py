@@ -136,7 +136,7 @@ def _settle(core: Core, inp: Input, now: float, fx: list[Effect]) -> Core:
     """The instance is confirmed gone: leave EXPIRING, into the breaker if it tripped."""
     unload_waiters = core.unload_waiters
     tripped = core.failures >= core.limits.breaker_threshold
-    core = fire(core, inp, fx, tripped=tripped, unload_waiters=(), owner=None, unload_failures=0)
+    core = fire(core, inp, fx, tripped=tripped, unload_waiters=(), owner=None)
     fx.append(disarm(Timer.UNLOAD_RETRY, core))
     if core.state is State.BREAKER_OPEN:
         core = open_breaker(core, now, fx)
