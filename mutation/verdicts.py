@@ -88,6 +88,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "task_status.started() | `task_status.started()` dropped": (
             "reached only when run() stopped before starting, which cannot happen (see above)"
         ),
+        "assert_never(effect) | `assert_never(effect)` dropped": (
+            "the match has a case for every Effect type (mypy checks it is exhaustive), so "
+            "the default case is never reached"
+        ),
         "self._recv.close() | `self._recv.close()` dropped": (
             "the only send end is closed and the queue drained just before; closing the "
             "receive end as well changes nothing anyone can observe"
