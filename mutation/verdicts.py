@@ -60,6 +60,17 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "on COOLDOWN_OVER, which it accepts nowhere else: either half implies the other"
         ),
     },
+    "orchestrator.names": {
+        "and len(name) <= MAX_MODEL_NAME_LENGTH | `<=` -> `<`": (
+            "a valid name of exactly 256 characters then misses the fast path, and the "
+            "checks below accept it and return it unchanged: only the speed differs"
+        ),
+        "return name | `return name` dropped": (
+            "dropped from the fast path, the checks below accept exactly the names it "
+            "accepts and return the same name; the last return is reached by no name, since "
+            "every name the fast path refuses fails one of the checks above it"
+        ),
+    },
     "orchestrator.retry": {
         (
             'raise AssertionError("unreachable: tenacity re-raises after the last attempt") | '
@@ -80,6 +91,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         ),
         "task_status.started() | `task_status.started()` dropped": (
             "reached only when run() stopped before starting, which cannot happen (see above)"
+        ),
+        "assert_never(effect) | `assert_never(effect)` dropped": (
+            "the match has a case for every Effect type (mypy checks it is exhaustive), so "
+            "the default case is never reached"
         ),
         "self._recv.close() | `self._recv.close()` dropped": (
             "the only send end is closed and the queue drained just before; closing the "

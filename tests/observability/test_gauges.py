@@ -1,4 +1,7 @@
-"""``lmsorch_in_flight_requests`` and ``lmsorch_mailbox_depth`` show work while it exists."""
+"""``lmsorch_in_flight_requests`` and ``lmsorch_mailbox_depth`` show work while it exists.
+
+``lmsorch_model_state`` shows a model while an actor manages it, and only then.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +61,22 @@ async def test_mailbox_depth_shows_the_messages_still_queued() -> None:
     assert max(seen.seen) > 0, seen.seen  # the burst was visible while queued
     assert max(seen.seen) < callers  # the first message was being handled
     assert seen.seen[-1] == 0
+
+
+async def test_model_state_shows_a_model_from_its_actor_start_until_it_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def state(orch: Orchestrator, name: str) -> float | None:
+        labels = {"model": "m", "state": name}
+        return orch.metrics.registry.get_sample_value("lmsorch_model_state", labels)
+
+    async with open_orchestrator(FakeBackend(["m"])) as orch:
+        assert state(orch, "UNLOADED") is None  # no actor yet
+        assert (await orch.unload("m")).state.value == "UNLOADED"  # starts one; no transition
+        assert state(orch, "UNLOADED") == 1
+        await orch.ensure_loaded("m")
+        assert (state(orch, "UNLOADED"), state(orch, "READY")) == (0, 1)
+        assert orch.metrics.registry.get_sample_value("lmsorch_loaded_models") == 1
+    # Stopped (and unloaded): no actor manages m, so no state is claimed for it.
+    assert state(orch, "READY") is None
+    assert orch.metrics.registry.get_sample_value("lmsorch_loaded_models") == 0

@@ -86,6 +86,25 @@ async def test_every_lifecycle_event_is_one_json_line_with_its_fields(
     assert "model" not in logs.events("outside")[0]
 
 
+async def test_durations_are_told_in_whole_microseconds(
+    logs: LogCapture, autojump_clock: trio.testing.MockClock
+) -> None:
+    backend = FakeBackend(["a"])
+    backend.script("a").load_delay_s = 1.23456789  # finer than a microsecond
+    async with open_orchestrator(backend, QUICK) as orch, orch.watch() as feed:
+        await orch.ensure_loaded("a")
+        changes = []
+        while (item := feed.get_nowait()) is not None:
+            assert isinstance(item, TransitionEvent)
+            changes.append(item)
+    [loading] = [c for c in changes if c.src.value == "LOADING"]
+    assert loading.duration_s == 1.234568  # the time spent LOADING, in the change feed
+    [logged] = [t for t in logs.events("transition") if t["src"] == "LOADING"]
+    assert logged["duration_s"] == 1.234568  # and in its log line
+    [load] = logs.events("load")
+    assert load["duration_s"] == 1.234568  # as the load's own line says
+
+
 def test_secrets_are_redacted_at_any_depth_and_in_text(logs: LogCapture) -> None:
     register_secret("lmstudio-secret-value-123")
     log = structlog.get_logger("test")

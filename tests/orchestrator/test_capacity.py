@@ -211,6 +211,19 @@ async def test_only_idle_slot_holders_are_evicted_and_the_reason_names_the_holde
         await room.pool.reserve("b", None, wait_s=1)
 
 
+async def test_a_busy_slot_holder_is_never_asked_to_unload_even_if_least_recently_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    room = Room(max_models=2)
+    await room.pool.reserve("a", None, wait_s=1)
+    await room.pool.reserve("c", None, wait_s=1)
+    room.resident("a", idle=False, used_at=0.0)  # in use, and the oldest
+    room.resident("c", used_at=5.0)
+    with pytest.raises(CapacityExhausted):  # c is asked, but nothing here unloads it
+        await room.pool.reserve("b", None, wait_s=1)
+    assert set(room.evicted) == {"c"}
+
+
 async def test_a_change_wakes_a_waiting_load_once_per_change() -> None:
     room = Room()
     await room.pool.reserve("a", None, wait_s=1)

@@ -31,6 +31,21 @@ def test_the_limit_is_256_characters_inclusive() -> None:
     assert reason("a" * 257) == "longer than 256 characters"
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("a" * 255 + "$", "contains '$'; allowed: letters, digits and ._-/@:+()"),
+        ("-" + "a" * 255, "must not start with '-'"),
+        ("a" * 253 + "/..", "contains a '..' path segment"),
+    ],
+)
+def test_a_name_of_exactly_256_characters_is_refused_for_its_real_fault(
+    name: str, why: str
+) -> None:
+    assert len(name) == MAX_MODEL_NAME_LENGTH
+    assert reason(name) == why  # not "longer than 256 characters": it is not
+
+
 @pytest.mark.parametrize(("name", "type_name"), [(None, "NoneType"), (42, "int"), (b"m", "bytes")])
 def test_a_name_that_is_not_a_string_is_refused_as_such(name: object, type_name: str) -> None:
     assert reason(name) == f"must be a string, not {type_name}"
