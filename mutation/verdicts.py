@@ -60,17 +60,6 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "on COOLDOWN_OVER, which it accepts nowhere else: either half implies the other"
         ),
     },
-    "orchestrator.names": {
-        "and len(name) <= MAX_MODEL_NAME_LENGTH | `<=` -> `<`": (
-            "a valid name of exactly 256 characters then misses the fast path, and the "
-            "checks below accept it and return it unchanged: only the speed differs"
-        ),
-        "return name | `return name` dropped": (
-            "dropped from the fast path, the checks below accept exactly the names it "
-            "accepts and return the same name; the last return is reached by no name, since "
-            "every name the fast path refuses fails one of the checks above it"
-        ),
-    },
     "orchestrator.retry": {
         (
             'raise AssertionError("unreachable: tenacity re-raises after the last attempt") | '
