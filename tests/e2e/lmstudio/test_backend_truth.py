@@ -150,6 +150,9 @@ async def test_a_second_instance_loaded_by_hand_holds_room_until_unloaded(
         async with orch.lease(QWEN):  # QWEN in use: nothing of ours can give way
             with pytest.raises((CapacityExhausted, WaitTimeout), match=f"{QWEN}:2"):
                 await orch.ensure_loaded(GEMMA, timeout_s=0.5)
+            # The caller's timeout and the load's wait for room end together: let the load
+            # give up too, or the next request would join it and its 0.5 s wait.
+            await until(lambda: state_of(orch, GEMMA) is not State.LOADING)
             assert sorted(sim.loaded()) == [QWEN, f"{QWEN}:2"]  # LM Studio holds 2: the bound
         # QWEN idle and ours gives way to GEMMA; the other client's instance stays.
         await orch.ensure_loaded(GEMMA)
