@@ -25,7 +25,7 @@ from orchestrator import Backend, Config, ConfigError
 from orchestrator.backends.base import DownloadProgress, Downloads
 from orchestrator.logs import configure_logging
 
-__all__ = ["describe", "run_download"]
+__all__ = ["run_download"]
 
 _MB = 1_000_000
 
@@ -43,10 +43,10 @@ class _Progress:
         if now - self._last < self._every_s:
             return
         self._last = now
-        print(f"  {describe(report)}", file=self._out, flush=True)
+        print(f"  {_describe(report)}", file=self._out, flush=True)
 
 
-def describe(report: DownloadProgress) -> str:
+def _describe(report: DownloadProgress) -> str:
     """One line for a report: status, megabytes so far of the total, share and rate."""
     parts: list[str] = [report.status]
     done, total = report.downloaded_bytes, report.total_bytes
@@ -59,12 +59,17 @@ def describe(report: DownloadProgress) -> str:
     return ", ".join(parts)
 
 
-async def _download(backend: Downloads, source: str, quantization: str | None) -> DownloadProgress:
-    return await backend.download(source, quantization=quantization, report=_Progress(sys.stderr))
-
-
-async def _close(backend: Backend) -> None:
-    await backend.aclose()
+async def _download(backend: Backend, source: str, quantization: str | None) -> DownloadProgress:
+    """Download with ``backend``, then close it, even when Ctrl-C ends the download."""
+    try:
+        if not isinstance(backend, Downloads):
+            raise ConfigError(f"the {backend.name} backend cannot download models")
+        print(f"downloading {source} ({backend.name}) ...", file=sys.stderr, flush=True)
+        report = _Progress(sys.stderr)
+        return await backend.download(source, quantization=quantization, report=report)
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.aclose()
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -78,22 +83,17 @@ def run_download(args: argparse.Namespace) -> int:
     # Log lines go to stderr (redacted), as the server's do: stdout carries the result.
     configure_logging(config.log_level, secrets=(config.lmstudio.api_token,))
     backend = make_backend(config, args.backend)
-    if not isinstance(backend, Downloads):
-        raise ConfigError(f"the {backend.name} backend cannot download models")
     started = time.perf_counter()
-    print(f"downloading {args.source} ({backend.name}) ...", file=sys.stderr, flush=True)
     try:
         result = trio.run(_download, backend, args.source, args.quantization)
     except KeyboardInterrupt:
         again = (
             "run the same command again to resume"
-            if backend.stops_on_cancel
+            if isinstance(backend, Downloads) and backend.stops_on_cancel
             else f"the {backend.name} backend may go on downloading it"
         )
         print(f"lmsorch models download: interrupted; {again}", file=sys.stderr)
         return 130
-    finally:
-        trio.run(_close, backend)
     elapsed = time.perf_counter() - started
     what = "already downloaded" if result.status == "already_downloaded" else "downloaded"
     print(f"{result.model_key or args.source}: {what} in {elapsed:.1f}s")
