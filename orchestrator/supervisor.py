@@ -203,9 +203,9 @@ class Supervisor:
         """
         unnamed = [x for x in listed if x.identifier != x.key]
         sizes: dict[str, int | None] = {}
-        # Without the catalogue they count without a size: the count still holds.
-        with contextlib.suppress(OrchestratorError):
-            if unnamed:
+        if unnamed:
+            # Without the catalogue they count without a size: the count still holds.
+            with contextlib.suppress(OrchestratorError):
                 sizes = {info.key: info.size_bytes for info in await self.catalog.models()}
         self.pool.set_unmanaged({x.identifier: sizes.get(x.key) or 0 for x in unnamed})
 
